@@ -1,0 +1,178 @@
+"""SQLModel tables of the ddft store: datasets, samples, jobs, variants, outputs, judgments, ratings."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# Modalities of a sample, as the paper splits its instruction data.
+MODALITIES = ("image", "video", "text")
+# What a dataset is for: training data, or an evaluation set with reference answers.
+PURPOSES = ("train", "eval")
+# Job lifecycle. "interrupted" is set when a running job's process is found dead.
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+JOB_ACTIVE = ("queued", "running")
+
+
+class Dataset(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    modality: str  # image | video | text (an eval set of videos is "video")
+    purpose: str = "train"  # train | eval
+    source: str = ""  # synthetic | foodx251 | tasty | youcook2 | llava | questions
+    root: str = ""  # where the files lie on disk (absolute)
+    description: str = ""
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Sample(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "external_id", name="uq_sample_dataset_external"),
+        Index("ix_sample_dataset_split", "dataset_id", "split"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    dataset_id: int = Field(foreign_key="dataset.id", index=True)
+    external_id: str  # the id the source dataset gives it (video id, image name, slug)
+    modality: str = Field(index=True)
+    split: str = "train"
+    media_path: Optional[str] = None  # absolute path of the image or video, None for text
+    # The instruction pair as Video-LLaVA trains on it; placeholders are added by the processor.
+    prompt: str = Field(sa_column=Column(Text, nullable=False))
+    answer: str = Field(sa_column=Column(Text, nullable=False))
+    # Group for clustered statistics (recipe type / dish): videos of one recipe are not independent.
+    group: str = ""
+    included: bool = True
+    duration_s: Optional[float] = None
+    # Source-specific extras: step segments [{segment: [s, e], id, sentence}], structured recipe, ...
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Job(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    kind: str = Field(index=True)  # train | generate | judge | ...
+    status: str = Field(default="queued", index=True)
+    title: str = ""
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    pid: Optional[int] = None
+    host: str = ""
+    step: int = 0
+    total: int = 0
+    message: str = ""
+    cancel_requested: bool = False
+    error: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    log_path: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: Optional[datetime] = None
+    heartbeat_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+
+
+class Metric(SQLModel, table=True):
+    """One scalar a job reported at a step (loss, learning rate, samples/s, ...)."""
+
+    __table_args__ = (Index("ix_metric_job_name_step", "job_id", "name", "step"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id")
+    step: int
+    name: str
+    value: float
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Checkpoint(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("job_id", "step", name="uq_checkpoint_job_step"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id", index=True)
+    step: int
+    path: str
+    final: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ModelVariant(SQLModel, table=True):
+    """A model that can generate: a base model, or a base plus a LoRA adapter."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    base_model: str  # hub id or local directory
+    adapter_path: Optional[str] = None
+    job_id: Optional[int] = Field(default=None, foreign_key="job.id")
+    checkpoint_id: Optional[int] = Field(default=None, foreign_key="checkpoint.id")
+    description: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Generation(SQLModel, table=True):
+    """A text a variant produced for a sample; append-only, keyed by what produced it."""
+
+    __table_args__ = (
+        UniqueConstraint("variant_id", "sample_id", "params_key", name="uq_generation_key"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    variant_id: int = Field(foreign_key="modelvariant.id", index=True)
+    sample_id: int = Field(foreign_key="sample.id", index=True)
+    job_id: Optional[int] = Field(default=None, foreign_key="job.id")
+    prompt: str = Field(sa_column=Column(Text, nullable=False))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    # Hash of prompt + decoding parameters: a changed setting makes a new row.
+    params_key: str
+    decoding: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    frame_indices: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    frame_times: list[float] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    n_tokens: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Judgment(SQLModel, table=True):
+    """A judge's score of one generation; append-only, keyed by judge, protocol and prompt version."""
+
+    __table_args__ = (
+        UniqueConstraint(
+            "generation_id", "judge", "protocol", "prompt_version", name="uq_judgment_key"
+        ),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    generation_id: int = Field(foreign_key="generation.id", index=True)
+    judge: str  # "offline" or the judge model's name, e.g. gpt-3.5-turbo
+    protocol: str  # paper | upstream | two-stage | pairwise | offline
+    prompt_version: str
+    score: Optional[float] = None  # None when the reply could not be parsed
+    verdict: str = ""  # yes | no | unparsable
+    raw: str = Field(default="", sa_column=Column(Text, nullable=False))
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    job_id: Optional[int] = Field(default=None, foreign_key="job.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Rater(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Rating(SQLModel, table=True):
+    """A person's blind rating of one generation (or of a pair, by choice)."""
+
+    __table_args__ = (
+        UniqueConstraint("rater_id", "generation_id", "campaign", name="uq_rating_key"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    rater_id: int = Field(foreign_key="rater.id", index=True)
+    generation_id: int = Field(foreign_key="generation.id", index=True)
+    other_generation_id: Optional[int] = Field(default=None, foreign_key="generation.id")
+    campaign: str = ""
+    scores: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    choice: str = ""  # pairwise: left | right | tie | both-bad
+    seconds: float = 0.0
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,425 @@
+"""Typed query functions over the store; every reader and writer in ddft goes through these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Optional, Sequence
+
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
+
+from db.models import (
+    Checkpoint,
+    Dataset,
+    Generation,
+    Job,
+    Judgment,
+    Metric,
+    ModelVariant,
+    Sample,
+    utcnow,
+)
+
+
+# ---------------------------------------------------------------- datasets and samples
+
+
+def get_dataset(session: Session, *, name: str) -> Optional[Dataset]:
+    return session.exec(select(Dataset).where(Dataset.name == name)).first()
+
+
+def get_or_create_dataset(
+    session: Session,
+    *,
+    name: str,
+    modality: str,
+    purpose: str = "train",
+    source: str = "",
+    root: str = "",
+    description: str = "",
+    meta: dict[str, Any] | None = None,
+) -> Dataset:
+    """The dataset called `name`, created with these fields when it does not exist yet."""
+    dataset = get_dataset(session, name=name)
+    if dataset is None:
+        dataset = Dataset(
+            name=name,
+            modality=modality,
+            purpose=purpose,
+            source=source,
+            root=root,
+            description=description,
+            meta=meta or {},
+        )
+        session.add(dataset)
+        session.flush()
+    return dataset
+
+
+def list_datasets(session: Session, *, purpose: str | None = None) -> list[Dataset]:
+    query = select(Dataset).order_by(Dataset.id)
+    if purpose:
+        query = query.where(Dataset.purpose == purpose)
+    return list(session.exec(query))
+
+
+def add_samples(
+    session: Session, *, dataset_id: int, samples: Iterable[dict[str, Any]]
+) -> tuple[int, int]:
+    """Insert samples that the dataset does not hold yet (by external_id).
+
+    Returns (inserted, skipped). Safe to call again with the same input.
+    """
+    existing = set(
+        session.exec(select(Sample.external_id).where(Sample.dataset_id == dataset_id))
+    )
+    inserted = skipped = 0
+    for fields in samples:
+        if fields["external_id"] in existing:
+            skipped += 1
+            continue
+        session.add(Sample(dataset_id=dataset_id, **fields))
+        existing.add(fields["external_id"])
+        inserted += 1
+    session.flush()
+    return inserted, skipped
+
+
+def _sample_filter(
+    query,
+    *,
+    dataset_id: int | None,
+    modality: str | None,
+    split: str | None,
+    included: bool | None,
+    search: str | None,
+):
+    if dataset_id is not None:
+        query = query.where(Sample.dataset_id == dataset_id)
+    if modality:
+        query = query.where(Sample.modality == modality)
+    if split:
+        query = query.where(Sample.split == split)
+    if included is not None:
+        query = query.where(Sample.included == included)
+    if search:
+        pattern = f"%{search}%"
+        query = query.where(
+            or_(
+                col(Sample.prompt).ilike(pattern),
+                col(Sample.answer).ilike(pattern),
+                col(Sample.external_id).ilike(pattern),
+            )
+        )
+    return query
+
+
+def list_samples(
+    session: Session,
+    *,
+    dataset_id: int | None = None,
+    modality: str | None = None,
+    split: str | None = None,
+    included: bool | None = None,
+    search: str | None = None,
+    offset: int = 0,
+    limit: int | None = 100,
+) -> list[Sample]:
+    """Samples in id order, filtered; `search` matches prompt, answer or external id."""
+    query = _sample_filter(
+        select(Sample),
+        dataset_id=dataset_id,
+        modality=modality,
+        split=split,
+        included=included,
+        search=search,
+    ).order_by(Sample.id)
+    query = query.offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.exec(query))
+
+
+def count_samples(
+    session: Session,
+    *,
+    dataset_id: int | None = None,
+    modality: str | None = None,
+    split: str | None = None,
+    included: bool | None = None,
+    search: str | None = None,
+) -> int:
+    query = _sample_filter(
+        select(func.count()).select_from(Sample),
+        dataset_id=dataset_id,
+        modality=modality,
+        split=split,
+        included=included,
+        search=search,
+    )
+    return int(session.exec(query).one())
+
+
+def sample_splits(session: Session) -> list[str]:
+    return sorted(set(session.exec(select(Sample.split).distinct())))
+
+
+def get_sample(session: Session, *, sample_id: int) -> Optional[Sample]:
+    return session.get(Sample, sample_id)
+
+
+def set_sample_included(session: Session, *, sample_id: int, included: bool) -> Sample:
+    """Include or exclude a sample from training. Raises KeyError for an unknown id."""
+    sample = session.get(Sample, sample_id)
+    if sample is None:
+        raise KeyError(f"no sample with id {sample_id}")
+    sample.included = included
+    session.add(sample)
+    session.flush()
+    return sample
+
+
+# ---------------------------------------------------------------- jobs and progress
+
+
+def create_job(
+    session: Session, *, kind: str, params: dict[str, Any], title: str = ""
+) -> Job:
+    job = Job(kind=kind, params=params, title=title or kind)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, *, job_id: int) -> Optional[Job]:
+    return session.get(Job, job_id)
+
+
+def list_jobs(
+    session: Session, *, kind: str | None = None, status: Sequence[str] | None = None
+) -> list[Job]:
+    query = select(Job).order_by(col(Job.id).desc())
+    if kind:
+        query = query.where(Job.kind == kind)
+    if status:
+        query = query.where(col(Job.status).in_(list(status)))
+    return list(session.exec(query))
+
+
+def update_job(session: Session, *, job_id: int, **fields: Any) -> Job:
+    """Set fields of a job row. Raises KeyError for an unknown id."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise KeyError(f"no job with id {job_id}")
+    for key, value in fields.items():
+        setattr(job, key, value)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def add_metrics(session: Session, *, job_id: int, step: int, values: dict[str, float]) -> None:
+    now = utcnow()
+    for name, value in values.items():
+        session.add(Metric(job_id=job_id, step=step, name=name, value=float(value), created_at=now))
+    session.flush()
+
+
+def metric_series(session: Session, *, job_id: int, name: str) -> list[tuple[int, float]]:
+    rows = session.exec(
+        select(Metric.step, Metric.value)
+        .where(Metric.job_id == job_id, Metric.name == name)
+        .order_by(Metric.step, Metric.id)
+    )
+    return [(int(step), float(value)) for step, value in rows]
+
+
+def latest_metrics(session: Session, *, job_id: int) -> dict[str, float]:
+    """The last reported value of each metric of a job."""
+    latest: dict[str, float] = {}
+    rows = session.exec(
+        select(Metric.name, Metric.value).where(Metric.job_id == job_id).order_by(Metric.step, Metric.id)
+    )
+    for name, value in rows:
+        latest[name] = float(value)
+    return latest
+
+
+def add_checkpoint(
+    session: Session, *, job_id: int, step: int, path: str, final: bool = False
+) -> Checkpoint:
+    checkpoint = Checkpoint(job_id=job_id, step=step, path=path, final=final)
+    session.add(checkpoint)
+    session.flush()
+    return checkpoint
+
+
+def list_checkpoints(session: Session, *, job_id: int) -> list[Checkpoint]:
+    return list(
+        session.exec(select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step))
+    )
+
+
+# ---------------------------------------------------------------- variants, generations, judgments
+
+
+def get_variant(session: Session, *, name: str) -> Optional[ModelVariant]:
+    return session.exec(select(ModelVariant).where(ModelVariant.name == name)).first()
+
+
+def create_variant(
+    session: Session,
+    *,
+    name: str,
+    base_model: str,
+    adapter_path: str | None = None,
+    job_id: int | None = None,
+    checkpoint_id: int | None = None,
+    description: str = "",
+) -> ModelVariant:
+    variant = ModelVariant(
+        name=name,
+        base_model=base_model,
+        adapter_path=adapter_path,
+        job_id=job_id,
+        checkpoint_id=checkpoint_id,
+        description=description,
+    )
+    session.add(variant)
+    session.flush()
+    return variant
+
+
+def list_variants(session: Session) -> list[ModelVariant]:
+    return list(session.exec(select(ModelVariant).order_by(ModelVariant.id)))
+
+
+def find_generation(
+    session: Session, *, variant_id: int, sample_id: int, params_key: str
+) -> Optional[Generation]:
+    return session.exec(
+        select(Generation).where(
+            Generation.variant_id == variant_id,
+            Generation.sample_id == sample_id,
+            Generation.params_key == params_key,
+        )
+    ).first()
+
+
+def add_generation(session: Session, **fields: Any) -> Generation:
+    generation = Generation(**fields)
+    session.add(generation)
+    session.flush()
+    return generation
+
+
+def list_generations(
+    session: Session,
+    *,
+    variant_id: int | None = None,
+    dataset_id: int | None = None,
+    sample_id: int | None = None,
+) -> list[Generation]:
+    query = select(Generation).order_by(Generation.id)
+    if variant_id is not None:
+        query = query.where(Generation.variant_id == variant_id)
+    if sample_id is not None:
+        query = query.where(Generation.sample_id == sample_id)
+    if dataset_id is not None:
+        query = query.join(Sample, Sample.id == Generation.sample_id).where(
+            Sample.dataset_id == dataset_id
+        )
+    return list(session.exec(query))
+
+
+def find_judgment(
+    session: Session, *, generation_id: int, judge: str, protocol: str, prompt_version: str
+) -> Optional[Judgment]:
+    return session.exec(
+        select(Judgment).where(
+            Judgment.generation_id == generation_id,
+            Judgment.judge == judge,
+            Judgment.protocol == protocol,
+            Judgment.prompt_version == prompt_version,
+        )
+    ).first()
+
+
+def add_judgment(session: Session, **fields: Any) -> Judgment:
+    judgment = Judgment(**fields)
+    session.add(judgment)
+    session.flush()
+    return judgment
+
+
+def judgments_for_generation(session: Session, *, generation_id: int) -> list[Judgment]:
+    return list(
+        session.exec(
+            select(Judgment).where(Judgment.generation_id == generation_id).order_by(Judgment.id)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class JudgedRow:
+    """One judged generation, flattened for reports."""
+
+    variant: str
+    sample_id: int
+    group: str
+    score: Optional[float]
+    verdict: str
+    judge: str
+    protocol: str
+    prompt_version: str
+    decoding: dict[str, Any]
+
+
+def judged_rows(
+    session: Session,
+    *,
+    dataset_id: int | None = None,
+    judge: str | None = None,
+    protocol: str | None = None,
+) -> list[JudgedRow]:
+    """Every judgment joined with its generation's variant and sample, for reports."""
+    query = (
+        select(Judgment, Generation, ModelVariant, Sample)
+        .join(Generation, Generation.id == Judgment.generation_id)
+        .join(ModelVariant, ModelVariant.id == Generation.variant_id)
+        .join(Sample, Sample.id == Generation.sample_id)
+        .order_by(ModelVariant.id, Sample.id)
+    )
+    if dataset_id is not None:
+        query = query.where(Sample.dataset_id == dataset_id)
+    if judge:
+        query = query.where(Judgment.judge == judge)
+    if protocol:
+        query = query.where(Judgment.protocol == protocol)
+    return [
+        JudgedRow(
+            variant=variant.name,
+            sample_id=sample.id,
+            group=sample.group,
+            score=judgment.score,
+            verdict=judgment.verdict,
+            judge=judgment.judge,
+            protocol=judgment.protocol,
+            prompt_version=judgment.prompt_version,
+            decoding=generation.decoding,
+        )
+        for judgment, generation, variant, sample in session.exec(query)
+    ]
+
+
+def stale_running_jobs(session: Session, *, older_than: datetime) -> list[Job]:
+    """Running jobs whose last heartbeat is older than `older_than` (their process may be gone)."""
+    return list(
+        session.exec(
+            select(Job).where(
+                Job.status == "running",
+                or_(col(Job.heartbeat_at).is_(None), col(Job.heartbeat_at) < older_than),
+            )
+        )
+    )

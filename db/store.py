@@ -1,0 +1,88 @@
+"""Opening the store: workspace and URL resolution, the engine factory, sessions."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, create_engine
+
+from db import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+DB_FILENAME = "ddft.db"
+DEFAULT_WORKSPACE = "workspace"
+BUSY_TIMEOUT_MS = 30_000
+
+
+class StoreError(RuntimeError):
+    """The store could not be opened (bad URL, unwritable folder, not a ddft database)."""
+
+
+def resolve_workspace(workspace: str | os.PathLike[str] | None = None) -> Path:
+    """The workspace folder: the argument, else $DDFT_WORKSPACE, else ./workspace (absolute)."""
+    chosen = workspace or os.environ.get("DDFT_WORKSPACE") or DEFAULT_WORKSPACE
+    return Path(chosen).expanduser().resolve()
+
+
+def database_url(workspace: str | os.PathLike[str] | None = None) -> str:
+    """$DDFT_DB_URL when set, else a SQLite file inside the workspace."""
+    url = os.environ.get("DDFT_DB_URL")
+    if url:
+        return url
+    return f"sqlite:///{resolve_workspace(workspace) / DB_FILENAME}"
+
+
+def _configure_sqlite(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the TUI read while a job process writes; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def open_store(
+    workspace: str | os.PathLike[str] | None = None, *, url: str | None = None
+) -> Engine:
+    """Open (and on first use create) the store; returns a SQLAlchemy engine.
+
+    Raises StoreError when the database cannot be created or opened.
+    """
+    url = url or database_url(workspace)
+    connect_args: dict = {}
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store folder for {path}: {exc}") from exc
+        connect_args = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+    try:
+        engine = create_engine(url, connect_args=connect_args)
+    except Exception as exc:  # bad URL or missing driver
+        raise StoreError(f"cannot open store {url!r}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _configure_sqlite)
+    try:
+        SQLModel.metadata.create_all(engine)
+    except Exception as exc:
+        raise StoreError(f"cannot open store {url!r}: {exc}") from exc
+    return engine
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

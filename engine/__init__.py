@@ -1,0 +1,1 @@
+"""ddft engine: importers, media, models, training, generation, judging, jobs and the CLI."""

@@ -1,0 +1,1 @@
+"""The typer command-line interface, the composition root of ddft."""

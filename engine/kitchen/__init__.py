@@ -1,0 +1,1 @@
+"""The synthetic kitchen: dishes, recipes, rendered cooking videos, dish images and cooking Q&A."""

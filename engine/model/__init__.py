@@ -1,0 +1,1 @@
+"""Video-LLaVA models: loading from a hub id or a directory, the tiny offline model, LoRA."""

@@ -1,0 +1,1 @@
+"""The ddft workbench: a Textual app over the store."""
