@@ -1,0 +1,264 @@
+"""`ddft`: every step of directed domain fine-tuning, headless; `ddft tui` opens the workbench."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from engine.cli import data as data_cli
+from engine.cli import jobs as jobs_cli
+from engine.cli.console import (
+    WorkspaceOption,
+    console,
+    fail,
+    friendly,
+    open_workspace,
+    run_foreground,
+)
+
+app = typer.Typer(
+    name="ddft",
+    help="Directed domain fine-tuning of Video-LLaVA: curate, train, generate, judge, report.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(jobs_cli.app, name="jobs")
+app.add_typer(data_cli.app, name="data")
+variants_app = typer.Typer(help="Model variants: base models and trained adapters.",
+                           no_args_is_help=True)
+app.add_typer(variants_app, name="variants")
+
+DetachOption = Annotated[
+    bool, typer.Option("--detach", help="Run as a background job and return at once.")
+]
+
+
+def _launch(engine, workspace: Path, *, kind: str, params: dict, title: str, detach: bool):
+    from engine.jobs import create_job, spawn_job
+
+    job_id = create_job(engine, kind=kind, params=params, title=title)
+    if detach:
+        pid = spawn_job(engine, job_id, workspace=workspace)
+        console.print(f"job {job_id} started in the background (pid {pid}); "
+                      f"`ddft jobs show {job_id}` follows it")
+        return None
+    job = run_foreground(engine, job_id, workspace=workspace, description=title)
+    console.print(f"job {job_id} {job.status}: {job.result}")
+    if job.status != "succeeded":
+        raise typer.Exit(1)
+    return job
+
+
+@app.command()
+@friendly
+def demo(
+    workspace: WorkspaceOption = None,
+    no_tui: Annotated[bool, typer.Option("--no-tui", help="Print the report; do not open the "
+                                         "workbench.")] = False,
+) -> None:
+    """Build a complete demo workspace (kitchen, tiny model, LoRA run, generations, judge,
+    report) and open the workbench on it. A second run reuses what exists."""
+    from engine.demo import run_demo
+
+    path = run_demo(workspace, console=console)
+    if not no_tui:
+        _open_tui(path)
+
+
+def _open_tui(path: Path) -> None:
+    # The workbench is imported only here: the CLI is the composition root.
+    from workbench.app import build_app
+
+    build_app(path).run()
+
+
+@app.command()
+@friendly
+def tui(workspace: WorkspaceOption = None) -> None:
+    """Open the workbench on a workspace."""
+    from db.store import resolve_workspace
+
+    _open_tui(resolve_workspace(workspace))
+
+
+@app.command()
+@friendly
+def train(
+    variant: Annotated[str, typer.Option(help="Name of the model variant the run produces.")],
+    base: Annotated[str, typer.Option(help="Base model: hub id or local directory.")],
+    dataset: Annotated[
+        Optional[list[str]],
+        typer.Option("--dataset", "-d", help="Training dataset (repeat); default: the kitchen's "
+                     "image, video and text sets."),
+    ] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Samples per step.")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="LoRA learning rate.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    workspace: WorkspaceOption = None,
+    detach: DetachOption = False,
+) -> None:
+    """LoRA-train a base model on included samples of the given datasets."""
+    from db import queries
+    from db.store import session_scope
+    from engine.demo import TINY_TRAIN_CONFIG
+    from engine.importers.kitchen import TRAIN_SETS
+
+    path, engine = open_workspace(workspace)
+    datasets = list(dataset or TRAIN_SETS)
+    with session_scope(engine) as session:
+        missing = [name for name in datasets if queries.get_dataset(session, name=name) is None]
+        if queries.get_variant(session, name=variant) is not None:
+            fail(f"a model variant named {variant!r} exists already; choose another --variant")
+    if missing:
+        fail(f"no dataset named {', '.join(missing)}; `ddft data list` shows what is there")
+    config = dict(TINY_TRAIN_CONFIG)
+    overrides = {"max_steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
+                 "seed": seed}
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    params = {"base": base, "datasets": datasets, "variant": variant, "config": config}
+    _launch(engine, path, kind="train", params=params, title=f"train {variant}", detach=detach)
+
+
+@app.command()
+@friendly
+def generate(
+    variant: Annotated[str, typer.Option(help="Model variant to generate with.")],
+    eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
+    batch_size: Annotated[int, typer.Option(help="Generations per batch.")] = 4,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
+    workspace: WorkspaceOption = None,
+    detach: DetachOption = False,
+) -> None:
+    """Generate recipes for an eval set (greedy); stored generations are skipped."""
+    from db import queries
+    from db.store import session_scope
+
+    path, engine = open_workspace(workspace)
+    with session_scope(engine) as session:
+        if queries.get_variant(session, name=variant) is None:
+            fail(f"no model variant named {variant!r}; `ddft variants list` shows them")
+        if queries.get_dataset(session, name=eval_set) is None:
+            fail(f"no eval set named {eval_set!r}; `ddft data list` shows the datasets")
+    params = {"variant": variant, "eval_set": eval_set, "batch_size": batch_size,
+              "max_new_tokens": max_new_tokens, "num_frames": 8}
+    _launch(engine, path, kind="generate", params=params, title=f"generate {variant}",
+            detach=detach)
+
+
+class JudgeName(str, Enum):
+    offline = "offline"
+
+
+@app.command()
+@friendly
+def judge(
+    eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
+    variant: Annotated[
+        Optional[list[str]], typer.Option(help="Only these variants (repeat); default all.")
+    ] = None,
+    judge_name: Annotated[JudgeName, typer.Option("--judge", help="Which judge.")] = JudgeName.offline,
+    workspace: WorkspaceOption = None,
+    detach: DetachOption = False,
+) -> None:
+    """Score stored generations against their references; judged ones are skipped."""
+    from db import queries
+    from db.store import session_scope
+
+    path, engine = open_workspace(workspace)
+    with session_scope(engine) as session:
+        if queries.get_dataset(session, name=eval_set) is None:
+            fail(f"no eval set named {eval_set!r}; `ddft data list` shows the datasets")
+    params = {"eval_set": eval_set, "variants": variant or [], "judge": judge_name.value}
+    _launch(engine, path, kind="judge", params=params, title=f"judge {eval_set}", detach=detach)
+
+
+class ReportFormat(str, Enum):
+    md = "md"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+@friendly
+def report(
+    eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
+    judge_name: Annotated[Optional[str], typer.Option("--judge", help="Only this judge.")] = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="Output format.")] = ReportFormat.md,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """The paper's Table 1 per variant: Yes, No, Accuracy, Average Score."""
+    print_report(workspace, eval_set=eval_set, judge=judge_name, fmt=fmt.value)
+
+
+def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fmt: str) -> None:
+    from db import queries
+    from db.store import session_scope
+    from engine.report import build_report, render_csv, render_json, render_markdown
+
+    _, engine = open_workspace(workspace)
+    with session_scope(engine) as session:
+        dataset = queries.get_dataset(session, name=eval_set)
+        if dataset is None:
+            fail(f"no eval set named {eval_set!r}; `ddft data list` shows the datasets")
+        rows = queries.judged_rows(session, dataset_id=dataset.id, judge=judge)
+    if not rows:
+        fail(f"nothing judged on {eval_set} yet: run `ddft generate` and `ddft judge` first")
+    built = build_report(rows, eval_set=eval_set)
+    renderer = {"md": render_markdown, "csv": render_csv, "json": render_json}[fmt]
+    console.print(renderer(built), markup=False, highlight=False, soft_wrap=True)
+
+
+@variants_app.command("list")
+@friendly
+def list_variants(workspace: WorkspaceOption = None) -> None:
+    """Model variants that can generate."""
+    from db import queries
+    from db.store import session_scope
+
+    _, engine = open_workspace(workspace)
+    with session_scope(engine) as session:
+        variants = queries.list_variants(session)
+    if not variants:
+        console.print("no model variants yet: `ddft demo` or `ddft train` makes them")
+        return
+    table = Table("id", "name", "base model", "adapter", "job")
+    for v in variants:
+        table.add_row(str(v.id), v.name, v.base_model, v.adapter_path or "—",
+                      str(v.job_id or "—"))
+    console.print(table)
+
+
+@variants_app.command("add")
+@friendly
+def add_variant(
+    name: str,
+    base: Annotated[str, typer.Option(help="Hub id or local model directory.")],
+    adapter: Annotated[Optional[Path], typer.Option(help="LoRA adapter directory.")] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Register a base model (and optionally an adapter) as a variant."""
+    from db import queries
+    from db.store import session_scope
+
+    if adapter is not None and not (adapter / "adapter_config.json").is_file():
+        fail(f"{adapter}: not a LoRA adapter folder (adapter_config.json missing)")
+    _, engine = open_workspace(workspace)
+    with session_scope(engine) as session:
+        if queries.get_variant(session, name=name):
+            fail(f"a model variant named {name!r} exists already")
+        queries.create_variant(session, name=name, base_model=base,
+                               adapter_path=str(adapter.resolve()) if adapter else None)
+    console.print(f"added variant {name}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

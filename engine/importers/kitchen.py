@@ -1,0 +1,120 @@
+"""Import the synthetic kitchen as the paper's three per-modality training sets plus an eval set."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from db import queries
+from db.store import session_scope
+from engine.media import DEFAULT_FRAMES, uniform_indices
+from engine.recipe import DISH_PROMPT, RECIPE_PROMPT
+
+# Dataset names the demo and tests use.
+IMAGE_SET = "kitchen-images"
+VIDEO_SET = "kitchen-videos"
+TEXT_SET = "kitchen-questions"
+EVAL_SET = "kitchen-eval"
+TRAIN_SETS = (IMAGE_SET, VIDEO_SET, TEXT_SET)
+
+
+class KitchenImportError(ValueError):
+    """The kitchen folder is missing its manifest or the manifest is not what ddft wrote."""
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    dataset: str
+    imported: int
+    skipped: int
+
+
+def _frame_times(n_frames: int, fps: float) -> list[float]:
+    if n_frames < DEFAULT_FRAMES or fps <= 0:
+        return []
+    return [round(i / fps, 3) for i in uniform_indices(n_frames, DEFAULT_FRAMES)]
+
+
+def import_kitchen(engine: Engine, root: Path) -> list[ImportSummary]:
+    """Add the kitchen under `root` to the store (one transaction; safe to re-run).
+
+    Raises KitchenImportError when root/kitchen.json is missing or malformed.
+    """
+    root = root.resolve()
+    manifest_path = root / "kitchen.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        dishes = {d["slug"]: d for d in manifest["dishes"]}
+        annotations = json.loads((root / "annotations.json").read_text())["database"]
+    except FileNotFoundError as exc:
+        raise KitchenImportError(f"{exc.filename}: not found; build the kitchen first "
+                                 "(`ddft data kitchen`)") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise KitchenImportError(f"{manifest_path}: not a ddft kitchen manifest ({exc})") from None
+
+    image_rows = [
+        {
+            "external_id": item["path"],
+            "modality": "image",
+            "split": "train",
+            "media_path": str(root / item["path"]),
+            "prompt": DISH_PROMPT,
+            "answer": dishes[item["dish"]]["name"],
+            "group": dishes[item["dish"]]["recipe_type"],
+            "meta": {"dish": item["dish"]},
+        }
+        for item in manifest["images"]
+    ]
+    video_rows: list[dict] = []
+    eval_rows: list[dict] = []
+    for item in manifest["videos"]:
+        dish = dishes[item["dish"]]
+        row = {
+            "external_id": item["video_id"],
+            "modality": "video",
+            "split": "train" if item["subset"] == "training" else "validation",
+            "media_path": str(root / item["path"]),
+            "prompt": RECIPE_PROMPT,
+            "answer": dish["recipe"],
+            "group": dish["recipe_type"],
+            "duration_s": float(item["duration"]),
+            "meta": {
+                "dish": item["dish"],
+                "segments": annotations[item["video_id"]]["annotations"],
+                "frame_times": _frame_times(int(item["n_frames"]), float(item["fps"])),
+                "fps": item["fps"],
+                "n_frames": item["n_frames"],
+            },
+        }
+        (video_rows if item["subset"] == "training" else eval_rows).append(row)
+    text_rows = [
+        {
+            "external_id": f"q{index:04d}",
+            "modality": "text",
+            "split": "train",
+            "media_path": None,
+            "prompt": item["question"],
+            "answer": item["answer"],
+            "meta": {},
+        }
+        for index, item in enumerate(manifest["questions"])
+    ]
+    plan = [
+        (IMAGE_SET, "image", "train", "Dish images: what is the dish in this image?", image_rows),
+        (VIDEO_SET, "video", "train", "Cooking videos with recipes and step segments", video_rows),
+        (TEXT_SET, "text", "train", "General cooking questions with answers", text_rows),
+        (EVAL_SET, "video", "eval", "Held-out cooking videos with reference recipes", eval_rows),
+    ]
+    summaries = []
+    with session_scope(engine) as session:
+        for name, modality, purpose, description, rows in plan:
+            dataset = queries.get_or_create_dataset(
+                session, name=name, modality=modality, purpose=purpose, source="synthetic",
+                root=str(root), description=description,
+            )
+            imported, skipped = queries.add_samples(session, dataset_id=dataset.id, samples=rows)
+            summaries.append(ImportSummary(name, imported, skipped))
+    return summaries

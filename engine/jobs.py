@@ -1,0 +1,309 @@
+"""Jobs: a Job row plus a detached OS process (`ddft jobs run ID`) that reports to the store.
+
+This module is import-light (no torch): the workbench imports it to start and cancel work.
+A job's process writes its status, progress, metrics and a heartbeat to the store; the workbench
+only polls. A running job whose process is gone (crash, reboot, killed SSH session with the job
+in its process group) is found by `refresh_job_states` and marked "interrupted"; it can be resumed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from sqlalchemy.engine import Engine
+
+from db import queries
+from db.models import JOB_ACTIVE, Job, utcnow
+from db.store import session_scope
+
+HEARTBEAT_S = 2.0
+# A heartbeat older than this marks a job interrupted when its process cannot be checked directly
+# (it runs on another host sharing the store).
+STALE_AFTER_S = 60.0
+# What `ddft jobs run` executes for each kind: "module:function", imported only when run, so
+# that listing or cancelling jobs never imports torch.
+HANDLERS: dict[str, str] = {
+    "train": "engine.tasks:train_task",
+    "generate": "engine.tasks:generate_task",
+    "judge": "engine.tasks:judge_task",
+}
+
+
+class JobError(RuntimeError):
+    """A job cannot be started, run or resumed as asked."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler to stop at once after it has saved what it must."""
+
+
+class JobContext:
+    """What a handler gets: the job's params and ways to report progress and check for cancel."""
+
+    def __init__(self, engine: Engine, job: Job, workspace: Path):
+        self.engine = engine
+        self.job_id: int = job.id  # type: ignore[assignment]
+        self.kind = job.kind
+        self.params: dict[str, Any] = dict(job.params)
+        self.workspace = workspace
+        self._cancel_checked = 0.0
+        self._cancelled = False
+        self._listeners: list[Callable[[int, int, str], None]] = []
+
+    def add_progress_listener(self, listener: Callable[[int, int, str], None]) -> None:
+        """Also send progress to `listener(step, total, message)` (a foreground progress bar)."""
+        self._listeners.append(listener)
+
+    def progress(self, step: int, total: int | None = None, message: str | None = None) -> None:
+        fields: dict[str, Any] = {"step": step, "heartbeat_at": utcnow()}
+        if total is not None:
+            fields["total"] = total
+        if message is not None:
+            fields["message"] = message
+        with session_scope(self.engine) as session:
+            job = queries.update_job(session, job_id=self.job_id, **fields)
+            step, total_now, message_now = job.step, job.total, job.message
+        for listener in self._listeners:
+            listener(step, total_now, message_now)
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        with session_scope(self.engine) as session:
+            queries.add_metrics(session, job_id=self.job_id, step=step, values=values)
+
+    def should_stop(self) -> bool:
+        """True once someone asked to cancel this job (checked against the store at most 2×/s)."""
+        now = time.monotonic()
+        if not self._cancelled and now - self._cancel_checked > 0.5:
+            self._cancel_checked = now
+            with session_scope(self.engine) as session:
+                job = queries.get_job(session, job_id=self.job_id)
+                self._cancelled = bool(job and job.cancel_requested)
+        return self._cancelled
+
+    def set_result(self, **values: Any) -> None:
+        with session_scope(self.engine) as session:
+            job = queries.get_job(session, job_id=self.job_id)
+            assert job is not None
+            job.result = {**job.result, **values}
+            session.add(job)
+
+    def log(self, line: str) -> None:
+        """A line for the job's log (stdout is the log file of a detached job)."""
+        print(line, flush=True)
+
+
+def create_job(engine: Engine, *, kind: str, params: dict[str, Any], title: str = "") -> int:
+    """Add a queued job row; returns its id. Raises JobError for an unknown kind."""
+    if kind not in HANDLERS:
+        raise JobError(f"unknown job kind {kind!r}; expected one of {', '.join(sorted(HANDLERS))}")
+    with session_scope(engine) as session:
+        return queries.create_job(session, kind=kind, params=params, title=title).id  # type: ignore[return-value]
+
+
+def job_log_path(workspace: Path, job_id: int) -> Path:
+    return workspace / "runs" / "jobs" / f"job-{job_id:05d}.log"
+
+
+def _reap(process: subprocess.Popen) -> None:
+    process.wait()
+
+
+def spawn_job(engine: Engine, job_id: int, *, workspace: Path) -> int:
+    """Start `ddft jobs run ID` as a detached process (own session: it outlives the caller's
+    terminal and SSH connection). Returns its pid."""
+    log_path = job_log_path(workspace, job_id)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "engine.cli.main", "jobs", "run", str(job_id),
+               "--workspace", str(workspace)]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    with session_scope(engine) as session:
+        queries.update_job(session, job_id=job_id, pid=process.pid, host=socket.gethostname(),
+                           log_path=str(log_path))
+    # A long-lived caller (the workbench) reaps the child so it never lingers as a zombie.
+    threading.Thread(target=_reap, args=(process,), daemon=True, name=f"reap-job-{job_id}").start()
+    return process.pid
+
+
+def submit(
+    engine: Engine, *, kind: str, params: dict[str, Any], workspace: Path, title: str = ""
+) -> int:
+    """Create a job and start it detached; returns the job id."""
+    job_id = create_job(engine, kind=kind, params=params, title=title)
+    spawn_job(engine, job_id, workspace=workspace)
+    return job_id
+
+
+def request_cancel(engine: Engine, job_id: int) -> None:
+    """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next check.
+    Raises JobError for an unknown id."""
+    with session_scope(engine) as session:
+        job = queries.get_job(session, job_id=job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        job.cancel_requested = True
+        if job.status == "queued":
+            job.status = "cancelled"
+            job.finished_at = utcnow()
+        session.add(job)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        # A zombie has exited; only its parent has not collected it yet.
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().split(b")")[-1].split()[0] != b"Z"
+    except OSError:
+        return True
+
+
+def refresh_job_states(engine: Engine) -> list[int]:
+    """Mark running jobs whose process is gone as interrupted; returns their ids."""
+    found: list[int] = []
+    host = socket.gethostname()
+    stale_before = utcnow() - timedelta(seconds=STALE_AFTER_S)
+    with session_scope(engine) as session:
+        for job in queries.list_jobs(session, status=["running"]):
+            if job.host == host and job.pid:
+                dead = not _process_alive(job.pid)
+            else:
+                dead = job.heartbeat_at is None or job.heartbeat_at < stale_before
+            if dead:
+                job.status = "interrupted"
+                job.message = "process ended without reporting; resume with `ddft jobs resume`"
+                session.add(job)
+                found.append(job.id)  # type: ignore[arg-type]
+    return found
+
+
+def _load_handler(kind: str) -> Callable[[JobContext], Optional[dict[str, Any]]]:
+    module_name, _, function = HANDLERS[kind].partition(":")
+    return getattr(importlib.import_module(module_name), function)
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, engine: Engine, job_id: int):
+        super().__init__(daemon=True, name=f"heartbeat-job-{job_id}")
+        self.engine, self.job_id = engine, job_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_S):
+            try:
+                with session_scope(self.engine) as session:
+                    queries.update_job(session, job_id=self.job_id, heartbeat_at=utcnow())
+            except Exception:  # a busy store must not kill the job; the next beat retries
+                pass
+
+
+def run_job(
+    engine: Engine,
+    job_id: int,
+    *,
+    workspace: Path,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Job:
+    """Run a job in this process (what `ddft jobs run ID` does, and the foreground CLI commands).
+
+    Sets status running → succeeded | failed | cancelled, with a heartbeat meanwhile.
+    Raises JobError when the job does not exist or is not runnable; handler errors are recorded
+    on the row (status failed) and re-raised.
+    """
+    with session_scope(engine) as session:
+        job = queries.get_job(session, job_id=job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        if job.status not in ("queued", "interrupted", "failed"):
+            raise JobError(f"job {job_id} is {job.status}; only queued, interrupted or failed "
+                           "jobs can run")
+        if job.cancel_requested:
+            job.status = "cancelled"
+            job.finished_at = utcnow()
+            session.add(job)
+            return job
+        job.status = "running"
+        job.pid = os.getpid()
+        job.host = socket.gethostname()
+        job.started_at = job.started_at or utcnow()
+        job.heartbeat_at = utcnow()
+        job.finished_at = None
+        job.error = None
+        session.add(job)
+        session.flush()
+        session.refresh(job)
+    context = JobContext(engine, job, workspace)
+    if progress:
+        context.add_progress_listener(progress)
+    heartbeat = _Heartbeat(engine, job_id)
+    heartbeat.start()
+    status, error, result = "succeeded", None, None
+    try:
+        result = _load_handler(job.kind)(context)
+        if context.should_stop():
+            status = "cancelled"
+    except JobCancelled:
+        status = "cancelled"
+    except BaseException as exc:
+        status = "failed"
+        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        context.log(traceback.format_exc())
+        raise
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join(timeout=5)
+        with session_scope(engine) as session:
+            finished = queries.update_job(
+                session, job_id=job_id, status=status, error=error, finished_at=utcnow(),
+                heartbeat_at=utcnow(),
+                message={"succeeded": "done", "cancelled": "cancelled"}.get(status, "failed"),
+            )
+            if result:
+                finished.result = {**finished.result, **result}
+                session.add(finished)
+            session.flush()
+            session.refresh(finished)
+    return finished
+
+
+def resume_job(engine: Engine, job_id: int, *, workspace: Path, detach: bool = True) -> int:
+    """Queue an interrupted, failed or cancelled job again and start it; work already stored is
+    skipped by its handler. Raises JobError when the job is still active or unknown."""
+    with session_scope(engine) as session:
+        job = queries.get_job(session, job_id=job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        if job.status in JOB_ACTIVE:
+            raise JobError(f"job {job_id} is {job.status}; it cannot be resumed")
+        if job.status == "succeeded":
+            raise JobError(f"job {job_id} already succeeded; nothing to resume")
+        job.status = "queued"
+        job.cancel_requested = False
+        job.message = "resumed"
+        session.add(job)
+    if detach:
+        spawn_job(engine, job_id, workspace=workspace)
+    return job_id

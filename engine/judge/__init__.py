@@ -1,0 +1,1 @@
+"""Judges of generated recipes: the offline judge here, GPT judges later, all storing Judgment rows."""
