@@ -1,0 +1,113 @@
+"""The store: pragmas, URL resolution, schema on first open, typed queries, constraints."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from db import queries
+from db.models import Sample
+from db.store import StoreError, database_url, open_store, resolve_workspace, session_scope
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_busy_timeout(ddft_store):
+    with ddft_store.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+
+
+def test_schema_is_created_on_first_open(ddft_workspace):
+    engine = open_store(ddft_workspace)
+    assert (ddft_workspace / "ddft.db").is_file()
+    with engine.connect() as connection:
+        tables = {row[0] for row in connection.execute(
+            text("SELECT name FROM sqlite_master WHERE type='table'"))}
+    assert {"dataset", "sample", "job", "modelvariant", "metric", "checkpoint", "generation",
+            "judgment", "rater", "rating"} <= tables
+
+
+def test_ddft_db_url_overrides_the_workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("DDFT_DB_URL", f"sqlite:///{tmp_path}/elsewhere.db")
+    assert database_url(tmp_path / "ws") == f"sqlite:///{tmp_path}/elsewhere.db"
+    open_store(tmp_path / "ws")
+    assert (tmp_path / "elsewhere.db").is_file()
+    assert not (tmp_path / "ws" / "ddft.db").exists()
+
+
+def test_workspace_comes_from_argument_then_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("DDFT_WORKSPACE", str(tmp_path / "env"))
+    assert resolve_workspace() == tmp_path / "env"
+    assert resolve_workspace(tmp_path / "arg") == tmp_path / "arg"
+
+
+def test_a_bad_url_is_one_clear_error():
+    with pytest.raises(StoreError, match="cannot open store"):
+        open_store(url="nosuchdialect://x")
+
+
+def test_foreign_keys_are_enforced(ddft_store):
+    with pytest.raises(IntegrityError):
+        with session_scope(ddft_store) as session:
+            session.add(Sample(dataset_id=999, external_id="x", modality="text", prompt="p",
+                               answer="a"))
+
+
+def _samples(n, modality="text"):
+    return [{"external_id": f"s{i}", "modality": modality, "split": "train" if i % 2 else "val",
+             "prompt": f"question {i}", "answer": "pasta" if i == 3 else f"answer {i}"}
+            for i in range(n)]
+
+
+def test_add_samples_is_idempotent_and_filters_work(ddft_store):
+    with session_scope(ddft_store) as session:
+        dataset = queries.get_or_create_dataset(session, name="qa", modality="text")
+        assert queries.add_samples(session, dataset_id=dataset.id, samples=_samples(10)) == (10, 0)
+        assert queries.add_samples(session, dataset_id=dataset.id, samples=_samples(12)) == (2, 10)
+        assert queries.count_samples(session, dataset_id=dataset.id) == 12
+        assert queries.count_samples(session, split="train") == 6
+        found = queries.list_samples(session, search="PASTA")
+        assert [s.external_id for s in found] == ["s3"]
+        page = queries.list_samples(session, offset=5, limit=5)
+        assert [s.external_id for s in page] == [f"s{i}" for i in range(5, 10)]
+        queries.set_sample_included(session, sample_id=page[0].id, included=False)
+    with session_scope(ddft_store) as session:
+        assert queries.count_samples(session, included=False) == 1
+        with pytest.raises(KeyError):
+            queries.set_sample_included(session, sample_id=12345, included=True)
+
+
+def test_generations_and_judgments_are_keyed_by_what_produced_them(ddft_store):
+    with session_scope(ddft_store) as session:
+        dataset = queries.get_or_create_dataset(session, name="eval", modality="video",
+                                                purpose="eval")
+        queries.add_samples(session, dataset_id=dataset.id, samples=_samples(1, "video"))
+        sample = queries.list_samples(session)[0]
+        variant = queries.create_variant(session, name="base", base_model="/m")
+        generation = queries.add_generation(
+            session, variant_id=variant.id, sample_id=sample.id, prompt="p", text="t",
+            params_key="k1")
+        assert queries.find_generation(session, variant_id=variant.id, sample_id=sample.id,
+                                       params_key="k1").id == generation.id
+        assert queries.find_generation(session, variant_id=variant.id, sample_id=sample.id,
+                                       params_key="k2") is None
+        queries.add_judgment(session, generation_id=generation.id, judge="offline",
+                             protocol="offline", prompt_version="v1", score=4.0, verdict="yes")
+    with pytest.raises(IntegrityError):
+        with session_scope(ddft_store) as session:
+            queries.add_generation(session, variant_id=variant.id, sample_id=sample.id,
+                                   prompt="p", text="other", params_key="k1")
+    with session_scope(ddft_store) as session:
+        rows = queries.judged_rows(session, dataset_id=dataset.id)
+    assert [(r.variant, r.score, r.verdict) for r in rows] == [("base", 4.0, "yes")]
+
+
+def test_metrics_series_and_latest(ddft_store):
+    with session_scope(ddft_store) as session:
+        job = queries.create_job(session, kind="train", params={})
+        for step, loss in [(1, 3.0), (2, 2.5), (3, 2.0)]:
+            queries.add_metrics(session, job_id=job.id, step=step, values={"loss": loss, "lr": 0.1})
+        assert queries.metric_series(session, job_id=job.id, name="loss") == [
+            (1, 3.0), (2, 2.5), (3, 2.0)]
+        assert queries.latest_metrics(session, job_id=job.id) == {"loss": 2.0, "lr": 0.1}

@@ -1,0 +1,147 @@
+"""Jobs: a real detached subprocess reporting to the store, cancel, interruption, resume."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from db import queries
+from db.store import session_scope
+from engine import jobs
+from engine.recipe import format_recipe
+
+REFERENCE = format_recipe("Tomato Soup", ["2 cups tomatoes", "1 tbsp olive oil"],
+                          ["Chop the tomatoes.", "Simmer the tomatoes in olive oil."])
+
+
+def _one_generation(engine):
+    with session_scope(engine) as session:
+        dataset = queries.get_or_create_dataset(session, name="eval", modality="video",
+                                                purpose="eval")
+        queries.add_samples(session, dataset_id=dataset.id, samples=[
+            {"external_id": "v1", "modality": "video", "prompt": "recipe?", "answer": REFERENCE}])
+        sample = queries.list_samples(session)[0]
+        variant = queries.create_variant(session, name="tuned", base_model="/m")
+        queries.add_generation(session, variant_id=variant.id, sample_id=sample.id, prompt="p",
+                               text=REFERENCE, params_key="k")
+
+
+def _wait_for(engine, job_id, statuses, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope(engine) as session:
+            job = queries.get_job(session, job_id=job_id)
+        if job.status in statuses:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} stayed {job.status}")
+
+
+def test_a_detached_job_runs_in_its_own_session_and_reports_to_the_store(ddft_store,
+                                                                          ddft_workspace):
+    _one_generation(ddft_store)
+    job_id = jobs.submit(ddft_store, kind="judge", params={"eval_set": "eval"},
+                         workspace=ddft_workspace, title="judge eval")
+    with session_scope(ddft_store) as session:
+        pid = queries.get_job(session, job_id=job_id).pid
+    try:
+        # Its own session: closing the terminal (or SSH connection) that started it does not
+        # send it SIGHUP.
+        assert os.getsid(pid) == pid != os.getsid(0)
+    except ProcessLookupError:
+        pass  # it finished already
+    job = _wait_for(ddft_store, job_id, {"succeeded", "failed"})
+    assert job.status == "succeeded", job.error
+    assert job.result == {"judged": 1, "skipped": 0}
+    assert job.step == job.total == 1
+    assert job.heartbeat_at is not None and job.finished_at is not None
+    log = jobs.job_log_path(ddft_workspace, job_id).read_text()
+    assert f"job {job_id} succeeded" in log
+    with session_scope(ddft_store) as session:
+        (row,) = queries.judged_rows(session)
+    assert row.verdict == "yes" and row.score == 5.0
+
+
+def test_cancel_stops_a_running_job(ddft_store, ddft_workspace, monkeypatch):
+    seen = []
+
+    def slow(ctx):
+        ctx.progress(0, 1000)
+        for step in range(1000):
+            if ctx.should_stop():
+                seen.append(step)
+                return {"stopped_at": step}
+            ctx.progress(step)
+            time.sleep(0.01)
+        return {}
+
+    monkeypatch.setattr(jobs, "_load_handler", lambda kind: slow)
+    job_id = jobs.create_job(ddft_store, kind="train", params={})
+    runner = threading.Thread(target=jobs.run_job, args=(ddft_store, job_id),
+                              kwargs={"workspace": ddft_workspace})
+    runner.start()
+    _wait_for(ddft_store, job_id, {"running"})
+    time.sleep(0.3)
+    jobs.request_cancel(ddft_store, job_id)
+    runner.join(timeout=20)
+    with session_scope(ddft_store) as session:
+        job = queries.get_job(session, job_id=job_id)
+    assert job.status == "cancelled"
+    assert seen and seen[0] < 999
+    assert job.result["stopped_at"] == seen[0]
+
+
+def test_a_failing_handler_marks_the_job_failed_with_its_error(ddft_store, ddft_workspace,
+                                                               monkeypatch):
+    def broken(ctx):
+        raise jobs.JobError("no dataset named 'nope'")
+
+    monkeypatch.setattr(jobs, "_load_handler", lambda kind: broken)
+    job_id = jobs.create_job(ddft_store, kind="train", params={})
+    with pytest.raises(jobs.JobError):
+        jobs.run_job(ddft_store, job_id, workspace=ddft_workspace)
+    with session_scope(ddft_store) as session:
+        job = queries.get_job(session, job_id=job_id)
+    assert job.status == "failed"
+    assert "no dataset named 'nope'" in job.error
+
+
+def test_a_job_whose_process_died_is_interrupted_and_can_resume(ddft_store, ddft_workspace):
+    _one_generation(ddft_store)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    job_id = jobs.create_job(ddft_store, kind="judge", params={"eval_set": "eval"})
+    with session_scope(ddft_store) as session:
+        import socket
+
+        queries.update_job(session, job_id=job_id, status="running", pid=dead.pid,
+                           host=socket.gethostname())
+    assert jobs.refresh_job_states(ddft_store) == [job_id]
+    with session_scope(ddft_store) as session:
+        assert queries.get_job(session, job_id=job_id).status == "interrupted"
+    jobs.resume_job(ddft_store, job_id, workspace=ddft_workspace, detach=False)
+    job = jobs.run_job(ddft_store, job_id, workspace=ddft_workspace)
+    assert job.status == "succeeded"
+    with pytest.raises(jobs.JobError, match="already succeeded"):
+        jobs.resume_job(ddft_store, job_id, workspace=ddft_workspace)
+
+
+def test_unknown_kinds_and_ids_are_clear_errors(ddft_store, ddft_workspace):
+    with pytest.raises(jobs.JobError, match="unknown job kind 'bake'"):
+        jobs.create_job(ddft_store, kind="bake", params={})
+    with pytest.raises(jobs.JobError, match="no job with id 42"):
+        jobs.request_cancel(ddft_store, 42)
+    with pytest.raises(jobs.JobError, match="no job with id 42"):
+        jobs.run_job(ddft_store, 42, workspace=ddft_workspace)
+
+
+def test_cancelling_a_queued_job_cancels_it_at_once(ddft_store):
+    job_id = jobs.create_job(ddft_store, kind="judge", params={})
+    jobs.request_cancel(ddft_store, job_id)
+    with session_scope(ddft_store) as session:
+        assert queries.get_job(session, job_id=job_id).status == "cancelled"
