@@ -21,9 +21,6 @@ _UNITS = {
 _NUMBER = re.compile(r"^(\d+([./]\d+)?|\d+\s+\d+/\d+|[½¼¾⅓⅔])$")
 _QUANTITY = re.compile(r"(\d+([./]\d+)?|[½¼¾⅓⅔])")
 _WORD = re.compile(r"[a-z]+")
-_SECTION = re.compile(r"^\s*(dish|ingredients|steps|instructions|directions|method)\s*:?\s*(.*)$", re.I)
-_BULLET = re.compile(r"^\s*[-*•]\s*(.+)$")
-_NUMBERED = re.compile(r"^\s*(\d+)\s*[.)]\s*(.+)$")
 STOPWORDS = {
     "the", "and", "a", "an", "to", "of", "in", "into", "with", "for", "on", "until", "it", "them",
     "is", "are", "or", "then", "over", "at", "from", "by", "about", "each", "all", "your", "up",
@@ -32,6 +29,8 @@ STOPWORDS = {
 
 @dataclass
 class ParsedRecipe:
+    """What could be read from a recipe text; parts that were missing are None or empty."""
+
     dish: str | None = None
     ingredients: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
@@ -47,38 +46,70 @@ def format_recipe(name: str, ingredients: list[str] | tuple[str, ...],
     return "\n".join(lines)
 
 
-def parse_recipe(text: str) -> ParsedRecipe:
-    """Dish, ingredient lines and steps from recipe-shaped text; junk lines are ignored.
+_HEADER = re.compile(r"^(?P<name>[A-Za-z][A-Za-z ]{0,30}?)\s*:\s*(?P<rest>.*)$")
+_DISH_HEADERS = {"dish", "dish name", "name", "recipe", "title"}
+_SECTIONS = {
+    "ingredients": "ingredients",
+    "ingredient": "ingredients",
+    "steps": "steps",
+    "step": "steps",
+    "instructions": "steps",
+    "directions": "steps",
+    "method": "steps",
+}
+_MARKER = re.compile(
+    r"^(?:[-*\u2022+]|\(?\d{1,2}\s*[.):]|step\s+\d{1,2}\s*[.):]?)\s*", re.IGNORECASE
+)
 
-    Accepts "Dish:/Ingredients:/Steps:" sections, "-", "*" or "•" bullets, and "1." or "1)"
-    numbering; numbered lines outside any section count as steps.
+
+def _item(line: str) -> str:
+    return " ".join(_MARKER.sub("", line.strip(), count=1).split())
+
+
+def parse_recipe(text: str) -> ParsedRecipe:
+    """Read a recipe written in `format_recipe`'s layout, tolerating what models get wrong.
+
+    Headers are case-insensitive, may lack their colon or wear markdown ("## Steps",
+    "**Ingredients:**"), and "Instructions"/"Method" count as steps; items may be bulleted
+    with "-", "*" or "\u2022", numbered "1." or "1)" or "Step 1:", or bare; text after a header's
+    colon counts as the first item; lines before any section or under an unknown header are
+    ignored. Never raises on junk: what cannot be read is left out.
     """
-    recipe = ParsedRecipe()
-    section = None
+    dish: str | None = None
+    section: str | None = None
+    parsed: dict[str, list[str]] = {"ingredients": [], "steps": []}
     for raw in text.splitlines():
         line = raw.strip()
         if not line:
             continue
-        header = _SECTION.match(line)
-        if header:
-            name, rest = header.group(1).lower(), header.group(2).strip()
-            if name == "dish":
-                recipe.dish = rest or recipe.dish
-                section = None
-            else:
-                section = "ingredients" if name == "ingredients" else "steps"
-                if rest:
-                    (recipe.ingredients if section == "ingredients" else recipe.steps).append(rest)
+        bare = line.replace("**", "").strip("# \t")
+        if bare.lower().rstrip(":").strip() in _SECTIONS:
+            section = _SECTIONS[bare.lower().rstrip(":").strip()]
             continue
-        bullet = _BULLET.match(line)
-        numbered = _NUMBERED.match(line)
-        if section == "ingredients" and (bullet or numbered):
-            recipe.ingredients.append((bullet or numbered).group(bullet and 1 or 2).strip())
-        elif section == "steps" and (numbered or bullet):
-            recipe.steps.append((numbered.group(2) if numbered else bullet.group(1)).strip())
-        elif section is None and numbered:
-            recipe.steps.append(numbered.group(2).strip())
-    return recipe
+        header = _HEADER.match(bare) if not _MARKER.match(bare) else None
+        if header is not None:
+            name = " ".join(header["name"].lower().split())
+            rest = header["rest"].strip()
+            if name in _DISH_HEADERS:
+                if dish is None and rest:
+                    dish = " ".join(rest.split())
+                section = None
+                continue
+            if name in _SECTIONS:
+                section = _SECTIONS[name]
+                if _item(rest):
+                    parsed[section].append(_item(rest))
+                continue
+            if " " not in name and not rest:
+                # An unknown one-word header ("Notes:") closes the section; a line like
+                # "Tip: use butter" inside a section is kept as an item.
+                section = None
+                continue
+        if section is not None:
+            item = _item(line)
+            if item:
+                parsed[section].append(item)
+    return ParsedRecipe(dish=dish, ingredients=parsed["ingredients"], steps=parsed["steps"])
 
 
 def content_words(text: str) -> set[str]:

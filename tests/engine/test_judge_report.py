@@ -26,7 +26,7 @@ def test_parse_round_trips_the_training_format():
 
 
 def test_parse_tolerates_other_bullets_numbering_and_junk():
-    text = "Sure! Here it is.\nINGREDIENTS\n* 1 cup rice\n• 2 eggs\nInstructions:\n1) Boil.\n2. Fry.\nEnjoy!"
+    text = "Sure! Here it is.\nINGREDIENTS\n* 1 cup rice\n• 2 eggs\nInstructions:\n1) Boil.\n2. Fry.\nNotes:\nEnjoy!"
     parsed = parse_recipe(text)
     assert parsed.dish is None
     assert parsed.ingredients == ["1 cup rice", "2 eggs"]
