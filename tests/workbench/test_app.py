@@ -1,0 +1,97 @@
+"""The app as a whole: the factory, screen switching, help, quitting, an empty store, import cost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from db import queries
+from db.store import session_scope
+from workbench.app import DdftApp, build_app
+from workbench.screens.help import HelpScreen
+
+from .conftest import SIZE, running, settle
+
+
+def _text(app, selector: str) -> str:
+    return str(app.screen.query_one(selector).content)
+
+
+async def test_build_app_opens_the_workspace_store_and_names_it_in_the_title(tmp_path, monkeypatch):
+    monkeypatch.delenv("DDFT_DB_URL", raising=False)
+    app = build_app(tmp_path / "ws")
+    assert isinstance(app, DdftApp)
+    assert (tmp_path / "ws" / "ddft.db").exists()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.title == f"ddft — {(tmp_path / 'ws').resolve()}"
+
+
+async def test_keys_switch_screens_and_help_lists_the_screen_keys(demo_store):
+    async with running(demo_store.url) as (app, pilot):
+        seen = []
+        for key in "2341":
+            await pilot.press(key)
+            await settle(pilot, rounds=1)
+            seen.append(type(app.screen).__name__)
+        assert seen == ["JobsScreen", "CompareScreen", "ReportScreen", "SamplesScreen"]
+
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        keys = str(app.screen.query_one("#help-keys").content)
+        assert "Show the next 50 samples" in keys and "Quit" in keys
+        assert "x / space" in keys
+        await pilot.press("escape")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "SamplesScreen"
+
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.return_code == 0
+
+
+async def test_an_empty_store_shows_what_to_run_on_every_screen(empty_url):
+    async with running(empty_url) as (app, pilot):
+        assert "No samples yet" in _text(app, "#sample-detail")
+        assert "ddft data kitchen" in _text(app, "#sample-detail")
+        assert _text(app, "#samples-page-label") == "rows 0 of 0"
+        await pilot.press("x", "n")  # nothing to toggle or page: no error
+        await pilot.press("2")
+        await settle(pilot)
+        assert "No jobs yet" in _text(app, "#job-detail")
+        await pilot.press("c")
+        await pilot.press("3")
+        await settle(pilot)
+        assert "No evaluation samples yet" in _text(app, "#reference")
+        assert "No model variants yet" in _text(app, "#generation")
+        await pilot.press("v", "4")
+        await settle(pilot)
+        assert "No eval set yet" in _text(app, "#report-provenance")
+
+
+async def test_an_eval_set_without_judgments_says_to_generate_and_judge(empty_url):
+    from db.store import open_store
+
+    with session_scope(open_store(url=empty_url)) as session:
+        dataset = queries.get_or_create_dataset(session, name="held-out", modality="video", purpose="eval")
+        queries.add_samples(session, dataset_id=dataset.id, samples=[
+            {"external_id": "v1", "modality": "video", "prompt": "recipe?", "answer": "Dish: Soup"}])
+    async with running(empty_url) as (app, pilot):
+        await pilot.press("4")
+        await settle(pilot)
+        provenance = _text(app, "#report-provenance")
+        assert "No judgments for held-out yet" in provenance
+        assert "ddft judge --eval-set held-out" in provenance
+        await pilot.press("3")
+        await settle(pilot)
+        assert "Dish: Soup" not in _text(app, "#reference")
+        assert "No model variants yet" in _text(app, "#generation")
+
+
+def test_importing_the_app_loads_neither_the_store_nor_the_engine():
+    code = "import sys, workbench.app; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = {name.split(".")[0] for name in out.stdout.split()}
+    # SQLAlchemy alone costs most of a second; build_app imports it when it opens the store.
+    assert not loaded & {"sqlalchemy", "sqlmodel", "db", "engine", "torch", "plotext"}

@@ -1,0 +1,32 @@
+"""The base of the workbench's screens: the store engine and one place that reports failed workers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import on
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+
+class WorkbenchScreen(Screen):
+    """A screen of the workbench; its thread workers read the store and post messages back."""
+
+    @property
+    def engine(self) -> Engine:
+        return self.app.engine  # type: ignore[attr-defined]
+
+    @on(Worker.StateChanged)
+    def _report_failed_worker(self, event: Worker.StateChanged) -> None:
+        # Workers run with exit_on_error=False: a store hiccup becomes a notice, not a crash.
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(
+                f"{event.worker.group}: {type(error).__name__}: {error}",
+                title="Something failed",
+                severity="error",
+                timeout=10,
+            )

@@ -1,0 +1,1 @@
+"""Widgets for the regions of the workbench's screens."""
