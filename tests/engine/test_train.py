@@ -1,0 +1,290 @@
+"""LoRA training on the tiny model: label masking, batching, loss, callbacks, checkpoints, cancel, errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from engine.media import MediaError
+from engine.train import (
+    IGNORE_INDEX,
+    EncodedExample,
+    TrainConfig,
+    TrainError,
+    TrainExample,
+    encode_example,
+    load_media,
+    lr_at,
+    plan_batches,
+    train_lora,
+)
+
+RECIPE = "Dish: Tomato Soup\nIngredients:\n- 4 cups chopped tomatoes\nSteps:\n1. Simmer the tomatoes."
+
+
+class Recorder:
+    """TrainCallbacks that remembers everything and can cancel after a number of steps."""
+
+    def __init__(self, stop_after: int | None = None):
+        self.total = None
+        self.logs: list[tuple[int, dict[str, float]]] = []
+        self.checkpoints: list[tuple[int, Path, bool]] = []
+        self.stop_after = stop_after
+
+    def on_start(self, total_steps: int) -> None:
+        self.total = total_steps
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        self.logs.append((step, values))
+
+    def should_stop(self) -> bool:
+        return self.stop_after is not None and len(self.logs) >= self.stop_after
+
+    def on_checkpoint(self, step: int, path: Path, final: bool) -> None:
+        self.checkpoints.append((step, path, final))
+
+
+def video_examples(media: Path) -> list[TrainExample]:
+    return [
+        TrainExample(
+            "video",
+            "What is the recipe?",
+            RECIPE,
+            str(media / f"red{i}.mp4"),
+            sample_id=i,
+        )
+        for i in range(2)
+    ] + [
+        TrainExample(
+            "video",
+            "What is the recipe?",
+            "Dish: Green Salad",
+            str(media / f"green{i}.mp4"),
+            2 + i,
+        )
+        for i in range(2)
+    ]
+
+
+def test_prompt_tokens_are_masked_and_the_answer_and_eos_are_labelled(
+    engine_tiny_model, engine_media_dir
+):
+    from engine.model.loading import load_model
+
+    processor = load_model(str(engine_tiny_model), device="cpu").processor
+    tokenizer = processor.tokenizer
+    examples = [
+        TrainExample(
+            "video", "What is the recipe?", RECIPE, str(engine_media_dir / "red0.mp4")
+        ),
+        TrainExample(
+            "image",
+            "What is the dish in this image?",
+            "Tomato Soup",
+            str(engine_media_dir / "red.png"),
+        ),
+        TrainExample(
+            "text", "How long should I rest a steak?", "About 5 to 10 minutes.", None
+        ),
+    ]
+    media = load_media(processor, examples, num_frames=8)
+    for example, n_media in zip(examples, (136, 16, 0)):
+        encoded = encode_example(
+            processor, example, media.get(example.media_path or "")
+        )
+        ids, labels = encoded.input_ids, encoded.labels
+        assert len(ids) == len(labels)
+        assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+        placeholder = {
+            "video": processor.video_token_id,
+            "image": processor.image_token_id,
+        }
+        if n_media:
+            assert ids.count(placeholder[example.modality]) == n_media
+        answer = [i for i, label in zip(ids, labels) if label != IGNORE_INDEX]
+        assert answer == [label for label in labels if label != IGNORE_INDEX]
+        assert answer[-1] == tokenizer.eos_token_id
+        assert tokenizer.decode(answer[:-1]).strip() == example.answer
+        n_prompt = labels.index(
+            next(label for label in labels if label != IGNORE_INDEX)
+        )
+        assert tokenizer.decode(ids[:n_prompt], skip_special_tokens=True).endswith(
+            "ASSISTANT:"
+        )
+
+
+def test_batches_never_mix_modalities_and_cover_every_example_once():
+    encoded = [
+        EncodedExample(m, [1], [1], None)
+        for m in ["video"] * 5 + ["image"] * 3 + ["text"] * 4
+    ]
+    batches = plan_batches(encoded, 2, random.Random(0))
+    assert sorted(i for batch in batches for i in batch) == list(range(12))
+    for batch in batches:
+        assert len({encoded[i].modality for i in batch}) == 1
+    assert plan_batches(encoded, 2, random.Random(0)) == batches
+    assert plan_batches(encoded, 2, random.Random(1)) != batches
+
+
+def test_learning_rate_warms_up_then_follows_the_cosine_to_the_floor():
+    rates = [lr_at(s, peak=1.0, total=10, warmup=2, min_ratio=0.1) for s in range(10)]
+    assert rates[:3] == [0.5, 1.0, 1.0]
+    assert all(a >= b for a, b in itertools.pairwise(rates[1:]))
+    assert rates[-1] == pytest.approx(0.1)
+
+
+def test_train_lora_lowers_the_loss_reports_and_writes_reloadable_checkpoints(
+    engine_tiny_model, engine_media_dir, tmp_path
+):
+    import torch
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from engine.model.loading import load_variant
+
+    recorder = Recorder()
+    config = TrainConfig(
+        learning_rate=3e-3,
+        projector_learning_rate=3e-3,
+        lora_dropout=0.0,
+        batch_size=4,
+        max_steps=6,
+        warmup_ratio=0.0,
+        save_every=3,
+        seed=0,
+    )
+    result = train_lora(
+        base=str(engine_tiny_model),
+        examples=video_examples(engine_media_dir),
+        out_dir=tmp_path / "run",
+        config=config,
+        callbacks=recorder,
+    )
+    assert recorder.total == 6 and result.steps == 6 and not result.stopped
+    assert [step for step, _ in recorder.logs] == [1, 2, 3, 4, 5, 6]
+    losses = [values["loss"] for _, values in recorder.logs]
+    assert losses[-1] < losses[0] - 1.0, losses
+    assert result.final_loss == losses[-1]
+    first = recorder.logs[0][1]
+    assert first["lr"] == pytest.approx(3e-3) and first[
+        "projector_lr"
+    ] == pytest.approx(3e-3)
+    assert recorder.logs[-1][1]["lr"] < first["lr"]
+    assert first["samples_per_s"] > 0 and first["tokens_per_s"] > first["samples_per_s"]
+
+    assert [(s, p.name, f) for s, p, f in recorder.checkpoints] == [
+        (3, "step-000003", False),
+        (6, "final", True),
+    ]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "final",
+        "step-000003",
+    ]
+    final = tmp_path / "run" / "final"
+    assert result.adapter_dir == final
+    saved_config = json.loads((final / "train_config.json").read_text())
+    assert saved_config["step"] == 6 and saved_config["config"]["max_steps"] == 6
+    assert saved_config["base"] == str(engine_tiny_model)
+
+    saved = load_file(str(final / "adapter_model.safetensors"))
+    assert any("multi_modal_projector" in k for k in saved) and any(
+        "lora_B" in k for k in saved
+    )
+    variant = load_variant(str(engine_tiny_model), str(final), device="cpu")
+    reloaded = get_peft_model_state_dict(variant.model)
+    assert set(reloaded) == set(saved)
+    for key, tensor in saved.items():
+        assert torch.equal(reloaded[key], tensor), key
+    assert any(t.abs().sum() > 0 for k, t in saved.items() if "lora_B" in k)
+
+
+def test_should_stop_saves_a_checkpoint_and_stops(
+    engine_tiny_model, engine_media_dir, tmp_path
+):
+    recorder = Recorder(stop_after=2)
+    config = TrainConfig(learning_rate=1e-3, batch_size=2, max_steps=50, seed=0)
+    result = train_lora(
+        base=str(engine_tiny_model),
+        examples=video_examples(engine_media_dir),
+        out_dir=tmp_path / "run",
+        config=config,
+        callbacks=recorder,
+    )
+    assert result.stopped and result.steps == 2
+    assert result.adapter_dir == tmp_path / "run" / "step-000002"
+    assert (result.adapter_dir / "adapter_model.safetensors").is_file()
+    assert recorder.checkpoints == [(2, result.adapter_dir, False)]
+    assert not (tmp_path / "run" / "final").exists()
+
+
+def test_mixed_modalities_train_together(engine_tiny_model, engine_media_dir, tmp_path):
+    examples = video_examples(engine_media_dir)[:2] + [
+        TrainExample(
+            "image",
+            "What is the dish in this image?",
+            "Tomato Soup",
+            str(engine_media_dir / "red.png"),
+        ),
+        TrainExample(
+            "image",
+            "What is the dish in this image?",
+            "Green Salad",
+            str(engine_media_dir / "green.png"),
+        ),
+        TrainExample(
+            "text", "How long should I rest a steak?", "About 5 to 10 minutes.", None
+        ),
+    ]
+    recorder = Recorder()
+    config = TrainConfig(
+        learning_rate=1e-3, batch_size=2, epochs=2, grad_accum=2, seed=0
+    )
+    result = train_lora(
+        base=str(engine_tiny_model),
+        examples=examples,
+        out_dir=tmp_path / "run",
+        config=config,
+        callbacks=recorder,
+    )
+    # 5 examples in batches of 2 by modality: 1 video + 1 image + 1 text = 3 batches an epoch;
+    # 6 micro-batches over 2 epochs with 2 per step.
+    assert recorder.total == 3 and result.steps == 3
+    assert all(values["loss"] > 0 for _, values in recorder.logs)
+
+
+def test_an_unreadable_video_fails_before_training_naming_the_file(
+    engine_tiny_model, engine_media_dir, tmp_path
+):
+    examples = video_examples(engine_media_dir) + [
+        TrainExample(
+            "video", "What is the recipe?", RECIPE, str(engine_media_dir / "broken.mp4")
+        )
+    ]
+    recorder = Recorder()
+    with pytest.raises(MediaError, match="broken.mp4"):
+        train_lora(
+            base=str(engine_tiny_model),
+            examples=examples,
+            out_dir=tmp_path / "run",
+            config=TrainConfig(max_steps=2),
+            callbacks=recorder,
+        )
+    assert recorder.total is None and not (tmp_path / "run").exists()
+
+
+def test_bad_settings_are_reported_together(tmp_path):
+    config = TrainConfig(lora_r=0, batch_size=0, warmup_ratio=1.5)
+    with pytest.raises(TrainError) as caught:
+        train_lora(
+            base=str(tmp_path / "no-model"),
+            examples=[],
+            out_dir=tmp_path,
+            config=config,
+        )
+    message = str(caught.value)
+    for name in ("lora_r", "batch_size", "warmup_ratio", "examples"):
+        assert name in message
