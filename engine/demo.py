@@ -13,23 +13,13 @@ from sqlalchemy.engine import Engine
 from db import queries
 from db.store import open_store, resolve_workspace, session_scope
 from engine.importers.kitchen import EVAL_SET, TRAIN_SETS, ImportSummary, import_kitchen
+from engine.model.tiny import TINY_TRAINING
 
 BASE_VARIANT = "tiny-base"
 TUNED_VARIANT = "tiny-ddft"
 TINY_MODEL_DIR = Path("models") / "tiny-videollava"
-# The tiny model learns from a few dozen samples only with a high learning rate; these settings
-# are what `ddft train` uses on the tiny model unless overridden.
-TINY_TRAIN_CONFIG: dict[str, Any] = {
-    "lora_r": 16,
-    "lora_alpha": 32,
-    "lora_dropout": 0.0,
-    "learning_rate": 3e-3,
-    "projector_learning_rate": 3e-3,
-    "max_steps": 300,
-    "batch_size": 4,
-    "seed": 0,
-    "save_every": 100,
-}
+# What the demo's run uses: the tiny model's measured settings, with checkpoints along the way.
+DEMO_TRAINING: dict[str, Any] = {**TINY_TRAINING, "save_every": 250, "seed": 0}
 GENERATION = {"batch_size": 6, "max_new_tokens": 200}
 
 
@@ -131,9 +121,10 @@ def run_demo(workspace: str | Path | None, *, console: Console) -> Path:
         tuned = queries.get_variant(session, name=TUNED_VARIANT)
     if tuned is None:
         params = {"base": str(model_dir), "datasets": list(TRAIN_SETS), "variant": TUNED_VARIANT,
-                  "config": dict(TINY_TRAIN_CONFIG)}
+                  "config": dict(DEMO_TRAINING)}
         job_id = create_job(engine, kind="train", params=params, title=f"train {TUNED_VARIANT}")
-        job = run_foreground(engine, job_id, workspace=path, description="train")
+        job = run_foreground(engine, job_id, workspace=path, description="train",
+                             out=console)
         console.print(f"    job {job_id} {job.status}: final loss "
                       f"{job.result.get('final_loss', float('nan')):.4f}")
     else:
@@ -147,14 +138,14 @@ def run_demo(workspace: str | Path | None, *, console: Console) -> Path:
             continue
         params = {"variant": variant, "eval_set": EVAL_SET, "num_frames": 8, **GENERATION}
         job_id = create_job(engine, kind="generate", params=params, title=f"generate {variant}")
-        job = run_foreground(engine, job_id, workspace=path, description=variant)
+        job = run_foreground(engine, job_id, workspace=path, description=variant, out=console)
         console.print(f"    job {job_id} {job.status}: {job.result}")
 
     console.print("[bold]5/6[/] offline judge")
     if _unjudged(engine, EVAL_SET):
         job_id = create_job(engine, kind="judge", params={"eval_set": EVAL_SET, "judge": "offline"},
                             title=f"judge {EVAL_SET}")
-        job = run_foreground(engine, job_id, workspace=path, description="judge")
+        job = run_foreground(engine, job_id, workspace=path, description="judge", out=console)
         console.print(f"    job {job_id} {job.status}: {job.result}")
     else:
         console.print("    every generation judged already")
@@ -162,7 +153,7 @@ def run_demo(workspace: str | Path | None, *, console: Console) -> Path:
     console.print("[bold]6/6[/] report (the paper's Table 1)")
     from engine.cli.main import print_report
 
-    print_report(path, eval_set=EVAL_SET, judge=None, fmt="md")
+    print_report(path, eval_set=EVAL_SET, judge=None, fmt="md", out=console)
     console.print(f"\ndemo ready in {time.monotonic() - started:.0f} s · workspace {path}")
     console.print(f"open it again with `ddft tui --workspace {path}`")
     return path

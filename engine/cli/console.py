@@ -71,23 +71,24 @@ def open_workspace(workspace: Path | None):
     return path, open_store(path)
 
 
-def progress_bar() -> Progress:
+def progress_bar(out: Console | None = None) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[message]}"),
         TimeRemainingColumn(),
-        console=console,
+        console=out or console,
         transient=False,
     )
 
 
-def run_foreground(engine, job_id: int, *, workspace: Path, description: str):
+def run_foreground(engine, job_id: int, *, workspace: Path, description: str,
+                   out: Console | None = None):
     """Run a job in this process with a progress bar; returns the finished Job row."""
     from engine.jobs import run_job
 
-    with progress_bar() as bar:
+    with progress_bar(out) as bar:
         task = bar.add_task(description, total=None, message="")
 
         def update(step: int, total: int, message: str) -> None:

@@ -103,10 +103,13 @@ def train(
     detach: DetachOption = False,
 ) -> None:
     """LoRA-train a base model on included samples of the given datasets."""
+    from dataclasses import asdict
+
     from db import queries
     from db.store import session_scope
-    from engine.demo import TINY_TRAIN_CONFIG
     from engine.importers.kitchen import TRAIN_SETS
+    from engine.model.tiny import MARKER, TINY_TRAINING
+    from engine.train import TrainConfig
 
     path, engine = open_workspace(workspace)
     datasets = list(dataset or TRAIN_SETS)
@@ -116,10 +119,16 @@ def train(
             fail(f"a model variant named {variant!r} exists already; choose another --variant")
     if missing:
         fail(f"no dataset named {', '.join(missing)}; `ddft data list` shows what is there")
-    config = dict(TINY_TRAIN_CONFIG)
+    # The tiny model learns only with its own measured settings; any other base starts from
+    # TrainConfig's defaults (Video-LLaVA's LoRA learning rates).
+    tiny = (Path(base) / MARKER).is_file()
+    config = dict(TINY_TRAINING) if tiny else asdict(TrainConfig())
     overrides = {"max_steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
                  "seed": seed}
     config.update({k: v for k, v in overrides.items() if v is not None})
+    problems = TrainConfig(**config).problems()
+    if problems:
+        fail("bad training settings: " + "; ".join(problems))
     params = {"base": base, "datasets": datasets, "variant": variant, "config": config}
     _launch(engine, path, kind="train", params=params, title=f"train {variant}", detach=detach)
 
@@ -195,7 +204,8 @@ def report(
     print_report(workspace, eval_set=eval_set, judge=judge_name, fmt=fmt.value)
 
 
-def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fmt: str) -> None:
+def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fmt: str,
+                 out=None) -> None:
     from db import queries
     from db.store import session_scope
     from engine.report import build_report, render_csv, render_json, render_markdown
@@ -210,7 +220,7 @@ def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fm
         fail(f"nothing judged on {eval_set} yet: run `ddft generate` and `ddft judge` first")
     built = build_report(rows, eval_set=eval_set)
     renderer = {"md": render_markdown, "csv": render_csv, "json": render_json}[fmt]
-    console.print(renderer(built), markup=False, highlight=False, soft_wrap=True)
+    (out or console).print(renderer(built), markup=False, highlight=False, soft_wrap=True)
 
 
 @variants_app.command("list")

@@ -73,6 +73,15 @@ def _resolve(name_or_path: str) -> tuple[str, bool]:
     return (str(path), True) if looks_local else (text, False)
 
 
+def quiet_transformers() -> None:
+    """Silence transformers' per-load progress bars and notices: ddft shows its own progress,
+    and a job's log should hold what the job did, not weight-loading chatter."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def load_model(
     name_or_path: str, *, device: str | None = None, dtype: torch.dtype | None = None
 ) -> LoadedModel:
@@ -86,6 +95,7 @@ def load_model(
     import torch
     from transformers import VideoLlavaForConditionalGeneration, VideoLlavaProcessor
 
+    quiet_transformers()
     source, local = _resolve(name_or_path)
     if local:
         folder = Path(source)

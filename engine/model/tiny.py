@@ -119,6 +119,9 @@ def build_tiny_model(out_dir: Path, corpus: Iterable[str], *, seed: int = 0) -> 
         except (OSError, ValueError):
             pass  # an unreadable marker means the directory is rebuilt
 
+    from engine.model.loading import quiet_transformers
+
+    quiet_transformers()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

@@ -36,7 +36,7 @@ def test_the_kitchen_becomes_the_papers_three_modalities_plus_an_eval_set(ddft_s
                                                                           small_kitchen):
     summaries = import_kitchen(ddft_store, small_kitchen)
     assert [(s.dataset, s.imported) for s in summaries] == [
-        (IMAGE_SET, 6), (VIDEO_SET, 6), (TEXT_SET, len(QUESTIONS)), (EVAL_SET, 3)]
+        (IMAGE_SET, 6), (VIDEO_SET, 6), (TEXT_SET, len(QUESTIONS) + len(DISHES)), (EVAL_SET, 3)]
     with session_scope(ddft_store) as session:
         image = queries.list_samples(session, dataset_id=queries.get_dataset(
             session, name=IMAGE_SET).id)[0]
