@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Optional, Sequence
 
-from sqlalchemy import func, or_
+from sqlalchemy import func, insert, or_
 from sqlmodel import Session, col, select
 
 from db.models import (
@@ -67,23 +67,30 @@ def list_datasets(session: Session, *, purpose: str | None = None) -> list[Datas
 def add_samples(
     session: Session, *, dataset_id: int, samples: Iterable[dict[str, Any]]
 ) -> tuple[int, int]:
-    """Insert samples that the dataset does not hold yet (by external_id).
+    """Insert samples that the dataset does not hold yet (by external_id), in bulk.
 
     Returns (inserted, skipped). Safe to call again with the same input.
     """
     existing = set(
         session.exec(select(Sample.external_id).where(Sample.dataset_id == dataset_id))
     )
-    inserted = skipped = 0
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    skipped = 0
     for fields in samples:
         if fields["external_id"] in existing:
             skipped += 1
             continue
-        session.add(Sample(dataset_id=dataset_id, **fields))
         existing.add(fields["external_id"])
-        inserted += 1
+        row = {"group": "", "included": True, "meta": {}, "split": "train", "media_path": None,
+               "duration_s": None, "check_status": "unchecked", "check_reasons": [],
+               "checked_at": None, **fields, "dataset_id": dataset_id, "created_at": now}
+        rows.append(row)
+    # Core executemany: an ORM object per row costs minutes at FoodX-251's 158,000 images.
+    for start in range(0, len(rows), 5000):
+        session.execute(insert(Sample), rows[start:start + 5000])
     session.flush()
-    return inserted, skipped
+    return len(rows), skipped
 
 
 def _sample_filter(

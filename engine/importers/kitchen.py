@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from db import queries
-from db.store import session_scope
+from engine.importers.base import (
+    ImportPlan,
+    ImportSummary,
+    PlannedDataset,
+    PlannedSample,
+    apply_plan,
+)
 from engine.media import DEFAULT_FRAMES, uniform_indices
 from engine.recipe import DISH_PROMPT, RECIPE_PROMPT
 
@@ -24,13 +28,6 @@ RECIPE_QUESTION = "What is the recipe for {name}? Include specific measurements 
 
 class KitchenImportError(ValueError):
     """The kitchen folder is missing its manifest or the manifest is not what ddft wrote."""
-
-
-@dataclass(frozen=True)
-class ImportSummary:
-    dataset: str
-    imported: int
-    skipped: int
 
 
 def _frame_times(n_frames: int, fps: float) -> list[float]:
@@ -118,19 +115,18 @@ def import_kitchen(engine: Engine, root: Path) -> list[ImportSummary]:
         }
         for dish in manifest["dishes"]
     ]
-    plan = [
-        (IMAGE_SET, "image", "train", "Dish images: what is the dish in this image?", image_rows),
-        (VIDEO_SET, "video", "train", "Cooking videos with recipes and step segments", video_rows),
-        (TEXT_SET, "text", "train", "General cooking questions with answers", text_rows),
-        (EVAL_SET, "video", "eval", "Held-out cooking videos with reference recipes", eval_rows),
-    ]
-    summaries = []
-    with session_scope(engine) as session:
-        for name, modality, purpose, description, rows in plan:
-            dataset = queries.get_or_create_dataset(
-                session, name=name, modality=modality, purpose=purpose, source="synthetic",
-                root=str(root), description=description,
-            )
-            imported, skipped = queries.add_samples(session, dataset_id=dataset.id, samples=rows)
-            summaries.append(ImportSummary(name, imported, skipped))
-    return summaries
+    plan = ImportPlan(datasets=[
+        PlannedDataset(name=name, modality=modality, purpose=purpose, source="synthetic",
+                       root=str(root), description=description,
+                       samples=[PlannedSample(**row) for row in rows])
+        for name, modality, purpose, description, rows in [
+            (IMAGE_SET, "image", "train", "Dish images: what is the dish in this image?",
+             image_rows),
+            (VIDEO_SET, "video", "train", "Cooking videos with recipes and step segments",
+             video_rows),
+            (TEXT_SET, "text", "train", "General cooking questions with answers", text_rows),
+            (EVAL_SET, "video", "eval", "Held-out cooking videos with reference recipes",
+             eval_rows),
+        ]
+    ])
+    return apply_plan(engine, plan)

@@ -1,0 +1,135 @@
+"""What every importer shares: problems that name file and line, import plans, and applying a plan
+to the store in one transaction.
+
+An importer is a reader: it turns files on disk into an `ImportPlan` (datasets with their planned
+samples, plus every problem found) and never touches the store. `apply_plan` writes a plan all or
+nothing, so a bad file leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from sqlalchemy.engine import Engine
+
+from db import queries
+from db.store import session_scope
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad row, key or file: where it is and what was expected against what was found."""
+
+    file: str
+    message: str  # "expected ..., found ..."
+    line: Optional[int] = None
+    key: Optional[str] = None
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.key:
+            where += f" [{self.key}]"
+        return f"{where}: {self.message}"
+
+
+class ImportFailed(ValueError):
+    """The input has problems and nothing was written. `problems` lists all of them."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        more = f" (and {len(problems) - 1} more problems; --skip-bad imports the good rows)" \
+            if len(problems) > 1 else " (--skip-bad imports the good rows)"
+        super().__init__(f"{problems[0]}{more}")
+
+
+@dataclass
+class PlannedSample:
+    """A Sample row to be: the instruction pair plus where its media lies and what else is known."""
+
+    external_id: str
+    modality: str  # image | video | text
+    prompt: str
+    answer: str
+    split: str = "train"
+    media_path: Optional[str] = None
+    group: str = ""
+    duration_s: Optional[float] = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "external_id": self.external_id,
+            "modality": self.modality,
+            "prompt": self.prompt,
+            "answer": self.answer,
+            "split": self.split,
+            "media_path": self.media_path,
+            "group": self.group,
+            "duration_s": self.duration_s,
+            "meta": self.meta,
+        }
+
+
+@dataclass
+class PlannedDataset:
+    name: str
+    modality: str
+    purpose: str = "train"  # train | eval
+    source: str = ""
+    root: str = ""
+    description: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    samples: list[PlannedSample] = field(default_factory=list)
+
+
+@dataclass
+class ImportPlan:
+    datasets: list[PlannedDataset] = field(default_factory=list)
+    # Bad input: fatal unless the user asked for --skip-bad, then listed with the summary.
+    problems: list[Problem] = field(default_factory=list)
+    # Rows left out on purpose, not errors (a video not on disk for an eval subset): (id, reason).
+    left_out: list[tuple[str, str]] = field(default_factory=list)
+    # Lines for the summary ("408 videos from 62 recipes").
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    dataset: str
+    imported: int
+    skipped: int  # already in the store
+
+
+def apply_plan(
+    engine: Engine, plan: ImportPlan, *, skip_bad: bool = False
+) -> list[ImportSummary]:
+    """Write a plan's datasets and samples in one transaction; samples already present (same
+    dataset, same external id) are skipped, so an import can be re-run.
+
+    Raises ImportFailed, writing nothing, when the plan has problems and `skip_bad` is False.
+    """
+    if plan.problems and not skip_bad:
+        raise ImportFailed(plan.problems)
+    summaries = []
+    with session_scope(engine) as session:
+        for planned in plan.datasets:
+            dataset = queries.get_or_create_dataset(
+                session,
+                name=planned.name,
+                modality=planned.modality,
+                purpose=planned.purpose,
+                source=planned.source,
+                root=planned.root,
+                description=planned.description,
+                meta=planned.meta,
+            )
+            imported, skipped = queries.add_samples(
+                session, dataset_id=dataset.id, samples=[s.row() for s in planned.samples]
+            )
+            summaries.append(ImportSummary(planned.name, imported, skipped))
+    return summaries
