@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Optional, Sequence
 
-from sqlalchemy import func, insert, or_
+from sqlalchemy import func, insert, or_, text
 from sqlmodel import Session, col, select
 
 from db.models import (
@@ -94,6 +94,7 @@ def add_samples(
 
 
 def _sample_filter(
+    session: Session,
     query,
     *,
     dataset_id: int | None,
@@ -101,6 +102,7 @@ def _sample_filter(
     split: str | None,
     included: bool | None,
     search: str | None,
+    check_status: str | None = None,
 ):
     if dataset_id is not None:
         query = query.where(Sample.dataset_id == dataset_id)
@@ -110,16 +112,32 @@ def _sample_filter(
         query = query.where(Sample.split == split)
     if included is not None:
         query = query.where(Sample.included == included)
-    if search:
-        pattern = f"%{search}%"
-        query = query.where(
-            or_(
-                col(Sample.prompt).ilike(pattern),
-                col(Sample.answer).ilike(pattern),
-                col(Sample.external_id).ilike(pattern),
+    if check_status:
+        query = query.where(Sample.check_status == check_status)
+    if search and search.strip():
+        query = query.where(_search_clause(session.get_bind().dialect.name, search))
+    return query
+
+
+def _fts_query(search: str) -> str:
+    """User words → an FTS5 query: every word must match, as a prefix, quotes escaped."""
+    words = [w.replace('"', '""') for w in search.split()]
+    return " ".join(f'"{w}"*' for w in words)
+
+
+def _search_clause(dialect: str, search: str):
+    if dialect == "sqlite":
+        return col(Sample.id).in_(
+            text("SELECT rowid FROM sample_fts WHERE sample_fts MATCH :fts").bindparams(
+                fts=_fts_query(search)
             )
         )
-    return query
+    pattern = f"%{search.strip()}%"
+    return or_(
+        col(Sample.prompt).ilike(pattern),
+        col(Sample.answer).ilike(pattern),
+        col(Sample.external_id).ilike(pattern),
+    )
 
 
 def list_samples(
@@ -130,17 +148,21 @@ def list_samples(
     split: str | None = None,
     included: bool | None = None,
     search: str | None = None,
+    check_status: str | None = None,
     offset: int = 0,
     limit: int | None = 100,
 ) -> list[Sample]:
-    """Samples in id order, filtered; `search` matches prompt, answer or external id."""
+    """Samples in id order, filtered; `search` matches words (as prefixes) of the prompt, the
+    answer or the external id, through full-text search on SQLite."""
     query = _sample_filter(
+        session,
         select(Sample),
         dataset_id=dataset_id,
         modality=modality,
         split=split,
         included=included,
         search=search,
+        check_status=check_status,
     ).order_by(Sample.id)
     query = query.offset(offset)
     if limit is not None:
@@ -156,14 +178,17 @@ def count_samples(
     split: str | None = None,
     included: bool | None = None,
     search: str | None = None,
+    check_status: str | None = None,
 ) -> int:
     query = _sample_filter(
+        session,
         select(func.count()).select_from(Sample),
         dataset_id=dataset_id,
         modality=modality,
         split=split,
         included=included,
         search=search,
+        check_status=check_status,
     )
     return int(session.exec(query).one())
 

@@ -71,9 +71,46 @@ def open_store(
         event.listen(engine, "connect", _configure_sqlite)
     try:
         SQLModel.metadata.create_all(engine)
+        if engine.dialect.name == "sqlite":
+            _create_sqlite_search(engine)
     except Exception as exc:
         raise StoreError(f"cannot open store {url!r}: {exc}") from exc
     return engine
+
+
+# Full-text search over samples (SQLite FTS5, kept in step by triggers). Other databases fall
+# back to substring matching in db.queries.
+_FTS_DDL = (
+    "CREATE VIRTUAL TABLE sample_fts USING fts5(prompt, answer, external_id, "
+    "content='sample', content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER IF NOT EXISTS sample_fts_ai AFTER INSERT ON sample BEGIN "
+    "INSERT INTO sample_fts(rowid, prompt, answer, external_id) "
+    "VALUES (new.id, new.prompt, new.answer, new.external_id); END",
+    "CREATE TRIGGER IF NOT EXISTS sample_fts_ad AFTER DELETE ON sample BEGIN "
+    "INSERT INTO sample_fts(sample_fts, rowid, prompt, answer, external_id) "
+    "VALUES ('delete', old.id, old.prompt, old.answer, old.external_id); END",
+    "CREATE TRIGGER IF NOT EXISTS sample_fts_au AFTER UPDATE OF prompt, answer, external_id "
+    "ON sample BEGIN "
+    "INSERT INTO sample_fts(sample_fts, rowid, prompt, answer, external_id) "
+    "VALUES ('delete', old.id, old.prompt, old.answer, old.external_id); "
+    "INSERT INTO sample_fts(rowid, prompt, answer, external_id) "
+    "VALUES (new.id, new.prompt, new.answer, new.external_id); END",
+)
+
+
+def _create_sqlite_search(engine: Engine) -> None:
+    from sqlalchemy import text
+
+    with engine.begin() as connection:
+        exists = connection.execute(
+            text("SELECT 1 FROM sqlite_master WHERE name = 'sample_fts'")
+        ).first()
+        if exists:
+            return
+        for statement in _FTS_DDL:
+            connection.execute(text(statement))
+        # A store made before search existed gets its samples indexed once.
+        connection.execute(text("INSERT INTO sample_fts(sample_fts) VALUES ('rebuild')"))
 
 
 @contextmanager

@@ -111,3 +111,46 @@ def test_metrics_series_and_latest(ddft_store):
         assert queries.metric_series(session, job_id=job.id, name="loss") == [
             (1, 3.0), (2, 2.5), (3, 2.0)]
         assert queries.latest_metrics(session, job_id=job.id) == {"loss": 2.0, "lr": 0.1}
+
+
+def test_full_text_search_matches_words_as_prefixes_and_follows_edits(ddft_store):
+    with session_scope(ddft_store) as session:
+        dataset = queries.get_or_create_dataset(session, name="qa", modality="text")
+        queries.add_samples(session, dataset_id=dataset.id, samples=[
+            {"external_id": "a", "modality": "text", "prompt": "How do I braise short ribs?",
+             "answer": "Brown them, then simmer in stock for three hours."},
+            {"external_id": "b", "modality": "text", "prompt": "How long do eggs boil?",
+             "answer": "Nine minutes for hard-boiled eggs."},
+            {"external_id": "c-\"quoted\"", "modality": "text", "prompt": "Crème brûlée?",
+             "answer": "Custard with burnt sugar."},
+        ])
+        ids = lambda term: [s.external_id for s in queries.list_samples(session, search=term)]  # noqa: E731
+        assert ids("brais") == ["a"]                   # a prefix
+        assert ids("boil eggs") == ["b"]               # every word must match
+        assert ids("simmer eggs") == []
+        assert ids("creme") == ["c-\"quoted\""]        # diacritics folded
+        assert ids('"quoted"') == ["c-\"quoted\""]     # quotes do not break the query
+        assert queries.count_samples(session, search="HOW") == 2
+        sample = queries.list_samples(session, search="custard")[0]
+        sample.answer = "A baked vanilla cream."
+        session.add(sample)
+        session.flush()
+        assert ids("custard") == [] and ids("vanilla") == ["c-\"quoted\""]
+
+
+def test_a_store_made_before_search_existed_is_indexed_on_open(ddft_workspace):
+    from sqlalchemy import text as sql
+
+    engine = open_store(ddft_workspace)
+    with session_scope(engine) as session:
+        dataset = queries.get_or_create_dataset(session, name="qa", modality="text")
+        queries.add_samples(session, dataset_id=dataset.id, samples=[
+            {"external_id": "x", "modality": "text", "prompt": "saffron rice", "answer": "yes"}])
+    with engine.begin() as connection:
+        for name in ("sample_fts_ai", "sample_fts_ad", "sample_fts_au"):
+            connection.execute(sql(f"DROP TRIGGER {name}"))
+        connection.execute(sql("DROP TABLE sample_fts"))
+    engine.dispose()
+    reopened = open_store(ddft_workspace)
+    with session_scope(reopened) as session:
+        assert [s.external_id for s in queries.list_samples(session, search="saffron")] == ["x"]
