@@ -17,7 +17,7 @@ def utcnow() -> datetime:
 MODALITIES = ("image", "video", "text")
 # What a dataset is for: training data, or an evaluation set with reference answers.
 PURPOSES = ("train", "eval")
-CHECK_STATUSES = ("unchecked", "ok", "failed")
+CHECK_STATUSES = ("unchecked", "ok", "warn", "failed")
 # Job lifecycle. "interrupted" is set when a running job's process is found dead.
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 JOB_ACTIVE = ("queued", "running")
@@ -53,7 +53,7 @@ class Sample(SQLModel, table=True):
     group: str = ""
     included: bool = True
     duration_s: Optional[float] = None
-    # Set by `ddft data check`: unchecked | ok | failed; a failed sample is never trained on.
+    # Set by `ddft data check`: unchecked | ok | warn | failed; failed samples are never trained on.
     check_status: str = Field(default="unchecked", index=True)
     check_reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     checked_at: Optional[datetime] = None

@@ -71,11 +71,51 @@ def open_store(
         event.listen(engine, "connect", _configure_sqlite)
     try:
         SQLModel.metadata.create_all(engine)
+        _add_missing_columns(engine)
         if engine.dialect.name == "sqlite":
             _create_sqlite_search(engine)
     except Exception as exc:
         raise StoreError(f"cannot open store {url!r}: {exc}") from exc
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a store made by an older ddft up to date: columns added since are created with
+    their defaults (ddft only ever adds columns, so this is the whole migration)."""
+    import json
+
+    from sqlalchemy import inspect, text
+
+    inspector = inspect(engine)
+    models = {m.__tablename__: m for m in SQLModel.__subclasses__() if hasattr(m, "__table__")}
+    statements = []
+    for table in SQLModel.metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            field = models[table.name].model_fields.get(column.name)
+            value = None
+            if field is not None:
+                value = field.default_factory() if field.default_factory else field.default
+            if value is None or value is ...:
+                default = "NULL"
+            elif isinstance(value, (dict, list)):
+                default = "'" + json.dumps(value) + "'"
+            elif isinstance(value, bool):
+                default = "1" if value else "0"
+            elif isinstance(value, (int, float)):
+                default = repr(value)
+            else:
+                default = "'" + str(value).replace("'", "''") + "'"
+            kind = column.type.compile(dialect=engine.dialect)
+            null = "" if default == "NULL" else " NOT NULL"
+            statements.append(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'
+                              f"{null} DEFAULT {default}")
+    if statements:
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.execute(text(statement))
 
 
 # Full-text search over samples (SQLite FTS5, kept in step by triggers). Other databases fall

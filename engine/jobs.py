@@ -36,6 +36,7 @@ HANDLERS: dict[str, str] = {
     "train": "engine.tasks:train_task",
     "generate": "engine.tasks:generate_task",
     "judge": "engine.tasks:judge_task",
+    "check": "engine.tasks:check_task",
 }
 
 

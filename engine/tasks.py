@@ -42,6 +42,8 @@ def train_task(ctx: JobContext) -> dict[str, Any]:
                 raise JobError(f"no dataset named {name!r}")
             for sample in queries.list_samples(session, dataset_id=dataset.id, included=True,
                                                limit=None):
+                if sample.check_status == "failed":
+                    continue  # `ddft data check` found it unusable; its reasons are on the row
                 examples.append(
                     TrainExample(
                         modality=sample.modality,
@@ -215,3 +217,25 @@ def judge_task(ctx: JobContext) -> dict[str, Any]:
         if ctx.should_stop():
             break
     return {"judged": judged, "skipped": skipped}
+
+
+# ---------------------------------------------------------------- check
+
+
+def check_task(ctx: JobContext) -> dict[str, Any]:
+    """Check samples before training (see engine.checks). params: datasets (names, optional),
+    model (directory or hub id for the token budget, optional)."""
+    from engine.checks import check_samples
+
+    try:
+        summary = check_samples(
+            ctx.engine,
+            datasets=ctx.params.get("datasets") or None,
+            model=ctx.params.get("model"),
+            progress=lambda done, total, message: ctx.progress(done, total, message),
+            should_stop=ctx.should_stop,
+        )
+    except KeyError as exc:
+        raise JobError(str(exc.args[0])) from None
+    return {"checked": summary.checked, "ok": summary.ok, "warned": summary.warned,
+            "failed": summary.failed, "reasons": summary.reasons, "notes": summary.notes}

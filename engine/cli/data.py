@@ -1,52 +1,345 @@
-"""`ddft data`: build and import the synthetic kitchen, list datasets."""
+"""`ddft data`: import datasets as their authors publish them, check them, export, list."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 from rich.table import Table
 
-from engine.cli.console import WorkspaceOption, console, friendly, open_workspace
+from engine.cli.console import (
+    WorkspaceOption,
+    console,
+    err_console,
+    fail,
+    friendly,
+    open_workspace,
+    progress_bar,
+)
 
-app = typer.Typer(help="Datasets: import, list.", no_args_is_help=True)
+app = typer.Typer(help="Datasets: import, check, export, list.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Import a dataset from its published layout (one transaction, safe to re-run).",
+    no_args_is_help=True,
+)
+app.add_typer(import_app, name="import")
+
+SkipBadOption = Annotated[
+    bool, typer.Option("--skip-bad", help="Import the good rows and list the bad ones, instead "
+                       "of importing nothing.")
+]
+NameOption = Annotated[Optional[str], typer.Option("--name", help="Dataset name in the store.")]
 
 
-@app.command("kitchen")
+def _run_import(workspace: Path | None, read: Callable, *, skip_bad: bool, what: str) -> None:
+    """Read with a progress bar, write in one transaction, print the summary."""
+    from engine.importers.base import ImportFailed, apply_plan
+
+    _, engine = open_workspace(workspace)
+    with progress_bar() as bar:
+        task = bar.add_task(f"reading {what}", total=None, message="")
+
+        def update(done: int, total: int, message: str) -> None:
+            bar.update(task, completed=done, total=total or None, message=message or "")
+
+        plan = read(update)
+    if plan.problems and not skip_bad:
+        err_console.print(f"[bold red]error:[/] {len(plan.problems)} problem(s) in {what}; "
+                          "nothing was imported:")
+        for problem in plan.problems[:20]:
+            err_console.print(f"  {problem}", markup=False, highlight=False)
+        if len(plan.problems) > 20:
+            err_console.print(f"  … and {len(plan.problems) - 20} more")
+        err_console.print("  (--skip-bad imports the good rows and lists the bad ones)")
+        raise typer.Exit(1)
+    try:
+        summaries = apply_plan(engine, plan, skip_bad=skip_bad)
+    except ImportFailed as exc:  # cannot happen after the check above, kept for safety
+        fail(str(exc))
+        return
+    for summary in summaries:
+        console.print(f"[bold]{summary.dataset}[/]: imported {summary.imported}, skipped "
+                      f"{summary.skipped} already in the store")
+    if plan.left_out:
+        reasons = Counter(reason for _, reason in plan.left_out)
+        console.print(f"left out {len(plan.left_out)}:")
+        for reason, count in reasons.most_common():
+            console.print(f"  {count} × {reason}", markup=False, highlight=False)
+    if plan.problems:
+        console.print(f"[yellow]skipped {len(plan.problems)} bad row(s):[/]")
+        for problem in plan.problems[:50]:
+            console.print(f"  {problem}", markup=False, highlight=False)
+        if len(plan.problems) > 50:
+            console.print(f"  … and {len(plan.problems) - 50} more")
+    for note in plan.notes:
+        console.print(note, markup=False, highlight=False)
+
+
+@import_app.command("foodx251")
 @friendly
-def kitchen(
+def import_foodx(
+    root: Annotated[Path, typer.Argument(help="FoodX-251 root: annot/ and train_set/ val_set/ "
+                                         "test_set/.")],
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "train",
+    classes: Annotated[Optional[list[str]], typer.Option("--class", help="Only this class "
+                                                         "(name or id; repeat).")] = None,
+    per_class: Annotated[Optional[int], typer.Option(help="At most this many images per "
+                                                     "class.")] = None,
+    name: NameOption = None,
+    skip_bad: SkipBadOption = False,
     workspace: WorkspaceOption = None,
-    root: Annotated[Optional[Path], typer.Option(help="Where to build the kitchen "
-                                                 "(default: WORKSPACE/kitchen).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the rendering.")] = 0,
 ) -> None:
-    """Build the synthetic kitchen (reusing an existing build) and import it."""
+    """FoodX-251 (iFood 2019) images → "What is the dish in this image?" → the dish name."""
+    from engine.importers.foodx import read_foodx
+
+    _run_import(workspace, lambda progress: read_foodx(
+        root.resolve(), split=split, classes=classes, per_class=per_class, name=name,
+        progress=progress), skip_bad=skip_bad, what=str(root))
+
+
+@import_app.command("tasty")
+@friendly
+def import_tasty(
+    root: Annotated[Path, typer.Argument(help="Folder of recipe folders (<slug>/recipe.xml, "
+                                         "csvalignment.dat, fps.txt, recipe_video.mp4).")],
+    split_file: Annotated[Optional[Path], typer.Option(help="File listing the slugs to import "
+                                                       "(e.g. SPLITS/split_4022/TRAIN_4022.txt)."
+                                                       )] = None,
+    name: NameOption = None,
+    skip_bad: SkipBadOption = False,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Tasty recipe videos → the recipe prompt → the recipe with measurements and steps."""
+    from engine.importers.tasty import read_tasty
+
+    _run_import(workspace, lambda progress: read_tasty(
+        root.resolve(), split_file=split_file.resolve() if split_file else None, name=name,
+        progress=progress), skip_bad=skip_bad, what=str(root))
+
+
+@import_app.command("youcook2")
+@friendly
+def import_youcook2(
+    root: Annotated[Path, typer.Argument(help="YouCook2 root: annotations/, splits/, "
+                                         "label_foodtype.csv, raw_videos/.")],
+    references: Annotated[Optional[Path], typer.Option(help="Reference recipes (JSON or CSV; "
+                                                       "see docs/formats/youcook2-references.md)."
+                                                       )] = None,
+    subset: Annotated[Optional[list[str]], typer.Option(help="training, validation (repeat); "
+                                                        "default validation.")] = None,
+    min_videos_per_recipe: Annotated[int, typer.Option(help="Keep recipe types with at least "
+                                                       "this many videos.")] = 1,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many videos.")] = None,
+    videos: Annotated[Optional[Path], typer.Option(help="Raw videos folder (default "
+                                                   "ROOT/raw_videos).")] = None,
+    name: NameOption = None,
+    skip_bad: SkipBadOption = False,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """YouCook2 → an eval set of videos with reference recipes and step segments."""
+    from engine.importers.youcook2 import read_youcook2
+
+    _run_import(workspace, lambda progress: read_youcook2(
+        root.resolve(), references=references.resolve() if references else None,
+        subsets=tuple(subset or ("validation",)), min_videos_per_recipe=min_videos_per_recipe,
+        limit=limit, videos=videos.resolve() if videos else None, name=name,
+        progress=progress), skip_bad=skip_bad, what=str(root))
+
+
+@import_app.command("llava")
+@friendly
+def import_llava(
+    path: Annotated[Path, typer.Argument(help="LLaVA / Video-LLaVA instruction JSON.")],
+    media_root: Annotated[Optional[Path], typer.Option(help="Folder the media paths are "
+                                                       "relative to.")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(help="Images folder (Video-LLaVA's "
+                                                       "--image_folder).")] = None,
+    video_root: Annotated[Optional[Path], typer.Option(help="Videos folder (Video-LLaVA's "
+                                                       "--video_folder).")] = None,
+    split: Annotated[str, typer.Option(help="Split to record.")] = "train",
+    name: NameOption = None,
+    skip_bad: SkipBadOption = False,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """LLaVA-format JSON (id, image or video, conversations) → one dataset per modality."""
+    from engine.importers.llava import read_llava_json
+
+    resolved = {k: v.resolve() if v else None
+                for k, v in dict(media_root=media_root, image_root=image_root,
+                                 video_root=video_root).items()}
+    _run_import(workspace, lambda progress: read_llava_json(
+        path.resolve(), name=name, split=split, progress=progress, **resolved),
+        skip_bad=skip_bad, what=str(path))
+
+
+@import_app.command("questions")
+@friendly
+def import_questions(
+    folder: Annotated[Path, typer.Argument(help="Folder written by `ddft data "
+                                           "generate-questions`.")],
+    name: Annotated[str, typer.Option(help="Dataset name.")] = "cooking-questions",
+    skip_bad: SkipBadOption = False,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Generated cooking questions → a text dataset."""
+    from engine.questions import questions_plan
+
+    _run_import(workspace, lambda progress: questions_plan(folder.resolve(), name=name),
+                skip_bad=skip_bad, what=str(folder))
+
+
+@import_app.command("kitchen")
+@friendly
+def import_kitchen_cmd(
+    root: Annotated[Optional[Path], typer.Argument(help="Kitchen folder (default: build one in "
+                                                   "WORKSPACE/kitchen).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the rendering.")] = 0,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """The synthetic kitchen: built when missing, then imported as three training sets and an
+    eval set."""
     from engine.demo import build_and_import_kitchen
 
     path, engine = open_workspace(workspace)
     for summary in build_and_import_kitchen(engine, root or path / "kitchen", seed=seed,
                                             console=console):
         console.print(f"{summary.dataset}: imported {summary.imported}, "
-                      f"skipped {summary.skipped} (already present)")
+                      f"skipped {summary.skipped} already in the store")
+
+
+@app.command("kitchen", hidden=True)
+@friendly
+def kitchen(workspace: WorkspaceOption = None, seed: int = 0) -> None:
+    """Same as `ddft data import kitchen`."""
+    import_kitchen_cmd(root=None, seed=seed, workspace=workspace)
+
+
+@app.command("generate-questions")
+@friendly
+def generate_questions_cmd(
+    n: Annotated[int, typer.Option("--n", help="How many unique questions to have.")] = 4000,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the questions (resumable; "
+                                                "default WORKSPACE/questions).")] = None,
+    model: Annotated[str, typer.Option(help="Chat model.")] = "gpt-3.5-turbo",
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default "
+                                                    "$OPENAI_BASE_URL or OpenAI).")] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 8,
+    name: Annotated[str, typer.Option(help="Dataset to import them into.")] = "cooking-questions",
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Generate general cooking questions with answers through an OpenAI-compatible API, then
+    import them as a text dataset. The key comes from $OPENAI_API_KEY and is never stored;
+    an interrupted run continues where it stopped."""
+    from engine.questions import QuestionError, generate_questions, questions_plan
+
+    path, engine = open_workspace(workspace)
+    folder = (out or path / "questions").resolve()
+    with progress_bar() as bar:
+        task = bar.add_task("questions", total=n, message="")
+
+        def update(state) -> None:
+            cost = "" if state.cost_usd is None else f" · ${state.cost_usd:.4f}"
+            bar.update(task, completed=state.accepted, total=state.target,
+                       message=f"{state.requests} requests · {state.duplicates} duplicates · "
+                               f"{state.tokens_in + state.tokens_out} tokens{cost}")
+
+        try:
+            run = generate_questions(n=n, out_dir=folder, model=model, base_url=base_url,
+                                     concurrency=concurrency, progress=update)
+        except QuestionError as exc:
+            fail(str(exc))
+            return
+    console.print(f"{run}")
+    _run_import(path, lambda progress: questions_plan(folder, name=name), skip_bad=False,
+                what=str(folder))
+
+
+@app.command("check")
+@friendly
+def check(
+    datasets: Annotated[Optional[list[str]], typer.Argument(help="Datasets to check (default: "
+                                                            "every training dataset).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model whose tokenizer and context the "
+                                                 "token budget uses (directory or hub id).")
+                     ] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Check every sample before training: media decodes (8+ frames), token budget, duplicates,
+    leakage into the eval set. Failures are marked with reasons and left out of training."""
+    from engine.checks import check_samples
+
+    _, engine = open_workspace(workspace)
+    with progress_bar() as bar:
+        task = bar.add_task("checking", total=None, message="")
+        try:
+            summary = check_samples(
+                engine, datasets=datasets or None, model=model,
+                progress=lambda done, total, message: bar.update(
+                    task, completed=done, total=total, message=message),
+            )
+        except KeyError as exc:
+            fail(f"{exc.args[0]}; `ddft data list` shows the datasets")
+            return
+    console.print(f"checked {summary.checked}: {summary.ok} ok, {summary.warned} with warnings, "
+                  f"{summary.failed} failed (left out of training)")
+    for reason, count in sorted(summary.reasons.items(), key=lambda item: -item[1]):
+        console.print(f"  {count} × {reason}")
+    for note in summary.notes:
+        console.print(note)
+
+
+@app.command("export")
+@friendly
+def export(
+    dataset: Annotated[str, typer.Argument(help="Dataset to export.")],
+    out: Annotated[Path, typer.Argument(help="JSON file to write.")],
+    media_root: Annotated[Path, typer.Option(help="Folder the written media paths are "
+                                             "relative to.")],
+    included_only: Annotated[bool, typer.Option(help="Only samples included for training.")
+                             ] = True,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Write a dataset as LLaVA / Video-LLaVA instruction JSON for the original training
+    scripts."""
+    from db import queries
+    from db.store import session_scope
+    from engine.importers.llava import export_llava_json
+
+    _, engine = open_workspace(workspace)
+    with session_scope(engine) as session:
+        found = queries.get_dataset(session, name=dataset)
+        if found is None:
+            fail(f"no dataset named {dataset!r}; `ddft data list` shows the datasets")
+        samples = queries.list_samples(session, dataset_id=found.id,
+                                       included=True if included_only else None, limit=None)
+    try:
+        count = export_llava_json(samples, out, media_root=media_root.resolve())
+    except ValueError as exc:
+        fail(str(exc))
+        return
+    console.print(f"wrote {count} entries to {out}")
 
 
 @app.command("list")
 @friendly
 def list_datasets(workspace: WorkspaceOption = None) -> None:
-    """Datasets with their sample counts."""
+    """Datasets with their sample counts and check results."""
     from db import queries
     from db.store import session_scope
 
     _, engine = open_workspace(workspace)
-    table = Table("id", "name", "modality", "purpose", "source", "samples", "included")
+    table = Table("id", "name", "modality", "purpose", "source", "samples", "included",
+                  "checked ok", "failed")
     with session_scope(engine) as session:
         datasets = queries.list_datasets(session)
         for d in datasets:
-            table.add_row(str(d.id), d.name, d.modality, d.purpose, d.source,
-                          str(queries.count_samples(session, dataset_id=d.id)),
-                          str(queries.count_samples(session, dataset_id=d.id, included=True)))
+            count = lambda **kw: str(queries.count_samples(session, dataset_id=d.id, **kw))  # noqa: E731
+            table.add_row(str(d.id), d.name, d.modality, d.purpose, d.source, count(),
+                          count(included=True), count(check_status="ok"),
+                          count(check_status="failed"))
     if not datasets:
-        console.print("no datasets yet: `ddft data kitchen` or `ddft demo` makes some")
+        console.print("no datasets yet: `ddft data import kitchen` or `ddft demo` makes some")
         return
     console.print(table)

@@ -28,7 +28,7 @@ def test_help_lists_every_step():
 
 def test_empty_workspace_listings_say_what_to_run(ddft_workspace):
     result = invoke(ddft_workspace, "data", "list")
-    assert result.exit_code == 0 and "ddft data kitchen" in result.output
+    assert result.exit_code == 0 and "ddft data import kitchen" in result.output
     result = invoke(ddft_workspace, "jobs", "list")
     assert result.exit_code == 0 and "no jobs yet" in result.output
     result = invoke(ddft_workspace, "variants", "list")

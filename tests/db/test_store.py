@@ -154,3 +154,23 @@ def test_a_store_made_before_search_existed_is_indexed_on_open(ddft_workspace):
     reopened = open_store(ddft_workspace)
     with session_scope(reopened) as session:
         assert [s.external_id for s in queries.list_samples(session, search="saffron")] == ["x"]
+
+
+def test_a_store_from_an_older_ddft_gains_new_columns_with_defaults(ddft_workspace):
+    from sqlalchemy import text as sql
+
+    engine = open_store(ddft_workspace)
+    with session_scope(engine) as session:
+        dataset = queries.get_or_create_dataset(session, name="qa", modality="text")
+        queries.add_samples(session, dataset_id=dataset.id, samples=[
+            {"external_id": "x", "modality": "text", "prompt": "p", "answer": "a"}])
+    with engine.begin() as connection:
+        connection.execute(sql("DROP INDEX ix_sample_check_status"))
+        for column in ("check_status", "check_reasons", "checked_at"):
+            connection.execute(sql(f"ALTER TABLE sample DROP COLUMN {column}"))
+    engine.dispose()
+    reopened = open_store(ddft_workspace)
+    with session_scope(reopened) as session:
+        (sample,) = queries.list_samples(session)
+        assert (sample.check_status, sample.check_reasons, sample.checked_at) == (
+            "unchecked", [], None)
