@@ -87,14 +87,14 @@ def _add_missing_columns(engine: Engine) -> None:
     from sqlalchemy import inspect, text
 
     inspector = inspect(engine)
-    models = {m.__tablename__: m for m in SQLModel.__subclasses__() if hasattr(m, "__table__")}
+    tables = {m.__tablename__: m for m in SQLModel.__subclasses__() if hasattr(m, "__table__")}
     statements = []
     for table in SQLModel.metadata.sorted_tables:
         present = {c["name"] for c in inspector.get_columns(table.name)}
         for column in table.columns:
             if column.name in present:
                 continue
-            field = models[table.name].model_fields.get(column.name)
+            field = tables[table.name].model_fields.get(column.name)
             value = None
             if field is not None:
                 value = field.default_factory() if field.default_factory else field.default
