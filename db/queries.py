@@ -212,6 +212,43 @@ def set_sample_included(session: Session, *, sample_id: int, included: bool) -> 
     return sample
 
 
+def set_samples_included(
+    session: Session, *, sample_ids: Sequence[int], included: bool
+) -> int:
+    """Include or exclude many samples at once; returns how many rows changed."""
+    from sqlalchemy import update
+
+    changed = 0
+    ids = list(sample_ids)
+    for start in range(0, len(ids), 500):  # SQLite caps the parameters of one statement
+        result = session.execute(
+            update(Sample)
+            .where(col(Sample.id).in_(ids[start:start + 500]), Sample.included != included)
+            .values(included=included)
+        )
+        changed += result.rowcount or 0
+    session.flush()
+    return changed
+
+
+def filtered_sample_ids(
+    session: Session,
+    *,
+    dataset_id: int | None = None,
+    modality: str | None = None,
+    split: str | None = None,
+    included: bool | None = None,
+    search: str | None = None,
+    check_status: str | None = None,
+) -> list[int]:
+    """Ids of every sample a filter selects (for acting on a whole selection)."""
+    query = _sample_filter(
+        session, select(Sample.id), dataset_id=dataset_id, modality=modality, split=split,
+        included=included, search=search, check_status=check_status,
+    ).order_by(Sample.id)
+    return [int(i) for i in session.exec(query)]
+
+
 # ---------------------------------------------------------------- jobs and progress
 
 

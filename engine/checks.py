@@ -93,7 +93,34 @@ def _content_hash(sample: Sample, media_hash: Optional[str]) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
-def _check_media(sample: Sample) -> tuple[list[str], dict[str, Any], Optional[str]]:
+STRIP_HEIGHT = 36
+
+
+def write_frame_strip(sample_path: str, out: Path) -> Path:
+    """The 8 frames Video-LLaVA sees, side by side and small, as a PNG the workbench draws.
+
+    Raises MediaError when the video cannot be decoded.
+    """
+    from PIL import Image
+
+    from engine.media import sample_frames
+
+    sampled = sample_frames(sample_path, DEFAULT_FRAMES)
+    frames = [Image.fromarray(frame) for frame in sampled.frames]
+    width = max(1, round(frames[0].width * STRIP_HEIGHT / frames[0].height))
+    strip = Image.new("RGB", (width * len(frames), STRIP_HEIGHT))
+    for index, frame in enumerate(frames):
+        strip.paste(frame.resize((width, STRIP_HEIGHT)), (index * width, 0))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(".part.png")
+    strip.save(partial)
+    partial.replace(out)
+    return out
+
+
+def _check_media(
+    sample: Sample, thumbs_dir: Path | None = None
+) -> tuple[list[str], dict[str, Any], Optional[str]]:
     """Problems with a sample's media, what was learnt about it, and the file's hash."""
     from engine.media import load_image, probe_video, uniform_indices
 
@@ -114,6 +141,9 @@ def _check_media(sample: Sample) -> tuple[list[str], dict[str, Any], Optional[st
                 "frame_times": [round(i / info.fps, 3)
                                 for i in uniform_indices(info.n_frames, DEFAULT_FRAMES)],
             }
+            if thumbs_dir is not None:
+                strip = write_frame_strip(sample.media_path, thumbs_dir / f"{sample.id}.png")
+                learnt["frame_strip"] = str(strip)
         else:
             load_image(sample.media_path)
     except MediaError as exc:
@@ -126,12 +156,14 @@ def check_samples(
     *,
     datasets: list[str] | None = None,
     model: str | None = None,
+    thumbs_dir: Path | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> CheckSummary:
     """Check the samples of `datasets` (all training datasets when None) and mark each one
     ok, warn or failed with its reasons; eval sets are read for leakage and checked too when
-    named. Returns counts by outcome and reason.
+    named. With `thumbs_dir`, a strip of each video's sampled frames is saved there for the
+    workbench. Returns counts by outcome and reason.
 
     Raises KeyError naming an unknown dataset; ModelLoadError when `model` cannot be opened.
     """
@@ -171,7 +203,7 @@ def check_samples(
         if should_stop and should_stop():
             summary.notes.append(f"stopped after {index - 1} of {total} samples")
             break
-        failures, learnt, media_hash = _check_media(sample)
+        failures, learnt, media_hash = _check_media(sample, thumbs_dir)
         warnings: list[str] = []
         if budget is not None:
             used = budget.count(sample.prompt + " " + sample.answer) + \

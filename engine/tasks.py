@@ -232,6 +232,7 @@ def check_task(ctx: JobContext) -> dict[str, Any]:
             ctx.engine,
             datasets=ctx.params.get("datasets") or None,
             model=ctx.params.get("model"),
+            thumbs_dir=ctx.workspace / "thumbs",
             progress=lambda done, total, message: ctx.progress(done, total, message),
             should_stop=ctx.should_stop,
         )

@@ -270,12 +270,12 @@ def check(
     leakage into the eval set. Failures are marked with reasons and left out of training."""
     from engine.checks import check_samples
 
-    _, engine = open_workspace(workspace)
+    path, engine = open_workspace(workspace)
     with progress_bar() as bar:
         task = bar.add_task("checking", total=None, message="")
         try:
             summary = check_samples(
-                engine, datasets=datasets or None, model=model,
+                engine, datasets=datasets or None, model=model, thumbs_dir=path / "thumbs",
                 progress=lambda done, total, message: bar.update(
                     task, completed=done, total=total, message=message),
             )

@@ -174,3 +174,16 @@ def test_a_store_from_an_older_ddft_gains_new_columns_with_defaults(ddft_workspa
         (sample,) = queries.list_samples(session)
         assert (sample.check_status, sample.check_reasons, sample.checked_at) == (
             "unchecked", [], None)
+
+
+def test_a_whole_selection_can_be_included_or_excluded(ddft_store):
+    with session_scope(ddft_store) as session:
+        dataset = queries.get_or_create_dataset(session, name="qa", modality="text")
+        queries.add_samples(session, dataset_id=dataset.id, samples=_samples(1200))
+        ids = queries.filtered_sample_ids(session, split="train")
+        assert len(ids) == 600
+        assert queries.set_samples_included(session, sample_ids=ids, included=False) == 600
+        assert queries.set_samples_included(session, sample_ids=ids, included=False) == 0
+    with session_scope(ddft_store) as session:
+        assert queries.count_samples(session, included=False, split="train") == 600
+        assert queries.count_samples(session, included=True) == 600

@@ -61,10 +61,16 @@ def _marks(engine):
                 for s in queries.list_samples(session, limit=None)}
 
 
-def test_every_training_sample_is_marked_with_its_reasons(checked_store, engine_tiny_model):
-    summary = check_samples(checked_store, model=str(engine_tiny_model))
+def test_every_training_sample_is_marked_with_its_reasons(checked_store, engine_tiny_model,
+                                                           tmp_path):
+    summary = check_samples(checked_store, model=str(engine_tiny_model),
+                            thumbs_dir=tmp_path / "thumbs")
     marks = _marks(checked_store)
     assert marks["good"][0] == "ok"
+    from PIL import Image
+
+    with Image.open(marks["good"][2]["frame_strip"]) as strip:
+        assert strip.size == (8 * 36, 36)
     assert len(marks["good"][2]["frame_times"]) == 8 and marks["good"][2]["tokens"] > 136
     assert marks["broken"][0] == "failed" and "cannot read video" in marks["broken"][1][0]
     assert "video too short: 8 frames needed, it has 5" in marks["short"][1][0]
