@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from engine.cli import bench as bench_cli
 from engine.cli import data as data_cli
 from engine.cli import jobs as jobs_cli
 from engine.cli.console import (
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(jobs_cli.app, name="jobs")
 app.add_typer(data_cli.app, name="data")
+app.add_typer(bench_cli.app, name="bench")
 variants_app = typer.Typer(help="Model variants: base models and trained adapters.",
                            no_args_is_help=True)
 app.add_typer(variants_app, name="variants")

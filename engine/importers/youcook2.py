@@ -339,7 +339,7 @@ def read_youcook2(
     or a negative `limit`.
     """
     wanted: list[str] = []
-    for subset in subsets:
+    for subset in (subsets,) if isinstance(subsets, str) else subsets:
         if subset not in SUBSET_NAMES:
             raise ValueError(f"subset must be one of {', '.join(SUBSET_NAMES)}, not {subset!r}")
         if SUBSET_NAMES[subset] not in wanted:
@@ -409,7 +409,7 @@ def read_youcook2(
     by_type: dict[str, ReferenceRecipe] = {}
     if references is not None:
         references = Path(references).expanduser().resolve()
-        type_by_name = {name.lower(): type_id for type_id, name in recipe_types.items()}
+        type_by_name = {label.lower(): type_id for type_id, label in recipe_types.items()}
         for key, (recipe, line) in read_references(references, problems).items():
             type_id = key if key in recipe_types else type_by_name.get(_words(key).lower())
             target, resolved = (by_type, type_id) if type_id else (by_video, key)
@@ -427,7 +427,10 @@ def read_youcook2(
                 target[resolved] = recipe
 
     left_out: list[tuple[str, str]] = []
-    reasons: Counter[str] = Counter()
+    too_few = f"in recipes with fewer than {min_videos_per_recipe} videos"
+    beyond = f"beyond limit={limit}"
+    # Counted in the order the filters apply, so the note reads like the pipeline.
+    reasons = dict.fromkeys(["not on disk", "without a reference recipe", too_few, beyond], 0)
 
     def leave_out(video: _Video, reason: str, why: str) -> None:
         left_out.append((video.video_id, why))
@@ -455,12 +458,12 @@ def read_youcook2(
     per_type = Counter(video.recipe_type for video, _ in kept)
     chosen = []
     for video, path in kept:
-        if per_type[video.recipe_type] < min_videos_per_recipe:
-            leave_out(video, f"in recipes with fewer than {min_videos_per_recipe} videos",
-                      f"recipe type {video.recipe_type} has {per_type[video.recipe_type]} "
-                      f"videos, fewer than min_videos_per_recipe={min_videos_per_recipe}")
+        count = per_type[video.recipe_type]
+        if count < min_videos_per_recipe:
+            leave_out(video, too_few, f"recipe type {video.recipe_type} has {count} videos, "
+                                      f"fewer than min_videos_per_recipe={min_videos_per_recipe}")
         elif limit is not None and len(chosen) >= limit:
-            leave_out(video, f"beyond limit={limit}", f"beyond limit={limit}")
+            leave_out(video, beyond, beyond)
         else:
             chosen.append((video, path))
 
@@ -503,7 +506,7 @@ def read_youcook2(
         plan.notes.append(f"references: {sources['user']} from the user's file, "
                           f"{sources['annotated-steps']} from annotated steps")
     if left_out:
-        why = ", ".join(f"{count} {reason}" for reason, count in reasons.items())
+        why = ", ".join(f"{count} {reason}" for reason, count in reasons.items() if count)
         plan.notes.append(f"{_count(len(left_out), 'video')} left out: {why}")
     return plan
 
