@@ -134,18 +134,28 @@ def import_youcook2(
     limit: Annotated[Optional[int], typer.Option(help="At most this many videos.")] = None,
     videos: Annotated[Optional[Path], typer.Option(help="Raw videos folder (default "
                                                    "ROOT/raw_videos).")] = None,
+    annotations: Annotated[Optional[Path], typer.Option(help="Annotations JSON (default "
+                                                        "ROOT/annotations/youcookii_annotations"
+                                                        "_trainval.json).")] = None,
+    require_reference: Annotated[bool, typer.Option(
+        "--require-reference/--allow-annotated-steps",
+        help="With --references: keep only videos that have a reference recipe, or fall back "
+             "to the annotated step sentences for the others.")] = True,
     name: NameOption = None,
     skip_bad: SkipBadOption = False,
     workspace: WorkspaceOption = None,
 ) -> None:
-    """YouCook2 → an eval set of videos with reference recipes and step segments."""
+    """YouCook2 → an eval set of videos with reference recipes and step segments (subsets:
+    training, validation, testing)."""
     from engine.importers.youcook2 import read_youcook2
 
     _run_import(workspace, lambda progress: read_youcook2(
         root.resolve(), references=references.resolve() if references else None,
         subsets=tuple(subset or ("validation",)), min_videos_per_recipe=min_videos_per_recipe,
         limit=limit, videos=videos.resolve() if videos else None, name=name,
-        progress=progress), skip_bad=skip_bad, what=str(root))
+        annotations=annotations.resolve() if annotations else None,
+        require_reference=require_reference, progress=progress),
+        skip_bad=skip_bad, what=str(root))
 
 
 @import_app.command("llava")
