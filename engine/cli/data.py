@@ -49,7 +49,7 @@ def _run_import(workspace: Path | None, read: Callable, *, skip_bad: bool, what:
         err_console.print(f"[bold red]error:[/] {len(plan.problems)} problem(s) in {what}; "
                           "nothing was imported:")
         for problem in plan.problems[:20]:
-            err_console.print(f"  {problem}", markup=False, highlight=False)
+            err_console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
         if len(plan.problems) > 20:
             err_console.print(f"  … and {len(plan.problems) - 20} more")
         err_console.print("  (--skip-bad imports the good rows and lists the bad ones)")
@@ -70,7 +70,7 @@ def _run_import(workspace: Path | None, read: Callable, *, skip_bad: bool, what:
     if plan.problems:
         console.print(f"[yellow]skipped {len(plan.problems)} bad row(s):[/]")
         for problem in plan.problems[:50]:
-            console.print(f"  {problem}", markup=False, highlight=False)
+            console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
         if len(plan.problems) > 50:
             console.print(f"  … and {len(plan.problems) - 50} more")
     for note in plan.notes:
