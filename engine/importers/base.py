@@ -9,6 +9,7 @@ nothing, so a bad file leaves the store as it was.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from sqlalchemy.engine import Engine
@@ -35,6 +36,21 @@ class Problem:
         if self.key:
             where += f" [{self.key}]"
         return f"{where}: {self.message}"
+
+
+def read_text_file(path: Path, problems: list[Problem], what: str) -> str | None:
+    """A text file's content, or None with a Problem saying what was expected and found."""
+    try:
+        # utf-8-sig: a file saved by a spreadsheet may start with a byte-order mark.
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        problems.append(Problem(str(path), f"expected {what}, found no such file"))
+    except IsADirectoryError:
+        problems.append(Problem(str(path), f"expected {what}, found a folder"))
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(str(path), f"expected {what} as UTF-8 text, found an unreadable "
+                                           f"file ({exc})"))
+    return None
 
 
 class ImportFailed(ValueError):

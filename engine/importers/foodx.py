@@ -15,6 +15,7 @@ from engine.importers.base import (
     PlannedSample,
     Problem,
     Progress,
+    read_text_file,
 )
 from engine.recipe import DISH_PROMPT
 
@@ -25,24 +26,12 @@ PROGRESS_EVERY = 5000
 _CLASS_HEADER_IDS = {"classid", "class_id", "id", "label"}
 
 
-def _read_text(path: Path, problems: list[Problem], what: str) -> str | None:
-    try:
-        # utf-8-sig: a file saved by a spreadsheet may start with a byte-order mark.
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        problems.append(Problem(str(path), f"expected {what}, found no such file"))
-    except IsADirectoryError:
-        problems.append(Problem(str(path), f"expected {what}, found a folder"))
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(str(path), f"expected {what} as UTF-8 text, found an unreadable "
-                                           f"file ({exc})"))
-    return None
 
 
 def read_class_list(path: Path, problems: list[Problem]) -> dict[int, str]:
     """Class id → class name as written (`apple_pie`) from a `<id> <name>` per line file; bad
     lines become problems. Raises nothing."""
-    text = _read_text(path, problems, "the class list (`<id> <name>` per line)")
+    text = read_text_file(path, problems, "the class list (`<id> <name>` per line)")
     if text is None:
         return {}
     classes: dict[int, str] = {}
@@ -219,7 +208,7 @@ def read_foodx(
         return plan
     info_path = annot / f"{split}_info.csv"
     if split == "test":
-        text = _read_text(info_path, [], "")
+        text = read_text_file(info_path, [], "")
         count = sum(1 for line in text.splitlines() if line.strip()) if text else 0
         found = f"{count} image names and " if text is not None else ""
         plan.notes.append(f"FoodX-251 test: {found}no labels (the challenge never published "
@@ -230,7 +219,7 @@ def read_foodx(
     class_names = read_class_list(class_file, plan.problems)
     selected = (_select_classes(classes, class_names, class_file, plan.problems)
                 if classes is not None else None)
-    text = _read_text(info_path, plan.problems, "`image_name,label` rows")
+    text = read_text_file(info_path, plan.problems, "`image_name,label` rows")
     image_dir = root / f"{split}_set"
     try:
         # One listing instead of a stat per row: 158,000 stats take far longer than a scan.

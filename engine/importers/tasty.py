@@ -12,6 +12,7 @@ from engine.importers.base import (
     PlannedSample,
     Problem,
     Progress,
+    read_text_file,
 )
 from engine.recipe import RECIPE_PROMPT, format_recipe
 
@@ -68,23 +69,12 @@ def ingredient_line(fields: dict[str, str]) -> str:
     return f"{line}, {fields['preparation']}" if fields["preparation"] else line
 
 
-def _read(path: Path, problems: list[Problem], what: str) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        problems.append(Problem(str(path), f"expected {what}, found no such file"))
-    except IsADirectoryError:
-        problems.append(Problem(str(path), f"expected {what}, found a folder"))
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(str(path), f"expected {what} as UTF-8 text, found an unreadable "
-                                           f"file ({exc})"))
-    return None
 
 
 def read_split_file(split_file: Path, recipes: Path, plan: ImportPlan) -> list[str]:
     """The slugs a split file lists, in order; a slug without a folder under `recipes` becomes a
     problem naming its line, a repeated slug is left out once."""
-    text = _read(split_file, plan.problems, "a split file (one recipe folder name a line)")
+    text = read_text_file(split_file, plan.problems, "a split file (one recipe folder name a line)")
     if text is None:
         return []
     slugs: list[str] = []
@@ -108,7 +98,7 @@ def read_split_file(split_file: Path, recipes: Path, plan: ImportPlan) -> list[s
 
 
 def _read_fps(path: Path, problems: list[Problem]) -> float | None:
-    text = _read(path, problems, "the video's frames per second (a float on the first line)")
+    text = read_text_file(path, problems, "the video's frames per second (a float on the first line)")
     if text is None:
         return None
     first = text.splitlines()[0].strip() if text.strip() else ""
@@ -126,7 +116,7 @@ def _read_fps(path: Path, problems: list[Problem]) -> float | None:
 def _read_alignment(path: Path, problems: list[Problem]) -> list[tuple[int, int]] | None:
     """(start, end) per line in 5-frame units, (-1, -1) for a step not shown; None when a line
     is bad (each bad line is a problem)."""
-    text = _read(path, problems, "step alignments (`start,end` a line)")
+    text = read_text_file(path, problems, "step alignments (`start,end` a line)")
     if text is None:
         return None
     lines = text.splitlines()
@@ -188,7 +178,7 @@ def read_recipe(folder: Path, *, split: str = "train") -> tuple[PlannedSample | 
                                           "recipe_encoded.xml (run the dataset's "
                                           "fs_decode_xml.py first)"))
     else:
-        text = _read(xml_path, problems, "the recipe (recipe.xml)")
+        text = read_text_file(xml_path, problems, "the recipe (recipe.xml)")
         if text is not None:
             try:
                 recipe = ET.fromstring(text)

@@ -17,6 +17,7 @@ from engine.importers.base import (
     PlannedSample,
     Problem,
     Progress,
+    read_text_file,
 )
 from engine.recipe import RECIPE_PROMPT, format_recipe
 
@@ -58,22 +59,10 @@ def _words(text: str) -> str:
     return " ".join(text.split())
 
 
-def _read_text(path: Path, problems: list[Problem], what: str) -> str | None:
-    try:
-        # utf-8-sig: a file saved by a spreadsheet may start with a byte-order mark.
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        problems.append(Problem(str(path), f"expected {what}, found no such file"))
-    except IsADirectoryError:
-        problems.append(Problem(str(path), f"expected {what}, found a folder"))
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(str(path), f"expected {what} as UTF-8 text, found an unreadable "
-                                           f"file ({exc})"))
-    return None
 
 
 def _read_json(path: Path, problems: list[Problem], what: str) -> Any:
-    text = _read_text(path, problems, what)
+    text = read_text_file(path, problems, what)
     if text is None:
         return None
     duplicates: list[str] = []
@@ -98,7 +87,7 @@ def _read_json(path: Path, problems: list[Problem], what: str) -> Any:
 def read_recipe_types(path: Path, problems: list[Problem]) -> dict[str, str]:
     """Recipe type id → recipe name from `label_foodtype.csv` (`id,name`, no header; names are
     stripped of the stray spaces the real file has). Raises nothing: bad rows are problems."""
-    text = _read_text(path, problems, "`id,name` rows of recipe types")
+    text = read_text_file(path, problems, "`id,name` rows of recipe types")
     if text is None:
         return {}
     names: dict[str, str] = {}
@@ -121,7 +110,7 @@ def read_recipe_types(path: Path, problems: list[Problem]) -> dict[str, str]:
 
 
 def _read_split_list(path: Path, problems: list[Problem]) -> list[tuple[str, str]]:
-    text = _read_text(path, problems, "`<recipe_type>/<video_id>` lines")
+    text = read_text_file(path, problems, "`<recipe_type>/<video_id>` lines")
     if text is None:
         return []
     entries = []
@@ -194,7 +183,7 @@ def read_references(
         problems.append(Problem(str(path), f"expected a .json or .csv reference file, found "
                                            f"{path.suffix or 'no extension'}"))
         return found
-    text = _read_text(path, problems, f"a reference CSV with columns {','.join(CSV_COLUMNS)}")
+    text = read_text_file(path, problems, f"a reference CSV with columns {','.join(CSV_COLUMNS)}")
     if text is None:
         return found
     reader = csv.reader(text.splitlines())
