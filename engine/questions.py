@@ -12,13 +12,14 @@ import threading
 import time
 import unicodedata
 import zlib
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from engine.importers.base import ImportPlan, PlannedDataset, PlannedSample, Problem
 
@@ -101,8 +102,8 @@ class QuestionProgress:
     requests: int
     tokens_in: int
     tokens_out: int
-    cost_usd: Optional[float]  # None when a model's price is unknown
-    eta_s: Optional[float]  # None until this run has accepted something
+    cost_usd: float | None  # None when a model's price is unknown
+    eta_s: float | None  # None until this run has accepted something
     retries: int = 0
 
 
@@ -122,7 +123,7 @@ class QuestionRun:
     malformed: int
     tokens_in: int
     tokens_out: int
-    cost_usd: Optional[float]
+    cost_usd: float | None
     elapsed_s: float
     stopped: bool  # cancelled or max_requests reached before the target
 
@@ -146,7 +147,7 @@ class QuestionRun:
 # ---------------------------------------------------------------- prices
 
 
-def request_cost(model: str, tokens_in: int, tokens_out: int) -> Optional[float]:
+def request_cost(model: str, tokens_in: int, tokens_out: int) -> float | None:
     """US dollars for this usage, or None for a model not in PRICES_PER_MTOK."""
     if model not in PRICES_PER_MTOK:
         return None
@@ -154,7 +155,7 @@ def request_cost(model: str, tokens_in: int, tokens_out: int) -> Optional[float]
     return (tokens_in * price_in + tokens_out * price_out) / 1_000_000
 
 
-def _usage_cost(usage: dict[str, list[int]]) -> Optional[float]:
+def _usage_cost(usage: dict[str, list[int]]) -> float | None:
     total = 0.0
     for model, (tokens_in, tokens_out) in usage.items():
         cost = request_cost(model, tokens_in, tokens_out)
@@ -179,12 +180,6 @@ hers him his i id if im in into is it its ive itll just me might more most much 
 of off on once only or other our ours out over own same she should so some such than that thats
 the their theirs them then there theres these they this those through to too under until up us
 very was we were whats hows whos wheres whens whys will with would you your youre yours
-""".split())
-# Frequent in any cooking corpus: ordered last for candidate lookup so that their long lists
-# are rarely scanned.
-COMMON_WORDS = frozenset("""
-cook cooking cooked make making best way good tip use using food foods dish dishes recipe
-recipes kitchen home time long better get keep prevent ensure avoid help right properly
 """.split())
 
 
@@ -223,15 +218,17 @@ class QuestionIndex:
         self._exact: set[str] = set()
         self._sets: list[frozenset[str]] = []
         self._postings: dict[str, list[int]] = defaultdict(list)
-        self._rank: dict[str, tuple[bool, int]] = {}
+        self._frequency: Counter[str] = Counter()
+        self._rank: dict[str, tuple[int, int]] = {}
+        self._next_rebuild = 256
 
     def __len__(self) -> int:
         return len(self._exact)
 
-    def _key(self, word: str) -> tuple[bool, int]:
+    def _key(self, word: str) -> tuple[int, int]:
         rank = self._rank.get(word)
         if rank is None:
-            rank = self._rank[word] = (word in COMMON_WORDS, zlib.crc32(word.encode()))
+            rank = self._rank[word] = (0, zlib.crc32(word.encode()))
         return rank
 
     def _prefix(self, words: frozenset[str]) -> list[str]:
@@ -240,18 +237,30 @@ class QuestionIndex:
         overlap = math.ceil(self.threshold * size - 1e-9)
         return sorted(words, key=self._key)[: size - overlap + 1]
 
-    def match(self, question: str) -> Optional[str]:
+    def _rebuild(self) -> None:
+        # Prefixes need one fixed word order, rarest first, and which words are rare is only
+        # known as questions arrive ("how" and "cook" are in most): re-rank and re-index at
+        # doubling sizes, which costs O(1) a question over a run.
+        self._rank = {w: (count, zlib.crc32(w.encode())) for w, count in self._frequency.items()}
+        self._postings = defaultdict(list)
+        for index, words in enumerate(self._sets):
+            for word in self._prefix(words):
+                self._postings[word].append(index)
+        self._next_rebuild = 2 * len(self._sets)
+
+    def match(self, question: str) -> str | None:
         """"exact" or "near" when a stored question matches, else None."""
         normalised = normalise_question(question)
+        words = content_words(normalised)
+        return self._match(normalised, words, self._prefix(words))
+
+    def _match(self, normalised: str, words: frozenset[str], prefix: list[str]) -> str | None:
         if normalised in self._exact:
             return "exact"
-        words = content_words(normalised)
-        if not words:
-            return None
         size = len(words)
         low, high = self.threshold * size - 1e-9, size / self.threshold + 1e-9
         seen: set[int] = set()
-        for word in self._prefix(words):
+        for word in prefix:
             for index in self._postings.get(word, ()):
                 if index in seen:
                     continue
@@ -264,26 +273,30 @@ class QuestionIndex:
                     return "near"
         return None
 
-    def add(self, question: str) -> Optional[str]:
+    def add(self, question: str) -> str | None:
         """Store the question unless it matches one stored; returns the match kind or None."""
-        found = self.match(question)
+        normalised = normalise_question(question)
+        words = content_words(normalised)
+        prefix = self._prefix(words)
+        found = self._match(normalised, words, prefix)
         if found:
             return found
-        normalised = normalise_question(question)
         self._exact.add(normalised)
-        words = content_words(normalised)
         if words:
             index = len(self._sets)
             self._sets.append(words)
-            for word in self._prefix(words):
+            for word in prefix:
                 self._postings[word].append(index)
+            self._frequency.update(words)
+            if len(self._sets) >= self._next_rebuild:
+                self._rebuild()
         return None
 
 
 # ---------------------------------------------------------------- replies
 
 
-def parse_pairs(content: Optional[str]) -> tuple[list[tuple[str, str]], int, bool]:
+def parse_pairs(content: str | None) -> tuple[list[tuple[str, str]], int, bool]:
     """(question, answer) pairs from a reply, the number of items that lacked either, and
     whether the reply was the JSON asked for. A reply cut short still yields its whole items."""
     text = (content or "").strip()
@@ -319,7 +332,7 @@ def parse_pairs(content: Optional[str]) -> tuple[list[tuple[str, str]], int, boo
     return pairs, bad, True
 
 
-def _pair(item: Any) -> Optional[tuple[str, str]]:
+def _pair(item: Any) -> tuple[str, str] | None:
     if not isinstance(item, dict):
         return None
     fields = {str(k).casefold(): v for k, v in item.items()}
@@ -346,7 +359,7 @@ def _salvage(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _retry_after(exc: Exception) -> Optional[float]:
+def _retry_after(exc: Exception) -> float | None:
     response = getattr(exc, "response", None)
     if response is None:
         return None
@@ -366,7 +379,7 @@ def _retry_after(exc: Exception) -> Optional[float]:
         return None
 
 
-def backoff_delay(failures: int, retry_after: Optional[float] = None) -> float:
+def backoff_delay(failures: int, retry_after: float | None = None) -> float:
     """Seconds to wait before retry number `failures`: the server's Retry-After when it gives a
     sensible one, else exponential back-off; both with jitter so parallel requests spread out."""
     if retry_after is not None and 0 <= retry_after <= MAX_RETRY_AFTER_S:
@@ -457,7 +470,7 @@ class _Generator:
         self.added = 0
         self.requests_this_run = 0
         self.stall = 0
-        self.last_outcome: Optional[_Outcome] = None
+        self.last_outcome: _Outcome | None = None
 
     def _load(self) -> dict[str, Any]:
         for row in _read_stored(self.questions_path):
@@ -471,10 +484,14 @@ class _Generator:
                 state = {}
         if not isinstance(state, dict):
             state = {}
-        usage = state.get("usage") if isinstance(state.get("usage"), dict) else {}
-        counts = {key: int(state.get(key) or 0)
-                  for key in ("requests", "retries", "duplicates", "malformed")}
-        return {**counts, "usage": {m: [int(u[0]), int(u[1])] for m, u in usage.items()}}
+        try:
+            counts = {key: int(state.get(key) or 0)
+                      for key in ("requests", "retries", "duplicates", "malformed")}
+            usage = {m: [int(u[0]), int(u[1])] for m, u in (state.get("usage") or {}).items()}
+        except (AttributeError, IndexError, TypeError, ValueError):
+            # A damaged state file only loses counts; the questions themselves are in the jsonl.
+            counts, usage = dict.fromkeys(("requests", "retries", "duplicates", "malformed"), 0), {}
+        return {**counts, "usage": usage}
 
     @property
     def accepted(self) -> int:
@@ -701,7 +718,7 @@ def generate_questions(
     first_index = run.state["requests"]
     submitted = 0
     stopped = False
-    failure: Optional[BaseException] = None
+    failure: BaseException | None = None
     pending: set[Future[_Outcome]] = set()
     try:
         with open(run.questions_path, "a", encoding="utf-8") as handle, \
@@ -788,8 +805,8 @@ def questions_plan(out_dir: Path, *, name: str = "cooking-questions") -> ImportP
             row = json.loads(line)
         except ValueError as exc:
             if unterminated and number == len(lines):
-                plan.left_out.append((f"line {number}", "unfinished last line of an "
-                                      "interrupted run"))
+                plan.left_out.append(
+                    (f"line {number}", "unfinished last line of an interrupted run"))
             else:
                 plan.problems.append(Problem(str(path), f"expected a JSON object, found "
                                              f"unreadable text ({exc.msg})", line=number))
