@@ -39,6 +39,7 @@ class Sample(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("dataset_id", "external_id", name="uq_sample_dataset_external"),
         Index("ix_sample_dataset_split", "dataset_id", "split"),
+        Index("ix_sample_dataset_modality", "dataset_id", "modality"),
     )
     id: Optional[int] = Field(default=None, primary_key=True)
     dataset_id: int = Field(foreign_key="dataset.id", index=True)

@@ -147,7 +147,7 @@ def test_a_store_made_before_search_existed_is_indexed_on_open(ddft_workspace):
         queries.add_samples(session, dataset_id=dataset.id, samples=[
             {"external_id": "x", "modality": "text", "prompt": "saffron rice", "answer": "yes"}])
     with engine.begin() as connection:
-        for name in ("sample_fts_ai", "sample_fts_ad", "sample_fts_au"):
+        for name in ("sample_fts_ad", "sample_fts_au"):
             connection.execute(sql(f"DROP TRIGGER {name}"))
         connection.execute(sql("DROP TABLE sample_fts"))
     engine.dispose()
