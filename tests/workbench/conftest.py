@@ -48,6 +48,25 @@ TUNED_JUDGED = [(4.0, "yes"), (4.5, "yes"), (2.0, "no"), (5.0, "yes"), (3.5, "ye
                 (3.0, "no"), (4.0, "yes"), (4.5, "yes"), (2.5, "no"), (3.5, "yes")]
 # A second judge on four tuned generations: yes 3, no 1 → 75.00%, average 15/4 = 3.75.
 GPT_JUDGED = [(4.0, "yes"), (5.0, "yes"), (2.0, "no"), (4.0, "yes")]
+# `ddft data check` outcomes by external id; every other sample stays unchecked.
+FAILED_REASON = "media: cannot open /data/kitchen/images/img-001.png"
+WARN_REASON = "overlap: same dish or recipe type (breakfast) as eval sample 81"
+CHECKS = {"img-001": ("failed", [FAILED_REASON]), "img-002": ("warn", [WARN_REASON]),
+          "img-003": ("ok", []), "vid-002": ("ok", []), "vid-004": ("ok", [])}
+# vid-002's strip: 8 frames of 12×8 px (drawn at that size, 4 cells high), frame f with its top
+# pixel row STRIP_TOP[f] and the rest STRIP_REST; vid-004 names a strip that is not on disk.
+STRIP_TOP = [(30 * f, 200, 40) for f in range(8)]
+STRIP_REST = (10, 20, 250)
+
+
+def write_strip(path: Path) -> Path:
+    from PIL import Image
+
+    image = Image.new("RGB", (12 * 8, 8), STRIP_REST)
+    for f, colour in enumerate(STRIP_TOP):
+        image.paste(colour, (12 * f, 0, 12 * (f + 1), 1))
+    image.save(path)
+    return path
 
 
 @dataclass
@@ -109,6 +128,18 @@ def _build_demo(tmp_path: Path) -> DemoStore:
             for i in range(10)
         ])
         store.eval_sample_ids = [s.id for s in queries.list_samples(session, dataset_id=evalset.id)]
+
+        strip = write_strip(tmp_path / "vid-002.png")
+        for sample in queries.list_samples(session, limit=None):
+            if sample.external_id not in CHECKS:
+                continue
+            sample.check_status, sample.check_reasons = CHECKS[sample.external_id]
+            sample.checked_at = now
+            if sample.modality == "video":
+                sample.meta = {**sample.meta, "tokens": 2056, "fps": 24.0, "n_frames": 288,
+                               "frame_strip": str(strip) if sample.external_id == "vid-002"
+                               else str(tmp_path / "gone.png")}
+            session.add(sample)
 
         train = queries.create_job(session, kind="train", params={"variant": "tuned", "steps": 20,
                                                                    "learning_rate": 0.0002},

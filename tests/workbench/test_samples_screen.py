@@ -1,13 +1,14 @@
-"""The Samples screen: paging, filters, search, the detail pane and the include toggle."""
+"""The Samples screen: paging, filters, search, the detail pane, the include toggle, marks and bulk changes."""
 
 from __future__ import annotations
 
 from textual.widgets import DataTable, Input, Select
 
 from db import queries
+from workbench.dialogs.confirm import ConfirmDialog
 from workbench.widgets.sample_detail import SampleDetailPane
 
-from .conftest import running, settle
+from .conftest import FAILED_REASON, STRIP_REST, STRIP_TOP, WARN_REASON, running, settle
 
 
 def _ids(table: DataTable) -> list[int]:
@@ -20,6 +21,18 @@ def _label(app) -> str:
 
 def _detail(app) -> str:
     return str(app.screen.query_one("#sample-detail", SampleDetailPane).content)
+
+
+def _count(app) -> str:
+    return str(app.screen.query_one("#samples-count").content)
+
+
+def _column(table: DataTable, key: str) -> list[str]:
+    return [str(cell) for cell in table.get_column(key)]
+
+
+def _choose(select: Select, label: str) -> None:
+    select.value = next(value for prompt, value in select._options if str(prompt) == label)
 
 
 async def test_pages_of_fifty_move_with_n_and_p(demo_store):
@@ -132,3 +145,129 @@ async def test_include_toggle_writes_to_the_store_and_updates_the_row(demo_store
             assert queries.get_sample(session, sample_id=sample_id).included is True
             assert queries.count_samples(session, included=False) == 0
         assert str(table.get_cell(str(sample_id), "included")) == "✓"
+
+
+async def test_check_and_included_filters_change_the_rows_and_the_count(demo_store):
+    with demo_store.session() as session:
+        for external_id in ("img-005", "q-000"):
+            sample = next(s for s in queries.list_samples(session, search=external_id))
+            queries.set_sample_included(session, sample_id=sample.id, included=False)
+    async with running(demo_store.url) as (app, pilot):
+        screen = app.screen
+        table = screen.query_one("#samples-table", DataTable)
+        assert _count(app) == "120 samples"
+        assert _column(table, "check")[:5] == ["·", "✗", "!", "✓", "·"]  # img-000 … img-004
+        assert table.get_cell_at((1, 5)).style == "bold red"
+
+        screen.query_one("#filter-check", Select).value = "failed"
+        await settle(pilot)
+        assert table.row_count == 1 and _count(app) == "1 match"
+        assert FAILED_REASON in _detail(app)
+        screen.query_one("#filter-check", Select).value = "ok"
+        await settle(pilot)
+        assert _column(table, "check") == ["✓"] * 3 and _count(app) == "3 matches"  # img-003, vid-002, vid-004
+
+        screen.query_one("#filter-check", Select).clear()
+        screen.query_one("#filter-included", Select).value = "excluded"
+        await settle(pilot)
+        assert _column(table, "included") == ["✗", "✗"] and _count(app) == "2 matches"
+        screen.query_one("#filter-included", Select).value = "included"
+        await settle(pilot)
+        assert _count(app) == "118 matches" and set(_column(table, "included")) == {"✓"}
+
+
+async def test_marked_rows_on_several_pages_are_excluded_at_once(demo_store):
+    async with running(demo_store.url) as (app, pilot):
+        table = app.screen.query_one("#samples-table", DataTable)
+        first_page = _ids(table)
+        await pilot.press("m", "down", "m")  # m moves down after marking
+        assert _column(table, "mark")[:4] == ["●", "", "●", ""] and table.cursor_row == 3
+        await pilot.press("n")
+        await settle(pilot)
+        await pilot.press("m")
+        second_page = _ids(table)
+        marked = {first_page[0], first_page[2], second_page[0]}
+        assert "3 marked" in _label(app)
+
+        await pilot.press("e")  # marks need no confirmation
+        await settle(pilot)
+        assert type(app.screen).__name__ == "SamplesScreen"
+        with demo_store.session() as session:
+            assert {s.id for s in queries.list_samples(session, included=False, limit=None)} == marked
+        assert str(table.get_cell(str(second_page[0]), "included")) == "✗"
+        assert set(_column(table, "mark")) == {""} and "marked" not in _label(app)
+
+        await pilot.press("p")
+        await settle(pilot)
+        assert _column(table, "included")[:3] == ["✗", "✓", "✗"]
+        await pilot.press("m", "i")
+        await settle(pilot)
+        with demo_store.session() as session:
+            assert queries.get_sample(session, sample_id=first_page[0]).included is True
+            assert queries.count_samples(session, included=False) == 2
+
+
+async def test_exclude_with_nothing_marked_asks_then_excludes_the_whole_filter(demo_store):
+    async with running(demo_store.url) as (app, pilot):
+        screen = app.screen
+        table = screen.query_one("#samples-table", DataTable)
+        # 40 image prompts, 40 video and 10 eval answers mention a dish: two pages.
+        screen.query_one("#sample-search", Input).value = "dish"
+        await settle(pilot)
+        assert _count(app) == "90 matches" and table.row_count == 50
+
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        assert str(app.screen.query_one("#confirm-question").content).startswith("Exclude 90 samples?")
+        await pilot.press("n")
+        await settle(pilot)
+        with demo_store.session() as session:
+            assert queries.count_samples(session, included=False) == 0
+
+        await pilot.press("e")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(pilot)
+        with demo_store.session() as session:
+            assert queries.count_samples(session, included=False) == 90
+            assert queries.count_samples(session, search="dish", included=True) == 0
+        assert set(_column(table, "included")) == {"✗"}
+
+
+async def test_detail_shows_the_check_and_draws_the_frame_strip(demo_store):
+    async with running(demo_store.url) as (app, pilot):
+        pane = app.screen.query_one("#sample-detail", SampleDetailPane)
+        assert "not checked — run `ddft data check`" in _detail(app)  # img-000
+        await pilot.press("down")
+        await pilot.pause()
+        assert f"check: failed\n  • {FAILED_REASON}" in _detail(app)
+        text = pane.content
+        assert any(text.plain[span.start:span.end] == FAILED_REASON and span.style == "red"
+                   for span in text.spans)
+        await pilot.press("down")
+        await pilot.pause()
+        assert f"check: warn\n  • {WARN_REASON}" in _detail(app)
+
+        _choose(app.screen.query_one("#filter-dataset", Select), "kitchen-videos")
+        await settle(pilot)
+        await pilot.press("down", "down")  # vid-002, whose strip the check saved
+        await settle(pilot)
+        detail = _detail(app)
+        assert "check: ok" in detail
+        assert "duration 12.0s · 288 frames · 24 fps · 2,056 tokens" in detail
+        assert "frame times:" not in detail
+        lines = detail.split("sampled frames\n")[1].splitlines()
+        # 4 frames 12 cells wide fit on a line of the pane: 4 rows of half blocks, then the times.
+        assert lines[0] == " ".join(["▀" * 12] * 4)
+        assert lines[4].split() == ["0.0s", "1.5s", "3.0s", "4.5s"]
+        assert lines[9].split() == ["6.0s", "7.5s", "9.0s", "10.5s"]
+        top_row = {(tuple(s.style.color.triplet), tuple(s.style.bgcolor.triplet))
+                   for s in pane.content.spans if pane.content.plain[s.start:s.end] == "▀"}
+        assert {(top, STRIP_REST) for top in STRIP_TOP} | {(STRIP_REST, STRIP_REST)} == top_row
+
+        await pilot.press("down", "down")  # vid-004: its strip file is gone
+        await settle(pilot)
+        detail = _detail(app)
+        assert "frame times: 0.0s, 1.5s" in detail and "gone.png: no such file" in detail
+        assert "▀" not in detail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ PAGE_SIZE = 50
 PREVIEW_PROMPT_CHARS = 18
 PREVIEW_ANSWER_CHARS = 30
 PLACEHOLDERS = {"image": "<image>", "video": "<video>"}
+# As db.models.CHECK_STATUSES; repeated so that importing the workbench does not import the store.
+CHECK_STATUSES = ("unchecked", "ok", "warn", "failed")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,12 @@ class SampleRow:
     group: str
     frame_times: tuple[float, ...] | None  # None: the video was not probed
     segments: tuple[Segment, ...]
+    check_status: str = "unchecked"
+    check_reasons: tuple[str, ...] = ()
+    tokens: int | None = None  # prompt + answer + media tokens, counted by `ddft data check --model`
+    fps: float | None = None
+    n_frames: int | None = None  # frames in the whole video, not the 8 sampled ones
+    frame_strip: str | None = None  # PNG of the sampled frames side by side, made by `ddft data check`
 
     @property
     def preview(self) -> str:
@@ -60,10 +69,24 @@ class SampleFilters:
     modality: str | None = None
     split: str | None = None
     search: str = ""
+    check_status: str | None = None
+    included: bool | None = None
 
     @property
     def active(self) -> bool:
-        return any((self.dataset_id is not None, self.modality, self.split, self.search.strip()))
+        return any((self.dataset_id is not None, self.modality, self.split, self.search.strip(),
+                    self.check_status, self.included is not None))
+
+    def criteria(self) -> dict[str, Any]:
+        """The keyword arguments of db.queries.list_samples, count_samples and filtered_sample_ids."""
+        return {
+            "dataset_id": self.dataset_id,
+            "modality": self.modality,
+            "split": self.split,
+            "search": self.search.strip() or None,
+            "check_status": self.check_status,
+            "included": self.included,
+        }
 
 
 @dataclass(frozen=True)
@@ -99,6 +122,10 @@ class FilterChoices:
     modalities: tuple[str, ...]
     splits: tuple[str, ...]
 
+    @property
+    def dataset_names(self) -> dict[int, str]:
+        return dict(self.datasets)
+
 
 def _shorten(text: str, limit: int) -> str:
     text = " ".join(text.split())
@@ -127,8 +154,17 @@ def _segments(meta: dict[str, Any]) -> tuple[Segment, ...]:
     return tuple(found)
 
 
+def _number(meta: dict[str, Any], key: str, kind: type) -> Any:
+    try:
+        value = kind(meta[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
 def sample_row(sample: Any, dataset: str) -> SampleRow:
     meta = sample.meta or {}
+    strip = meta.get("frame_strip")
     return SampleRow(
         id=sample.id,
         dataset=dataset,
@@ -143,6 +179,12 @@ def sample_row(sample: Any, dataset: str) -> SampleRow:
         group=sample.group,
         frame_times=_frame_times(meta),
         segments=_segments(meta),
+        check_status=sample.check_status if sample.check_status in CHECK_STATUSES else "unchecked",
+        check_reasons=tuple(str(r) for r in sample.check_reasons or ()),
+        tokens=_number(meta, "tokens", int),
+        fps=_number(meta, "fps", float),
+        n_frames=_number(meta, "n_frames", int),
+        frame_strip=strip if isinstance(strip, str) and strip else None,
     )
 
 
@@ -157,24 +199,29 @@ def load_filter_choices(engine: Engine) -> FilterChoices:
     return FilterChoices(datasets=datasets, modalities=MODALITIES, splits=splits)
 
 
-def load_page(engine: Engine, filters: SampleFilters, offset: int, page_size: int = PAGE_SIZE) -> SamplePage:
-    """The page of samples at `offset` (moved back to the last page when past the end)."""
-    from db.queries import count_samples, list_datasets, list_samples
+def load_page(
+    engine: Engine,
+    filters: SampleFilters,
+    offset: int,
+    *,
+    dataset_names: Mapping[int, str],
+    page_size: int = PAGE_SIZE,
+) -> SamplePage:
+    """The page of samples at `offset` (moved back to the last page when past the end).
+
+    One count and one page query: dataset names come from the caller's filter choices, which
+    are read once, not on every page.
+    """
+    from db.queries import count_samples, list_samples
     from db.store import session_scope
 
-    criteria = {
-        "dataset_id": filters.dataset_id,
-        "modality": filters.modality,
-        "split": filters.split,
-        "search": filters.search.strip() or None,
-    }
+    criteria = filters.criteria()
     with session_scope(engine) as session:
-        names = {d.id: d.name for d in list_datasets(session)}
         total = count_samples(session, **criteria)
         if offset >= total:
             offset = max(0, (total - 1) // page_size * page_size)
         samples = list_samples(session, **criteria, offset=max(0, offset), limit=page_size)
-        rows = tuple(sample_row(s, names.get(s.dataset_id, "?")) for s in samples)
+        rows = tuple(sample_row(s, dataset_names.get(s.dataset_id, "?")) for s in samples)
     return SamplePage(filters=filters, offset=offset, total=total, rows=rows, page_size=page_size)
 
 
@@ -188,3 +235,27 @@ def set_included(engine: Engine, sample_id: int, included: bool) -> bool:
 
     with session_scope(engine) as session:
         return set_sample_included(session, sample_id=sample_id, included=included).included
+
+
+def set_included_many(
+    engine: Engine,
+    included: bool,
+    *,
+    sample_ids: Sequence[int] | None = None,
+    filters: SampleFilters | None = None,
+) -> tuple[frozenset[int], int]:
+    """Include or exclude the samples `sample_ids`, or every sample `filters` selects (all
+    pages), in one transaction. Returns the ids acted on and how many of them changed.
+
+    Raises ValueError when given neither ids nor filters.
+    """
+    from db.queries import filtered_sample_ids, set_samples_included
+    from db.store import session_scope
+
+    if sample_ids is None and filters is None:
+        raise ValueError("set_included_many needs sample_ids or filters")
+    with session_scope(engine) as session:
+        ids = list(sample_ids) if sample_ids is not None else filtered_sample_ids(
+            session, **filters.criteria())  # type: ignore[union-attr]
+        changed = set_samples_included(session, sample_ids=ids, included=included)
+    return frozenset(ids), changed

@@ -1,7 +1,8 @@
-"""The Samples screen: page through training and eval samples, filter, search, include or exclude."""
+"""The Samples screen: page through samples, filter and search them, mark, include or exclude them."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar
 
@@ -14,7 +15,14 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 from textual.worker import get_current_worker
 
+from workbench.data.frame_strip import (
+    DEFAULT_FRAMES,
+    FrameStrip,
+    FrameStripError,
+    load_frame_strip,
+)
 from workbench.data.samples import (
+    CHECK_STATUSES,
     PAGE_SIZE,
     FilterChoices,
     SampleFilters,
@@ -23,15 +31,22 @@ from workbench.data.samples import (
     load_filter_choices,
     load_page,
     set_included,
+    set_included_many,
 )
+from workbench.dialogs.confirm import ConfirmDialog
 from workbench.screens.base import WorkbenchScreen
 from workbench.widgets.sample_detail import SampleDetailPane
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-COLUMNS = (("id", "id"), ("dataset", "dataset"), ("modality", "modality"), ("split", "split"),
-           ("included", "incl"), ("preview", "prompt → answer"))
+COLUMNS = (("mark", "m"), ("id", "id"), ("dataset", "dataset"), ("modality", "modality"),
+           ("split", "split"), ("check", "chk"), ("included", "incl"), ("preview", "prompt → answer"))
+INCLUDED_CHOICES = {"included": True, "excluded": False}
+CHECK_MARKS = {"ok": ("✓", "bold green"), "warn": ("!", "bold yellow"), "failed": ("✗", "bold red")}
+MARKED = Text("●", style="bold magenta")
+# Decoded strips kept in memory, so moving the cursor back and forth does not read files again.
+STRIP_CACHE_SIZE = 64
 NO_SAMPLES = ("No samples yet.\n\nBuild and import the synthetic kitchen with `ddft data kitchen`, "
               "or make a complete demo workspace with `ddft demo`.")
 NO_MATCH = "No samples match these filters. Clear the search (/) or the filters (f)."
@@ -39,6 +54,11 @@ NO_MATCH = "No samples match these filters. Clear the search (/) or the filters 
 
 def included_mark(included: bool) -> Text:
     return Text("✓", style="bold green") if included else Text("✗", style="bold red")
+
+
+def check_mark(status: str) -> Text:
+    glyph, style = CHECK_MARKS.get(status, ("·", "dim"))
+    return Text(glyph, style=style)
 
 
 class SamplesScreen(WorkbenchScreen):
@@ -50,6 +70,14 @@ class SamplesScreen(WorkbenchScreen):
         Binding("p", "page(-1)", "Prev page", id="samples.prev_page", tooltip="Show the previous 50 samples"),
         Binding("x,space", "toggle_included", "Include ✓/✗", id="samples.toggle",
                 tooltip="Include the highlighted sample in training, or exclude it"),
+        Binding("m", "toggle_mark", "Mark", id="samples.mark",
+                tooltip="Mark or unmark the highlighted sample (marks last across pages)"),
+        Binding("u", "clear_marks", "Unmark all", show=False, id="samples.unmark",
+                tooltip="Clear every mark"),
+        Binding("i", "set_included(True)", "Include", id="samples.include",
+                tooltip="Include the marked samples, or when none is marked every sample the filters select"),
+        Binding("e", "set_included(False)", "Exclude", id="samples.exclude",
+                tooltip="Exclude the marked samples, or when none is marked every sample the filters select"),
         Binding("slash", "focus_search", "Search", id="samples.search"),
         Binding("f", "focus_filters", "Filters", id="samples.filters"),
         Binding("r", "reload", "Reload", id="samples.reload"),
@@ -63,15 +91,25 @@ class SamplesScreen(WorkbenchScreen):
 
     @dataclass
     class IncludedStored(Message):
-        sample_id: int
+        sample_ids: frozenset[int]
         included: bool
+        changed: int | None = None  # None: one row toggled, no notice needed
+
+    @dataclass
+    class StripLoaded(Message):
+        path: str
+        strip: FrameStrip | None
+        error: str = ""
 
     def __init__(self) -> None:
         super().__init__()
         self.filters = SampleFilters()
         self.page: SamplePage | None = None
+        self.marked: set[int] = set()
         self._rows: dict[int, SampleRow] = {}
         self._choices: FilterChoices | None = None
+        self._strips: OrderedDict[str, FrameStrip | str] = OrderedDict()  # path → strip or error
+        self._strip_pending: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -79,7 +117,10 @@ class SamplesScreen(WorkbenchScreen):
             yield Select([], prompt="all datasets", id="filter-dataset")
             yield Select([], prompt="all modalities", id="filter-modality")
             yield Select([], prompt="all splits", id="filter-split")
-            yield Input(placeholder="search prompt, answer or id  ( / )", id="sample-search")
+            yield Select([(s, s) for s in CHECK_STATUSES], prompt="all checks", id="filter-check")
+            yield Select([(k, k) for k in INCLUDED_CHOICES], prompt="incl. & excl.", id="filter-included")
+            yield Input(placeholder="search words  ( / )", id="sample-search")
+            yield Static("", id="samples-count")
         with Horizontal(id="samples-body"):
             with Vertical(id="samples-list"):
                 yield DataTable(id="samples-table", cursor_type="row", zebra_stripes=True)
@@ -102,19 +143,37 @@ class SamplesScreen(WorkbenchScreen):
 
     def load(self, *, offset: int | None = None, with_choices: bool = False) -> None:
         current = self.page.offset if self.page else 0
-        self._load_page(self.engine, self.filters, current if offset is None else offset, with_choices)
+        choices = None if with_choices or self._choices is None else self._choices
+        self._load_page(self.engine, self.filters, current if offset is None else offset, choices)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="samples-load")
-    def _load_page(self, engine: Engine, filters: SampleFilters, offset: int, with_choices: bool) -> None:
-        page = load_page(engine, filters, offset)
-        choices = load_filter_choices(engine) if with_choices else None
+    def _load_page(self, engine: Engine, filters: SampleFilters, offset: int,
+                   choices: FilterChoices | None) -> None:
+        # Choices (datasets, splits) are read only when asked for; paging reuses the last ones.
+        fresh = load_filter_choices(engine) if choices is None else None
+        names = (fresh or choices).dataset_names  # type: ignore[union-attr]
+        page = load_page(engine, filters, offset, dataset_names=names)
         if not get_current_worker().is_cancelled:
-            self.post_message(self.PageLoaded(page, choices))
+            self.post_message(self.PageLoaded(page, fresh))
 
     @work(thread=True, exit_on_error=False, group="samples-write")
     def _store_included(self, engine: Engine, sample_id: int, included: bool) -> None:
         stored = set_included(engine, sample_id, included)
-        self.post_message(self.IncludedStored(sample_id, stored))
+        self.post_message(self.IncludedStored(frozenset((sample_id,)), stored))
+
+    @work(thread=True, exit_on_error=False, group="samples-write")
+    def _store_included_many(self, engine: Engine, included: bool, sample_ids: tuple[int, ...] | None,
+                             filters: SampleFilters | None) -> None:
+        ids, changed = set_included_many(engine, included, sample_ids=sample_ids, filters=filters)
+        self.post_message(self.IncludedStored(ids, included, changed))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="samples-strip")
+    def _load_strip(self, path: str, n_frames: int) -> None:
+        try:
+            strip, error = load_frame_strip(path, n_frames), ""
+        except FrameStripError as exc:
+            strip, error = None, str(exc)
+        self.post_message(self.StripLoaded(path, strip, error))
 
     @on(PageLoaded)
     def _page_loaded(self, message: PageLoaded) -> None:
@@ -155,16 +214,45 @@ class SamplesScreen(WorkbenchScreen):
         self._rows = {row.id: row for row in page.rows}
         table.clear()
         for row in page.rows:
-            table.add_row(str(row.id), row.dataset, row.modality, row.split,
+            table.add_row(MARKED if row.id in self.marked else "", str(row.id), row.dataset,
+                          row.modality, row.split, check_mark(row.check_status),
                           included_mark(row.included), row.preview, key=str(row.id))
         if same_page and highlighted is not None and highlighted.id in self._rows:
             table.move_cursor(row=table.get_row_index(str(highlighted.id)), scroll=True)
-        self.query_one("#samples-page-label", Static).update(page.label)
+        self._show_counts()
         self._show_detail()
 
+    def _show_counts(self) -> None:
+        page = self.page
+        label = page.label if page else "loading…"
+        if self.marked:
+            label += f" · {len(self.marked):,} marked (i include, e exclude, u unmark)"
+        self.query_one("#samples-page-label", Static).update(label)
+        if page is not None:
+            noun = "match" if page.total == 1 else "matches"
+            count = f"{page.total:,} {noun}" if self.filters.active else f"{page.total:,} samples"
+            self.query_one("#samples-count", Static).update(count)
+
     def _show_detail(self) -> None:
-        empty = NO_MATCH if self.filters.active else NO_SAMPLES
-        self.query_one("#sample-detail", SampleDetailPane).show(self.highlighted, empty=empty)
+        pane = self.query_one("#sample-detail", SampleDetailPane)
+        row = self.highlighted
+        if row is None:
+            pane.show(None, empty=NO_MATCH if self.filters.active else NO_SAMPLES)
+            return
+        strip, note = None, ""
+        if row.modality == "video" and row.frame_strip:
+            cached = self._strips.get(row.frame_strip)
+            if cached is None:
+                # Until the worker has read it, the frame times show as text.
+                if self._strip_pending != row.frame_strip:
+                    self._strip_pending = row.frame_strip
+                    self._load_strip(row.frame_strip, len(row.frame_times or ()) or DEFAULT_FRAMES)
+            elif isinstance(cached, str):
+                note = f"frame strip: {cached}"
+            else:
+                strip = cached
+                self._strips.move_to_end(row.frame_strip)
+        pane.show(row, strip=strip, strip_note=note)
 
     @property
     def highlighted(self) -> SampleRow | None:
@@ -181,11 +269,14 @@ class SamplesScreen(WorkbenchScreen):
         self._show_detail()
 
     def _filters_from_widgets(self) -> SampleFilters:
+        included = self.query_one("#filter-included", Select).selection
         return SampleFilters(
             dataset_id=self.query_one("#filter-dataset", Select).selection,
             modality=self.query_one("#filter-modality", Select).selection,
             split=self.query_one("#filter-split", Select).selection,
             search=self.query_one("#sample-search", Input).value,
+            check_status=self.query_one("#filter-check", Select).selection,
+            included=None if included is None else INCLUDED_CHOICES[included],
         )
 
     @on(Select.Changed)
@@ -202,13 +293,31 @@ class SamplesScreen(WorkbenchScreen):
 
     @on(IncludedStored)
     def _included_stored(self, message: IncludedStored) -> None:
-        row = self._rows.get(message.sample_id)
-        if row is None:
-            return  # the page moved on; the next load shows the stored value
-        self._rows[row.id] = replace(row, included=message.included)
         table = self.query_one("#samples-table", DataTable)
-        table.update_cell(str(row.id), "included", included_mark(message.included))
+        # Rows of other pages are not shown; the next load reads their stored value.
+        for sample_id in message.sample_ids & self._rows.keys():
+            self._rows[sample_id] = replace(self._rows[sample_id], included=message.included)
+            table.update_cell(str(sample_id), "included", included_mark(message.included))
+        if message.changed is not None:
+            verb = "Included" if message.included else "Excluded"
+            asked = len(message.sample_ids)
+            note = f"{verb} {asked:,} samples." if message.changed == asked else (
+                f"{verb} {message.changed:,} of {asked:,} samples; the others already were.")
+            self.notify(note, title="Saved")
+            if self.filters.included is not None:
+                self.load()  # rows that no longer match the included filter leave the table
         self._show_detail()
+
+    @on(StripLoaded)
+    def _strip_loaded(self, message: StripLoaded) -> None:
+        self._strips[message.path] = message.strip or message.error
+        if self._strip_pending == message.path:
+            self._strip_pending = None
+        while len(self._strips) > STRIP_CACHE_SIZE:
+            self._strips.popitem(last=False)
+        row = self.highlighted
+        if row is not None and row.frame_strip == message.path:
+            self._show_detail()
 
     # ------------------------------------------------------------------ actions
 
@@ -225,6 +334,48 @@ class SamplesScreen(WorkbenchScreen):
             self.app.bell()
             return
         self._store_included(self.engine, row.id, not row.included)
+
+    def action_toggle_mark(self) -> None:
+        row = self.highlighted
+        if row is None:
+            self.app.bell()
+            return
+        self.marked.symmetric_difference_update((row.id,))
+        table = self.query_one("#samples-table", DataTable)
+        table.update_cell(str(row.id), "mark", MARKED if row.id in self.marked else "")
+        table.action_cursor_down()
+        self._show_counts()
+
+    def action_clear_marks(self) -> None:
+        table = self.query_one("#samples-table", DataTable)
+        for sample_id in self.marked & self._rows.keys():
+            table.update_cell(str(sample_id), "mark", "")
+        self.marked.clear()
+        self._show_counts()
+
+    def action_set_included(self, included: bool) -> None:
+        """Marked samples at once; with none marked, every sample the filters select, once confirmed."""
+        if self.marked:
+            ids = tuple(sorted(self.marked))
+            self.action_clear_marks()
+            self._store_included_many(self.engine, included, ids, None)
+            return
+        page = self.page
+        if page is None or page.total == 0:
+            self.app.bell()
+            return
+        filters = page.filters  # what the shown count was read with, even if a newer load is under way
+        verb = "Include" if included else "Exclude"
+        noun = "sample" if page.total == 1 else "samples"
+        scope = "the filters select" if filters.active else "in the store"
+        question = (f"{verb} {page.total:,} {noun}?\n\nNo sample is marked, so this acts on every "
+                    f"sample {scope}, on all pages (mark rows with m to act on a few).")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._store_included_many(self.engine, included, None, filters)
+
+        self.app.push_screen(ConfirmDialog(question, yes=verb), answered)
 
     def action_focus_search(self) -> None:
         self.query_one("#sample-search", Input).focus()
