@@ -52,7 +52,7 @@ class Sample(SQLModel, table=True):
     answer: str = Field(sa_column=Column(Text, nullable=False))
     # Group for clustered statistics (recipe type / dish): videos of one recipe are not independent.
     group: str = ""
-    included: bool = True
+    included: bool = Field(default=True, index=True)
     duration_s: Optional[float] = None
     # Set by `ddft data check`: unchecked | ok | warn | failed; failed samples are never trained on.
     check_status: str = Field(default="unchecked", index=True)

@@ -131,6 +131,15 @@ def _sample_filter(
     return query
 
 
+def _fts_alone(session: Session, search: str | None, *filters: Any) -> bool:
+    """Whether a search is the only filter on SQLite, so FTS alone can count and page it."""
+    return (
+        bool(search and search.strip())
+        and all(value is None or value == "" for value in filters)
+        and session.get_bind().dialect.name == "sqlite"
+    )
+
+
 def _fts_query(search: str) -> str:
     """User words → an FTS5 query: every word must match, as a prefix, quotes escaped."""
     words = [w.replace('"', '""') for w in search.split()]
@@ -166,6 +175,18 @@ def list_samples(
 ) -> list[Sample]:
     """Samples in id order, filtered; `search` matches words (as prefixes) of the prompt, the
     answer or the external id, through full-text search on SQLite."""
+    if limit is not None and _fts_alone(session, search, dataset_id, modality, split, included,
+                                        check_status):
+        # FTS returns matches in rowid order: let it page them, not materialise every match.
+        page = text(
+            "SELECT rowid FROM sample_fts WHERE sample_fts MATCH :fts ORDER BY rowid "
+            "LIMIT :limit OFFSET :offset"
+        ).bindparams(fts=_fts_query(search), limit=-1 if limit is None else limit, offset=offset)
+        ids = [row[0] for row in session.execute(page)]
+        if not ids:
+            return []
+        return list(session.exec(select(Sample).where(col(Sample.id).in_(ids))
+                                 .order_by(Sample.id)))
     query = _sample_filter(
         session,
         select(Sample),
@@ -192,6 +213,12 @@ def count_samples(
     search: str | None = None,
     check_status: str | None = None,
 ) -> int:
+    if _fts_alone(session, search, dataset_id, modality, split, included, check_status):
+        counted = session.execute(
+            text("SELECT count(*) FROM sample_fts WHERE sample_fts MATCH :fts"),
+            {"fts": _fts_query(search)},
+        )
+        return int(counted.scalar_one())
     query = _sample_filter(
         session,
         select(func.count()).select_from(Sample),

@@ -128,6 +128,10 @@ def bench_import(
         result.timings.append(Timing("Samples page (dataset + modality filter)",
                                      _repeat(page(dataset_id=foodx.id, modality="image"),
                                              repeats), 0.050))
+        result.timings.append(Timing("Samples page (excluded samples only)",
+                                     _repeat(page(included=False), repeats), 0.050))
+        result.timings.append(Timing("Samples page (failed checks only)",
+                                     _repeat(page(check_status="failed"), repeats), 0.050))
 
         def search(term: str) -> Callable[[], object]:
             def run() -> object:
@@ -136,7 +140,7 @@ def bench_import(
                     return queries.list_samples(session, search=term, limit=50)
             return run
 
-        for term in ("dish number 17", "roast vegetable 12345", "zzz-no-match"):
+        for term in ("dish", "dish number 17", "roast vegetable 12345", "zzz-no-match"):
             result.timings.append(Timing(f"full-text search {term!r} (count + first page)",
                                          _repeat(search(term), repeats), 0.100))
         engine.dispose()
