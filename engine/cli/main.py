@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from engine.cli import bench as bench_cli
 from engine.cli import data as data_cli
 from engine.cli import jobs as jobs_cli
+from engine.cli import variants as variants_cli
 from engine.cli.console import (
     WorkspaceOption,
     console,
@@ -30,9 +30,7 @@ app = typer.Typer(
 app.add_typer(jobs_cli.app, name="jobs")
 app.add_typer(data_cli.app, name="data")
 app.add_typer(bench_cli.app, name="bench")
-variants_app = typer.Typer(help="Model variants: base models and trained adapters.",
-                           no_args_is_help=True)
-app.add_typer(variants_app, name="variants")
+app.add_typer(variants_cli.app, name="variants")
 
 DetachOption = Annotated[
     bool, typer.Option("--detach", help="Run as a background job and return at once.")
@@ -223,49 +221,6 @@ def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fm
     built = build_report(rows, eval_set=eval_set)
     renderer = {"md": render_markdown, "csv": render_csv, "json": render_json}[fmt]
     (out or console).print(renderer(built), markup=False, highlight=False, soft_wrap=True)
-
-
-@variants_app.command("list")
-@friendly
-def list_variants(workspace: WorkspaceOption = None) -> None:
-    """Model variants that can generate."""
-    from db import queries
-    from db.store import session_scope
-
-    _, engine = open_workspace(workspace)
-    with session_scope(engine) as session:
-        variants = queries.list_variants(session)
-    if not variants:
-        console.print("no model variants yet: `ddft demo` or `ddft train` makes them")
-        return
-    table = Table("id", "name", "base model", "adapter", "job")
-    for v in variants:
-        table.add_row(str(v.id), v.name, v.base_model, v.adapter_path or "—",
-                      str(v.job_id or "—"))
-    console.print(table)
-
-
-@variants_app.command("add")
-@friendly
-def add_variant(
-    name: str,
-    base: Annotated[str, typer.Option(help="Hub id or local model directory.")],
-    adapter: Annotated[Optional[Path], typer.Option(help="LoRA adapter directory.")] = None,
-    workspace: WorkspaceOption = None,
-) -> None:
-    """Register a base model (and optionally an adapter) as a variant."""
-    from db import queries
-    from db.store import session_scope
-
-    if adapter is not None and not (adapter / "adapter_config.json").is_file():
-        fail(f"{adapter}: not a LoRA adapter folder (adapter_config.json missing)")
-    _, engine = open_workspace(workspace)
-    with session_scope(engine) as session:
-        if queries.get_variant(session, name=name):
-            fail(f"a model variant named {name!r} exists already")
-        queries.create_variant(session, name=name, base_model=base,
-                               adapter_path=str(adapter.resolve()) if adapter else None)
-    console.print(f"added variant {name}")
 
 
 def main() -> None:
