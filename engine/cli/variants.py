@@ -55,3 +55,71 @@ def add_variant(
         queries.create_variant(session, name=name, base_model=base,
                                adapter_path=str(adapter.resolve()) if adapter else None)
     console.print(f"added variant {name}")
+
+
+@app.command("from-checkpoint")
+@friendly
+def from_checkpoint(
+    job_id: Annotated[int, typer.Argument(help="The training run (job id).")],
+    name: Annotated[str, typer.Option(help="Name of the new variant.")],
+    step: Annotated[Optional[int], typer.Option(help="Checkpoint step (default: the last).")
+                    ] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Make a variant of any checkpoint of a training run, so generation can use it."""
+    from db import queries
+    from db.store import session_scope
+
+    _, engine = open_workspace(workspace)
+    with session_scope(engine) as session:
+        job = queries.get_job(session, job_id=job_id)
+        if job is None or job.kind != "train":
+            fail(f"no training run with job id {job_id}; `ddft jobs list` shows them")
+        checkpoints = queries.list_checkpoints(session, job_id=job_id)
+        if not checkpoints:
+            fail(f"job {job_id} has no checkpoints yet")
+        chosen = checkpoints[-1] if step is None else next(
+            (c for c in checkpoints if c.step == step), None)
+        if chosen is None:
+            fail(f"job {job_id} has no checkpoint at step {step}; it has steps "
+                 + ", ".join(str(c.step) for c in checkpoints))
+        if queries.get_variant(session, name=name):
+            fail(f"a model variant named {name!r} exists already")
+        queries.create_variant(session, name=name, base_model=job.params["base"],
+                               adapter_path=chosen.path, job_id=job_id,
+                               checkpoint_id=chosen.id,
+                               description=f"checkpoint step {chosen.step} of job {job_id}")
+    console.print(f"added variant {name} (job {job_id}, step {chosen.step})")
+
+
+@app.command("export")
+@friendly
+def export(
+    name: Annotated[str, typer.Argument(help="Variant to export.")],
+    out: Annotated[Path, typer.Argument(help="New (or empty) folder to write.")],
+    merged: Annotated[bool, typer.Option("--merged", help="Fold the adapter into the base and "
+                                         "write a whole model directory.")] = False,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Export a variant's LoRA adapter (peft format) or, with --merged, a merged model."""
+    from db import queries
+    from db.store import session_scope
+    from engine.export import ExportError, export_adapter, export_merged
+
+    _, engine = open_workspace(workspace)
+    with session_scope(engine) as session:
+        variant = queries.get_variant(session, name=name)
+    if variant is None:
+        fail(f"no model variant named {name!r}; `ddft variants list` shows them")
+    if not variant.adapter_path:
+        fail(f"{name} is a base model without an adapter; nothing to export")
+    try:
+        if merged:
+            with console.status(f"merging {name} into {variant.base_model}"):
+                path = export_merged(variant.base_model, variant.adapter_path, out)
+        else:
+            path = export_adapter(variant.adapter_path, out, base_model=variant.base_model)
+    except ExportError as exc:
+        fail(str(exc))
+        return
+    console.print(f"wrote {'merged model' if merged else 'adapter'} of {name} to {path}")
