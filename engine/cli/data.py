@@ -278,9 +278,19 @@ def check(
 ) -> None:
     """Check every sample before training: media decodes (8+ frames), token budget, duplicates,
     leakage into the eval set. Failures are marked with reasons and left out of training."""
+    from db import queries
+    from db.store import session_scope
     from engine.checks import check_samples
 
     path, engine = open_workspace(workspace)
+    if model is None:
+        # The newest base model that lies on disk: counting tokens must never download one.
+        with session_scope(engine) as session:
+            bases = [v.base_model for v in reversed(queries.list_variants(session))]
+        model = next((b for b in bases if Path(b).is_dir()), None)
+        if model:
+            console.print(f"token budget: {model} (the newest local base model; --model "
+                          "chooses another)")
     with progress_bar() as bar:
         task = bar.add_task("checking", total=None, message="")
         try:
