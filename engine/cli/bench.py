@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from engine.cli.console import console, friendly
+from engine.cli.console import console, fail, friendly
 
 app = typer.Typer(help="Benchmarks: each prints what it measured, how, and on what.",
                   no_args_is_help=True)
@@ -35,3 +36,53 @@ def bench_import_cmd(
         console.print(timing.line(), markup=False, highlight=False)
     for note in result.notes:
         console.print(note, markup=False, highlight=False)
+
+
+@app.command("train")
+@friendly
+def bench_train_cmd(
+    batch_sizes: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,2,4",
+    checkpointing: Annotated[str, typer.Option(
+        help="Gradient checkpointing: on, off or on,off.")] = "on,off",
+    autocast: Annotated[str, typer.Option(
+        help="torch.autocast(bf16) around the forward (CUDA only): on, off or on,off.")] = "on,off",
+    steps: Annotated[int, typer.Option(help="Timed steps per configuration.")] = 8,
+    warmup: Annotated[int, typer.Option(help="Untimed steps before them.")] = 3,
+    peak_tflops: Annotated[float | None, typer.Option(
+        help="Peak dense bf16 TFLOP/s for MFU (default: from the GPU's name).",
+        show_default=False)] = None,
+    smoke: Annotated[bool, typer.Option(
+        "--smoke", help="The scaled-down CPU architecture even when a GPU is there.")] = False,
+    budget_s: Annotated[float | None, typer.Option(
+        help="Skip configurations that would start after this many seconds.",
+        show_default=False)] = None,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Write every number to this JSON file.", show_default=False)] = None,
+) -> None:
+    """LoRA training-step speed of the Video-LLaVA-7B architecture (random weights, synthetic
+    8-frame videos): step time, tokens/s, samples/s, peak GPU memory and MFU over a grid. Without
+    a GPU, a scaled-down smoke test. Same as `python -m engine.bench_train`."""
+    from engine.bench_train import (
+        BenchTrainError,
+        bench_train,
+        parse_batch_sizes,
+        parse_switches,
+        write_json,
+    )
+
+    try:
+        result = bench_train(
+            batch_sizes=parse_batch_sizes(batch_sizes),
+            checkpointing=parse_switches("--checkpointing", checkpointing),
+            autocast=parse_switches("--autocast", autocast),
+            steps=steps, warmup=warmup, peak_tflops=peak_tflops,
+            smoke=True if smoke else None, budget_s=budget_s,
+            progress=lambda message: console.print(f"  {message}", markup=False,
+                                                   highlight=False))
+    except BenchTrainError as exc:
+        fail(str(exc))
+    for line in result.lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if json_path is not None:
+        write_json(result, json_path)
+        console.print(f"wrote {json_path}", markup=False, highlight=False)
