@@ -21,22 +21,22 @@ def generation_key(prompt: str, decoding: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- train
 
 
-def train_task(ctx: JobContext) -> dict[str, Any]:
-    """LoRA-train a base model on the included samples of the named training datasets.
+def _train_datasets(params: dict[str, Any]) -> dict[str, float]:
+    """Dataset name → mixture weight; older params list names (weight 1 each)."""
+    datasets = params.get("datasets") or {}
+    if isinstance(datasets, (list, tuple)):
+        return {name: 1.0 for name in datasets}
+    return {name: float(weight) for name, weight in datasets.items()}
 
-    params: base (hub id or directory), datasets (names), variant (name of the result),
-    config (TrainConfig fields). Raises JobError for unknown datasets or a taken variant name.
-    """
-    # torch and transformers load here, inside the job's own process.
-    from engine.train import TrainConfig, TrainExample, train_lora
 
-    params = ctx.params
-    variant_name = params["variant"]
+def _train_examples(ctx: JobContext, datasets: dict[str, float]) -> list[Any]:
+    """The included samples of `datasets` that the data check did not fail, as TrainExamples.
+    Raises JobError for an unknown dataset or when no sample is left."""
+    from engine.train import TrainExample
+
+    examples = []
     with session_scope(ctx.engine) as session:
-        if queries.get_variant(session, name=variant_name) is not None:
-            raise JobError(f"a model variant named {variant_name!r} exists already")
-        examples = []
-        for name in params["datasets"]:
+        for name in datasets:
             dataset = queries.get_dataset(session, name=name)
             if dataset is None:
                 raise JobError(f"no dataset named {name!r}")
@@ -44,41 +44,179 @@ def train_task(ctx: JobContext) -> dict[str, Any]:
                                                limit=None):
                 if sample.check_status == "failed":
                     continue  # `ddft data check` found it unusable; its reasons are on the row
-                examples.append(
-                    TrainExample(
-                        modality=sample.modality,
-                        prompt=sample.prompt,
-                        answer=sample.answer,
-                        media_path=sample.media_path,
-                        sample_id=sample.id,
-                    )
-                )
+                examples.append(TrainExample(modality=sample.modality, prompt=sample.prompt,
+                                             answer=sample.answer, media_path=sample.media_path,
+                                             sample_id=sample.id, dataset=name))
     if not examples:
-        raise JobError("no included samples in " + ", ".join(params["datasets"]))
-    config = TrainConfig(**params.get("config", {}))
-    out_dir = Path(params.get("out_dir") or ctx.workspace / "runs" / f"train-{ctx.job_id:05d}")
-    ctx.log(f"training {variant_name} on {len(examples)} samples into {out_dir}")
+        raise JobError("no included samples in " + ", ".join(datasets))
+    return examples
 
-    class Callbacks:
-        def on_start(self, total_steps: int) -> None:
-            ctx.progress(0, total_steps, f"training on {len(examples)} samples")
 
-        def log(self, step: int, values: dict[str, float]) -> None:
-            ctx.metrics(step, values)
-            ctx.progress(step, message=f"loss {values.get('loss', float('nan')):.4f}")
+def _train_config(params: dict[str, Any]) -> Any:
+    """The run's TrainConfig: the preset (or, for older params, TrainConfig's defaults), then
+    `config` values, then `overrides`. Raises JobError listing every bad setting."""
+    from engine.presets import apply_overrides, load_preset
+    from engine.train import TrainConfig, TrainError
 
-        def should_stop(self) -> bool:
-            return ctx.should_stop()
+    try:
+        config = load_preset(params["preset"]) if params.get("preset") else TrainConfig()
+        config = apply_overrides(config, {**params.get("config", {}),
+                                          **params.get("overrides", {})})
+    except TrainError as exc:
+        raise JobError(str(exc)) from None
+    return config
 
-        def on_checkpoint(self, step: int, path: Path, final: bool) -> None:
-            with session_scope(ctx.engine) as session:
-                queries.add_checkpoint(session, job_id=ctx.job_id, step=step, path=str(path),
-                                       final=final)
 
-    result = train_lora(base=params["base"], examples=examples, out_dir=out_dir, config=config,
-                        callbacks=Callbacks())
+def _train_run_dir(ctx: JobContext) -> Path:
+    return Path(ctx.params.get("out_dir") or ctx.workspace / "runs" / f"train-{ctx.job_id:05d}")
+
+
+class _TrainJobCallbacks:
+    """TrainCallbacks that write progress, metrics, checkpoints and notes to the job."""
+
+    def __init__(self, ctx: JobContext, n_examples: int):
+        self.ctx, self.n_examples = ctx, n_examples
+
+    def on_start(self, total_steps: int, start_step: int = 0) -> None:
+        what = f"training on {self.n_examples} samples"
+        if start_step:
+            what += f", resumed at step {start_step}"
+        self.ctx.progress(start_step, total_steps, what)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        self.ctx.metrics(step, values)
+        self.ctx.progress(step, message=f"loss {values.get('loss', float('nan')):.4f}")
+
+    def should_stop(self) -> bool:
+        return self.ctx.should_stop()
+
+    def note(self, message: str) -> None:
+        self.ctx.log(message)
+
+    def on_checkpoint(self, step: int, path: Path, final: bool) -> None:
+        with session_scope(self.ctx.engine) as session:
+            existing = [c for c in queries.list_checkpoints(session, job_id=self.ctx.job_id)
+                        if c.step == step]
+            if existing:  # a resumed run cancelled again before its first step
+                existing[0].path, existing[0].final = str(path), final
+                session.add(existing[0])
+            else:
+                queries.add_checkpoint(session, job_id=self.ctx.job_id, step=step,
+                                       path=str(path), final=final)
+
+
+def _train_here(ctx: JobContext, *, is_main: bool | None = None) -> dict[str, Any]:
+    """Train in this process (one GPU, the CPU, or one rank of a data-parallel run), continuing
+    from the run folder's last complete checkpoint when there is one. Returns the job result
+    without the variant."""
+    from engine.train import TrainError, last_checkpoint, train_lora
+
+    params = ctx.params
+    datasets = _train_datasets(params)
+    examples = _train_examples(ctx, datasets)
+    config = _train_config(params)
+    out_dir = _train_run_dir(ctx)
+    resume_from = last_checkpoint(out_dir)
+    main = is_main is not False
+    if main:
+        ctx.log(f"training {params['variant']} on {len(examples)} samples into {out_dir}")
+    callbacks = _TrainJobCallbacks(ctx, len(examples)) if main else None
+    try:
+        result = train_lora(base=params["base"], examples=examples, out_dir=out_dir,
+                            config=config, callbacks=callbacks,
+                            weights=datasets,
+                            resume_from=resume_from, is_main=is_main)
+    except TrainError as exc:
+        raise JobError(str(exc)) from None
+    values: dict[str, Any] = {
+        "adapter_dir": str(result.adapter_dir), "steps": result.steps,
+        "total_steps": result.total_steps, "final_loss": result.final_loss,
+        "truncated": result.truncated, "padding_fraction": round(result.padding_fraction, 4),
+        "resumed_from_step": result.resumed_from, "n_samples": len(examples),
+        "frames_file": str(out_dir / "frames.jsonl"),
+    }
     if result.stopped:
-        return {"adapter_dir": str(result.adapter_dir), "steps": result.steps, "stopped": True}
+        values["stopped"] = True
+    return values
+
+
+def _train_distributed(ctx: JobContext, gpus: int) -> dict[str, Any]:
+    """Run the job on `gpus` GPUs through `accelerate launch` and wait; rank 0 reports."""
+    import shlex
+    import subprocess
+
+    import torch
+
+    from engine.train import distributed_command
+
+    if torch.cuda.device_count() < gpus:
+        raise JobError(f"gpus: asked for {gpus}, this machine has {torch.cuda.device_count()} "
+                       "CUDA devices")
+    out_dir = _train_run_dir(ctx)
+    result_file = out_dir / "result.json"
+    result_file.unlink(missing_ok=True)
+    command = distributed_command(ctx.job_id, ctx.workspace, gpus)
+    ctx.log("launching " + shlex.join(command))
+    returncode = subprocess.run(command, stdin=subprocess.DEVNULL, check=False).returncode
+    if returncode != 0 or not result_file.is_file():
+        raise JobError(f"the {gpus}-GPU run exited with status {returncode} without a result; "
+                       "the job's log says why")
+    return json.loads(result_file.read_text())
+
+
+def train_worker(job_id: int, workspace: Path) -> None:
+    """One rank of a data-parallel training job (`python -m engine.train --job ID`, launched by
+    `_train_distributed`). Only rank 0 writes progress, metrics, checkpoints and result.json;
+    the job's status and heartbeat stay with the process that launched it."""
+    from accelerate import PartialState
+
+    from db.store import open_store
+
+    engine = open_store(workspace)
+    with session_scope(engine) as session:
+        job = queries.get_job(session, job_id=job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+    ctx = JobContext(engine, job, Path(workspace))
+    main = PartialState().is_main_process
+    values = _train_here(ctx, is_main=main)
+    if main:
+        path = _train_run_dir(ctx) / "result.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(values))
+        tmp.replace(path)
+
+
+def train_task(ctx: JobContext) -> dict[str, Any]:
+    """LoRA-train a base model on the included samples of the named training datasets, then
+    record the result as a ModelVariant.
+
+    params: variant (name of the result), base (hub id or directory), datasets (name → mixture
+    weight, or a list of names), preset (name or file; absent: TrainConfig's defaults), overrides
+    (TrainConfig field → value text), config (older form: TrainConfig values), gpus (default 1),
+    out_dir (default runs/train-NNNNN). Running the same job again (`ddft jobs resume`,
+    `ddft train --resume`) continues from its last complete checkpoint.
+    Raises JobError for unknown datasets, no usable samples, a taken variant name, bad settings
+    or out of GPU memory.
+    """
+    params = ctx.params
+    variant_name = params["variant"]
+    with session_scope(ctx.engine) as session:
+        if queries.get_variant(session, name=variant_name) is not None:
+            raise JobError(f"a model variant named {variant_name!r} exists already")
+    gpus = int(params.get("gpus", 1))
+    final_dir = _train_run_dir(ctx) / "final"
+    if (final_dir / "train_config.json").is_file():
+        # Training finished before the process died; only the variant is missing.
+        stored = json.loads((final_dir / "train_config.json").read_text())
+        result: dict[str, Any] = {"adapter_dir": str(final_dir), "steps": stored.get("step"),
+                                  "final_loss": stored.get("loss", float("nan"))}
+    elif gpus > 1:
+        result = _train_distributed(ctx, gpus)
+    else:
+        result = _train_here(ctx)
+    if result.get("stopped"):
+        return result
     with session_scope(ctx.engine) as session:
         checkpoints = queries.list_checkpoints(session, job_id=ctx.job_id)
         final = next((c for c in reversed(checkpoints) if c.final), None)
@@ -86,17 +224,12 @@ def train_task(ctx: JobContext) -> dict[str, Any]:
             session,
             name=variant_name,
             base_model=params["base"],
-            adapter_path=str(result.adapter_dir),
+            adapter_path=result["adapter_dir"],
             job_id=ctx.job_id,
             checkpoint_id=final.id if final else None,
-            description=f"LoRA on {', '.join(params['datasets'])}",
+            description=f"LoRA on {', '.join(_train_datasets(params))}",
         )
-    return {
-        "adapter_dir": str(result.adapter_dir),
-        "steps": result.steps,
-        "final_loss": result.final_loss,
-        "variant": variant_name,
-    }
+    return {**result, "variant": variant_name}
 
 
 # ---------------------------------------------------------------- generate

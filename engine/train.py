@@ -1,12 +1,49 @@
-"""LoRA fine-tuning of Video-LLaVA on per-modality examples: a plain loop with checkpoints and callbacks."""
+"""LoRA fine-tuning of Video-LLaVA on per-modality examples: a resumable loop on accelerate.
+
+Why a plain loop and not transformers' `Trainer`: two requirements of ddft that Trainer blocks
+without overriding its private methods.
+
+1. A crash must never leave a checkpoint that looks complete. `Trainer._save_checkpoint` writes
+   `checkpoint-N/` in place, file by file (adapter, then optimizer, then RNG, then
+   trainer_state.json), and `get_last_checkpoint` picks the highest `checkpoint-N` by name, so a
+   kill between the adapter and the optimizer state resumes from half a checkpoint. Here a
+   checkpoint is written to a hidden temporary folder and renamed into place in one step.
+2. Resume must replay exactly the batch plan an uninterrupted run would have used: batches of
+   one modality, length-bucketed, drawn from datasets by mixture weights, with the same loss
+   curve to the last bit on the tiny model. Trainer rebuilds its sampler on resume and fast
+   forwards the dataloader by re-collating every skipped batch; here the plan for the whole run
+   is computed once from the seed and a checkpoint stores an index into it (and a digest of it,
+   so a resume on changed data fails loudly instead of drifting).
+
+The loop still uses the ecosystem for the parts that are not ddft-specific: accelerate for the
+process group, device placement, DistributedDataParallel and `no_sync` during accumulation;
+peft for LoRA; torch's fused AdamW on CUDA; SDPA attention; gradient checkpointing from
+transformers.
+
+Supports: video, image and text examples in one run (one modality per batch, batches grouped by
+length to keep padding small), mixture weights per dataset, gradient accumulation, linear
+warm-up then cosine with separate learning rates for LoRA and the projector, `step-NNNNNN/`
+checkpoints every `save_every` steps (adapter, projector, optimizer and scheduler state, RNG
+states, data position) and `final/` at the end, resume from the last complete checkpoint,
+cancellation through `callbacks.should_stop()` (a checkpoint, then return), data-parallel runs
+under `accelerate launch` with only the main process writing anything.
+
+Raises: TrainError for bad settings or examples (every problem in one message), for a prompt
+that does not fit `max_length`, for a checkpoint that does not match the run, and for running
+out of GPU memory; MediaError naming an unreadable media file; ModelLoadError when the base
+cannot be opened.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
 import random
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -20,12 +57,21 @@ if TYPE_CHECKING:  # annotations only: torch is imported inside the functions th
 
 IGNORE_INDEX = -100
 CONFIG_FILE = "train_config.json"
+STATE_FILE = "trainer_state.pt"
+FRAMES_FILE = "frames.jsonl"
+STATE_FORMAT = 1
+ATTENTION = ("sdpa", "eager")
+# Length grouping sorts this many batches' worth of examples at a time (as transformers'
+# LengthGroupedSampler does with its mega-batches): enough to pair similar lengths, small enough
+# that the order still changes from epoch to epoch.
+GROUP_BATCHES = 32
 
 Modality = Literal["image", "video", "text"]
 
 
 class TrainError(ValueError):
-    """Training cannot start: a bad setting, an empty or malformed example list."""
+    """Training cannot start or go on: a bad setting, bad examples, a checkpoint that does not
+    match, or out of GPU memory."""
 
 
 @dataclass
@@ -37,11 +83,13 @@ class TrainExample:
     answer: str
     media_path: str | None
     sample_id: int | None = None
+    dataset: str | None = None  # the dataset it came from; mixture weights are keyed by it
 
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of a LoRA run. Stored as train_config.json in every checkpoint."""
+    """Hyper-parameters of a LoRA run. Stored as train_config.json in every checkpoint; the
+    preset files in engine/presets/ document the same fields for users."""
 
     lora_r: int = 16
     """LoRA rank on every linear layer of the language model."""
@@ -58,11 +106,15 @@ class TrainConfig:
     max_steps: int | None = None
     """Optimizer steps to run; when None, `epochs` passes over the data decide."""
     epochs: int = 1
-    """Passes over the examples when `max_steps` is None."""
+    """Passes over the (weighted) examples when `max_steps` is None."""
     batch_size: int = 4
-    """Examples per micro-batch (one modality per batch)."""
-    grad_accum: int = 1
-    """Micro-batches per optimizer step."""
+    """Examples per micro-batch on one device (one modality per batch)."""
+    grad_accum: int | None = None
+    """Micro-batches per optimizer step on each device; None derives it from
+    `samples_per_step`, or uses 1 when that is None too."""
+    samples_per_step: int | None = None
+    """Samples per optimizer step over all devices (batch_size x grad_accum x gpus); None lets
+    `grad_accum` decide."""
     warmup_ratio: float = 0.03
     """Fraction of the steps spent warming the learning rate up linearly from zero."""
     min_lr_ratio: float = 0.1
@@ -70,20 +122,40 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     """Gradient clipping over all trainable parameters; 0 turns it off."""
     seed: int = 0
-    """Seeds LoRA initialisation, dropout and the data order."""
+    """Seeds LoRA initialisation, dropout, the mixture sampling and the data order."""
     num_frames: int = DEFAULT_FRAMES
     """Frames sampled uniformly from each video (Video-LLaVA needs 8)."""
     max_length: int | None = None
-    """Longest sequence in tokens, media placeholders included; longer answers are cut.
-    None keeps every token."""
+    """Longest sequence in tokens, media placeholders included; longer answers are cut (never
+    the prompt or the visual tokens). None keeps every token."""
+    group_by_length: bool = True
+    """Within each modality, put examples of similar length in the same batch (less padding)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: much less memory, about a third slower."""
+    attention: str = "sdpa"
+    """Attention kernel: sdpa (PyTorch's scaled-dot-product attention) or eager."""
+    fused_optimizer: bool = True
+    """Use torch's fused AdamW kernel on CUDA (ignored on CPU)."""
+    bf16: bool = True
+    """On CUDA: frozen weights and the forward pass in bfloat16, trainable weights and optimizer
+    state in float32. CPU always runs float32."""
     save_every: int = 0
-    """Write step-NNNNNN/ checkpoints every this many optimizer steps; 0 writes only final/."""
+    """Write step-NNNNNN/ checkpoints every this many optimizer steps; 0 writes only final/
+    (and the checkpoint a cancel writes)."""
     log_every: int = 1
     """Report loss, learning rate and throughput every this many optimizer steps."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes stored with the checkpoint (the run id, the data version)."""
 
-    def problems(self) -> list[str]:
+    def accumulation(self, world_size: int = 1) -> int:
+        """Micro-batches per optimizer step on each of `world_size` devices."""
+        if self.grad_accum is not None:
+            return self.grad_accum
+        if self.samples_per_step is not None:
+            return max(1, self.samples_per_step // (self.batch_size * world_size))
+        return 1
+
+    def problems(self, world_size: int = 1) -> list[str]:
         """Every invalid setting, each as `field: expected ..., got ...`."""
         out: list[str] = []
 
@@ -95,27 +167,33 @@ class TrainConfig:
         need(self.lora_alpha > 0, "lora_alpha", "a number > 0")
         need(0 <= self.lora_dropout < 1, "lora_dropout", "a number in [0, 1)")
         need(self.learning_rate > 0, "learning_rate", "a number > 0")
-        need(
-            self.projector_learning_rate >= 0,
-            "projector_learning_rate",
-            "a number >= 0",
-        )
-        need(
-            self.max_steps is None or self.max_steps >= 1,
-            "max_steps",
-            "None or an integer >= 1",
-        )
+        need(self.projector_learning_rate >= 0, "projector_learning_rate", "a number >= 0")
+        need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
+        need(self.max_steps is None or self.max_steps >= 1, "max_steps",
+             "none or an integer >= 1")
         need(self.epochs >= 1, "epochs", "an integer >= 1")
         need(self.batch_size >= 1, "batch_size", "an integer >= 1")
-        need(self.grad_accum >= 1, "grad_accum", "an integer >= 1")
+        need(self.grad_accum is None or self.grad_accum >= 1, "grad_accum",
+             "none or an integer >= 1")
+        need(self.samples_per_step is None or self.samples_per_step >= 1, "samples_per_step",
+             "none or an integer >= 1")
+        if self.samples_per_step and self.batch_size >= 1 and (
+            self.grad_accum is None or self.grad_accum >= 1
+        ):
+            per_pass = self.batch_size * world_size
+            if self.grad_accum is None and self.samples_per_step % per_pass:
+                out.append(f"samples_per_step: expected a multiple of batch_size x gpus = "
+                           f"{per_pass}, got {self.samples_per_step}")
+            elif self.grad_accum is not None and per_pass * self.grad_accum != self.samples_per_step:
+                out.append(f"samples_per_step: expected batch_size x grad_accum x gpus = "
+                           f"{per_pass * self.grad_accum}, got {self.samples_per_step} "
+                           "(set one of them to none)")
         need(0 <= self.warmup_ratio < 1, "warmup_ratio", "a number in [0, 1)")
         need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "a number in [0, 1]")
+        need(self.max_grad_norm >= 0, "max_grad_norm", "a number >= 0")
         need(self.num_frames >= 1, "num_frames", "an integer >= 1")
-        need(
-            self.max_length is None or self.max_length >= 8,
-            "max_length",
-            "None or >= 8",
-        )
+        need(self.max_length is None or self.max_length >= 8, "max_length", "none or >= 8")
+        need(self.attention in ATTENTION, "attention", " or ".join(ATTENTION))
         need(self.save_every >= 0, "save_every", "an integer >= 0")
         need(self.log_every >= 1, "log_every", "an integer >= 1")
         return out
@@ -128,27 +206,34 @@ class TrainConfig:
 
 
 class TrainCallbacks(Protocol):
-    """What a training run reports to (a console progress bar, the job table)."""
+    """What a training run reports to (a console progress bar, the job table). Only the main
+    process of a data-parallel run calls them."""
 
-    def on_start(self, total_steps: int) -> None: ...
+    def on_start(self, total_steps: int, start_step: int = 0) -> None:
+        """Called once before the first step; `start_step` > 0 when resuming."""
 
     def log(self, step: int, values: dict[str, float]) -> None:
-        """`values` holds loss, lr, projector_lr, grad_norm, samples_per_s, tokens_per_s."""
+        """`values` holds loss, lr, projector_lr, grad_norm, samples_per_s, tokens_per_s,
+        padding_fraction, and gpu_memory_gb on CUDA."""
 
     def should_stop(self) -> bool:
         """True to cancel: the run saves a checkpoint of where it is and returns."""
 
     def on_checkpoint(self, step: int, path: Path, final: bool) -> None: ...
 
+    # Optional: `note(message)` receives one-line reports for the log (answers cut, resume).
+
 
 @dataclass
 class TrainResult:
-    adapter_dir: (
-        Path  # the last checkpoint written: final/, or step-NNNNNN/ when stopped
-    )
+    adapter_dir: Path  # the last checkpoint written: final/, or step-NNNNNN/ when stopped
     steps: int
     final_loss: float  # mean loss over the last logging window
     stopped: bool  # True when should_stop() ended the run early
+    truncated: int = 0  # examples whose answer was cut to fit max_length
+    padding_fraction: float = 0.0  # pad tokens / all token slots, over the steps this run made
+    resumed_from: int = 0  # the step the run continued from (0: a fresh start)
+    total_steps: int = 0
 
 
 @dataclass
@@ -159,31 +244,36 @@ class EncodedExample:
     input_ids: list[int]
     labels: list[int]
     media_path: str | None
+    truncated: bool = False
+    dataset: str | None = None
 
 
-def lr_at(
-    step: int, *, peak: float, total: int, warmup: int, min_ratio: float
-) -> float:
+def lr_at(step: int, *, peak: float, total: int, warmup: int, min_ratio: float) -> float:
     """Learning rate for optimizer step `step` (0-based): linear warmup, then cosine to
     `min_ratio * peak` at the last step."""
     if warmup > 0 and step < warmup:
         return peak * (step + 1) / warmup
     span = max(1, total - warmup - 1)
     progress = min(1.0, (step - warmup) / span)
-    return peak * (
-        min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    )
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def step_dir_name(step: int) -> str:
     return f"step-{step:06d}"
 
 
+# ---------------------------------------------------------------- data
+
+
 def load_media(
-    processor: Any, examples: list[TrainExample], num_frames: int
+    processor: Any,
+    examples: list[TrainExample],
+    num_frames: int,
+    frame_log: list[dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Pixel inputs for every distinct media file, each decoded once: path -> processor output
-    without text (`pixel_values_videos` or `pixel_values`).
+    without text (`pixel_values_videos` or `pixel_values`). When `frame_log` is given, one
+    record per video (path, frame indices, frame times) is appended to it.
 
     Raises MediaError naming the first file that is missing or unreadable, or TrainError when a
     video or image example has no media path.
@@ -195,22 +285,21 @@ def load_media(
         if example.modality == "text":
             continue
         if not example.media_path:
-            raise TrainError(
-                f"example {index} ({example.modality}): media_path is empty"
-            )
+            raise TrainError(f"example {index} ({example.modality}): media_path is empty")
         if example.media_path in media:
             continue
         if example.modality == "video":
-            frames = sample_frames(example.media_path, n=num_frames).frames
-            out = processor.video_processor(videos=[frames], return_tensors="pt")
-            media[example.media_path] = {
-                "pixel_values_videos": out["pixel_values_videos"][0]
-            }
+            sampled = sample_frames(example.media_path, n=num_frames)
+            out = processor.video_processor(videos=[sampled.frames], return_tensors="pt")
+            media[example.media_path] = {"pixel_values_videos": out["pixel_values_videos"][0]}
+            if frame_log is not None:
+                frame_log.append({"media_path": example.media_path,
+                                  "frame_indices": list(sampled.indices),
+                                  "frame_times": [round(t, 4) for t in sampled.times]})
         else:
             image = load_image(example.media_path)
-            out = processor.image_processor(
-                images=[image], return_tensors="pt", return_legacy_image_output=False
-            )
+            out = processor.image_processor(images=[image], return_tensors="pt",
+                                            return_legacy_image_output=False)
             media[example.media_path] = {"pixel_values": out["pixel_values"][0]}
     return media
 
@@ -224,14 +313,14 @@ def encode_example(
     """Token ids of `format_prompt(...) + " " + answer + eos`, with every prompt token (media
     placeholders included) labelled -100 so that only the answer and eos are learned.
 
-    `media` is the example's entry from `load_media` (None for text). Raises TrainError when the
-    prompt alone is longer than `max_length`.
+    A sequence longer than `max_length` loses the end of its answer (and its eos), never a
+    prompt or visual token; the result says `truncated=True`. `media` is the example's entry
+    from `load_media` (None for text). Raises TrainError when the prompt alone leaves no room
+    for a single answer token.
     """
     tokenizer = processor.tokenizer
     prompt_text = format_prompt(example.modality, example.prompt)
-    token = {"video": processor.video_token, "image": processor.image_token}.get(
-        example.modality
-    )
+    token = {"video": processor.video_token, "image": processor.image_token}.get(example.modality)
     if token is not None:
         # The processor's own rule for how many placeholders one image/video becomes.
         kind = "pixel_values_videos" if example.modality == "video" else "pixel_values"
@@ -252,29 +341,110 @@ def encode_example(
         n_prompt += 1
     input_ids = list(full_ids) + [tokenizer.eos_token_id]
     labels = [IGNORE_INDEX] * n_prompt + input_ids[n_prompt:]
+    truncated = False
     if max_length is not None and len(input_ids) > max_length:
         if n_prompt >= max_length:
-            raise TrainError(
-                f"sample {example.sample_id}: prompt is {n_prompt} tokens, max_length is {max_length}"
-            )
-        input_ids, labels = input_ids[:max_length], labels[:max_length]
-    return EncodedExample(example.modality, input_ids, labels, example.media_path)
+            raise TrainError(f"sample {example.sample_id}: the prompt with its visual tokens is "
+                             f"{n_prompt} tokens, max_length is {max_length}")
+        input_ids, labels, truncated = input_ids[:max_length], labels[:max_length], True
+    return EncodedExample(example.modality, input_ids, labels, example.media_path, truncated,
+                          example.dataset)
+
+
+def mixture_epoch(
+    encoded: list[EncodedExample], weights: dict[str, float] | None, rng: random.Random
+) -> list[int]:
+    """The example indices of one epoch under mixture weights: a dataset of weight w gives
+    floor(w) copies of every example plus a random round(frac(w) x n) of them (drawn with
+    `rng`). Examples of datasets without a weight count once."""
+    if not weights:
+        return list(range(len(encoded)))
+    by_dataset: dict[str | None, list[int]] = {}
+    for i, e in enumerate(encoded):
+        by_dataset.setdefault(e.dataset, []).append(i)
+    out: list[int] = []
+    for name, indices in by_dataset.items():
+        weight = weights.get(name, 1.0) if name is not None else 1.0
+        whole, frac = int(weight), weight - int(weight)
+        out += indices * whole
+        out += sorted(rng.sample(indices, round(frac * len(indices))))
+    return out
 
 
 def plan_batches(
-    encoded: list[EncodedExample], batch_size: int, rng: random.Random
+    encoded: list[EncodedExample],
+    batch_size: int,
+    rng: random.Random,
+    *,
+    group_by_length: bool = True,
+    indices: list[int] | None = None,
 ) -> list[list[int]]:
-    """One epoch of batches as example indices: shuffled within each modality, cut into
-    batches that never mix modalities, and the batches shuffled together."""
+    """One epoch of batches as example indices: shuffled within each modality, cut into batches
+    that never mix modalities, and the batches shuffled together.
+
+    With `group_by_length`, each modality's shuffled examples are sorted by length in chunks of
+    GROUP_BATCHES batches before cutting, so a batch holds examples of similar length.
+    `indices` (default: every example once) is the epoch's multiset, e.g. from `mixture_epoch`.
+    """
+    pool = list(range(len(encoded))) if indices is None else indices
     batches: list[list[int]] = []
     for modality in MODALITIES:
-        indices = [i for i, e in enumerate(encoded) if e.modality == modality]
-        rng.shuffle(indices)
-        batches += [
-            indices[i : i + batch_size] for i in range(0, len(indices), batch_size)
-        ]
+        chosen = [i for i in pool if encoded[i].modality == modality]
+        rng.shuffle(chosen)
+        if group_by_length:
+            chunk = batch_size * GROUP_BATCHES
+            chosen = [i for start in range(0, len(chosen), chunk)
+                      for i in sorted(chosen[start:start + chunk],
+                                      key=lambda i: -len(encoded[i].input_ids))]
+        batches += [chosen[i:i + batch_size] for i in range(0, len(chosen), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def plan_run(
+    encoded: list[EncodedExample],
+    config: TrainConfig,
+    *,
+    weights: dict[str, float] | None = None,
+    world_size: int = 1,
+) -> tuple[list[list[int]], int]:
+    """Every micro-batch of the run in order, and the number of optimizer steps.
+
+    Computed once from the seed, so a resumed run replays exactly the same batches: a checkpoint
+    only stores how many it has consumed. Each step takes `accumulation x world_size`
+    consecutive micro-batches (device r takes every world_size-th, from offset r).
+    """
+    rng = random.Random(config.seed)
+    per_step = config.accumulation(world_size) * world_size
+
+    def epoch() -> list[list[int]]:
+        indices = mixture_epoch(encoded, weights, rng)
+        return plan_batches(encoded, config.batch_size, rng,
+                            group_by_length=config.group_by_length, indices=indices)
+
+    plan: list[list[int]] = []
+    if config.max_steps is None:
+        for _ in range(config.epochs):
+            plan += epoch()
+        total = max(1, len(plan) // per_step)
+        while len(plan) < total * per_step:  # fewer batches than one step: wrap around
+            plan += epoch()
+    else:
+        total = config.max_steps
+        while len(plan) < total * per_step:
+            before = len(plan)
+            plan += epoch()
+            if len(plan) == before:
+                raise TrainError("the mixture weights leave no examples in an epoch")
+    return plan[: total * per_step], total
+
+
+def plan_digest(plan: list[list[int]], encoded: list[EncodedExample]) -> str:
+    """What a checkpoint must match to resume: the batch plan and every example's tokens."""
+    digest = hashlib.sha256(json.dumps(plan).encode())
+    for e in encoded:
+        digest.update(json.dumps([e.modality, e.media_path, e.input_ids]).encode())
+    return digest.hexdigest()
 
 
 def collate(
@@ -299,15 +469,40 @@ def collate(
     return inputs
 
 
-def save_checkpoint(model: Any, folder: Path, record: dict[str, Any]) -> Path:
-    """Write the adapter (LoRA weights and the trained projector) and train_config.json to
-    `folder`, through a temporary sibling renamed into place so a crash never leaves a folder
-    that looks complete. An existing `folder` is replaced. Raises OSError when it cannot."""
+def padding_fraction(encoded: list[EncodedExample], batches: list[list[int]]) -> float:
+    """Pad slots / all slots when `batches` are padded to their longest example."""
+    slots = sum(len(b) * max(len(encoded[i].input_ids) for i in b) for b in batches)
+    real = sum(len(encoded[i].input_ids) for b in batches for i in b)
+    return 1 - real / slots if slots else 0.0
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def save_checkpoint(
+    model: Any, folder: Path, record: dict[str, Any], state: dict[str, Any] | None = None
+) -> Path:
+    """Write the adapter (LoRA weights and the trained projector), train_config.json and, when
+    given, `state` as trainer_state.pt to `folder`, through a temporary sibling that is synced
+    and renamed into place, so a crash never leaves a folder that looks complete. An existing
+    `folder` is replaced. Raises OSError when it cannot."""
+    import torch
+
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))
     (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    if state is not None:
+        torch.save(state, tmp / STATE_FILE)
+    _fsync_tree(tmp)
     if folder.exists():
         old = folder.parent / f".{folder.name}.old-{os.getpid()}"
         os.replace(folder, old)
@@ -318,6 +513,79 @@ def save_checkpoint(model: Any, folder: Path, record: dict[str, Any]) -> Path:
     return folder
 
 
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The resumable checkpoint with the highest step under `run_dir` (a step-NNNNNN/ folder
+    holding trainer_state.pt), or None. Hidden temporary folders never count."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    found = [p for p in run_dir.glob("step-*") if (p / STATE_FILE).is_file()]
+    return max(found, key=lambda p: p.name) if found else None
+
+
+def _resolve_resume(resume_from: Path) -> Path:
+    path = Path(resume_from)
+    if (path / STATE_FILE).is_file():
+        return path
+    found = last_checkpoint(path)
+    if found is None:
+        raise TrainError(f"{path}: no complete checkpoint to resume from (a step-NNNNNN folder "
+                         f"with {STATE_FILE})")
+    return found
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------- data-parallel launch
+
+
+def distributed_command(job_id: int, workspace: Path, gpus: int) -> list[str]:
+    """The argv that runs training job `job_id` data-parallel on `gpus` GPUs: `accelerate
+    launch` of this module's worker entry (`python -m engine.train --job ID`), one process per
+    GPU; only rank 0 writes to the store and the run folder."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+            "--num_processes", str(gpus), "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "--module", "engine.train",
+            "--job", str(job_id), "--workspace", str(workspace)]
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _check(config: TrainConfig, examples: list[TrainExample],
+           weights: dict[str, float] | None, world_size: int) -> None:
+    problems = config.problems(world_size)
+    for index, example in enumerate(examples):
+        if example.modality not in MODALITIES:
+            problems.append(f"example {index}: modality must be image, video or text, "
+                            f"got {example.modality!r}")
+        if not example.answer.strip():
+            problems.append(f"example {index}: the answer is empty")
+    for name, weight in (weights or {}).items():
+        if not (isinstance(weight, (int, float)) and weight > 0):
+            problems.append(f"mixture weight of {name}: expected a number > 0, got {weight!r}")
+    if not examples:
+        problems.append("examples: expected at least one, got none")
+    if problems:
+        raise TrainError("cannot train: " + "; ".join(problems))
+
+
 def train_lora(
     *,
     base: str,
@@ -326,159 +594,262 @@ def train_lora(
     config: TrainConfig,
     callbacks: TrainCallbacks | None = None,
     device: str | None = None,
+    weights: dict[str, float] | None = None,
+    resume_from: Path | None = None,
+    is_main: bool | None = None,
 ) -> TrainResult:
     """LoRA-tune `base` on `examples` and write checkpoints under `out_dir`.
 
-    Supports video, image and text examples in one run (each batch holds one modality), gradient
-    accumulation, linear warmup then a cosine schedule with separate learning rates for LoRA and
-    the projector, step-NNNNNN/ checkpoints every `save_every` steps and final/ at the end, and
-    cancellation through `callbacks.should_stop()` (a checkpoint is written, then it returns with
-    `stopped=True`). Every media file is read before the first step.
-
-    Raises TrainError for bad settings or examples (all problems in one message), MediaError
-    naming an unreadable media file, ModelLoadError when `base` cannot be opened.
+    `weights` maps TrainExample.dataset to a mixture weight (see `mixture_epoch`).
+    `resume_from` (a run folder or one step-NNNNNN/ checkpoint) continues from the last complete
+    checkpoint: the same batches, learning rates, optimizer state and RNG as if never stopped.
+    `is_main` (default: accelerate's main process) decides whether this process writes
+    checkpoints and frames.jsonl and calls `callbacks`; other ranks of a data-parallel run write
+    nothing. Every media file is read before the first step. See the module docstring for what
+    it raises.
     """
     import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list
 
     from engine.model.loading import attach_lora, load_model
 
-    problems = config.problems()
-    for index, example in enumerate(examples):
-        if example.modality not in MODALITIES:
-            problems.append(
-                f"example {index}: modality must be image, video or text, got {example.modality!r}"
-            )
-        if not example.answer.strip():
-            problems.append(f"example {index}: the answer is empty")
-    if not examples:
-        problems.append("examples: expected at least one, got none")
-    if problems:
-        raise TrainError("cannot train: " + "; ".join(problems))
+    # Text batches leave the projector unused, and ranks train different modalities in the
+    # same step: DDP must not wait for gradients that never come.
+    accelerator = Accelerator(
+        cpu=device == "cpu",
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    world, rank = accelerator.num_processes, accelerator.process_index
+    main = accelerator.is_main_process if is_main is None else is_main
+    callbacks = callbacks if main else None
+    _check(config, examples, weights, world)
+    accum = config.accumulation(world)
 
-    loaded = load_model(base, device=device)
+    device = device or str(accelerator.device)
+    cuda = device.startswith("cuda")
+    loaded = load_model(base, device=device,
+                        dtype=torch.bfloat16 if cuda and config.bf16 else torch.float32)
     processor, model = loaded.processor, loaded.model
-    media = load_media(processor, examples, config.num_frames)
-    encoded = [
-        encode_example(processor, e, media.get(e.media_path or ""), config.max_length)
-        for e in examples
-    ]
+    if getattr(model.config, "_attn_implementation", None) != config.attention:
+        model.set_attn_implementation(config.attention)
+    model.config.use_cache = False
+    if config.gradient_checkpointing:
+        # transformers 5 renamed it (the old name warns); older releases only have the old one.
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
 
-    rng = random.Random(config.seed)
-    batches_per_epoch = len(
-        plan_batches(encoded, config.batch_size, random.Random(config.seed))
-    )
-    total_steps = config.max_steps or max(
-        1, config.epochs * batches_per_epoch // config.grad_accum
-    )
+    frame_log: list[dict[str, Any]] = []
+    media = load_media(processor, examples, config.num_frames, frame_log)
+    encoded, too_long = [], []
+    for e in examples:
+        try:
+            encoded.append(encode_example(processor, e, media.get(e.media_path or ""),
+                                          config.max_length))
+        except TrainError:
+            too_long.append(str(e.sample_id))
+    if too_long:
+        raise TrainError(f"{len(too_long)} prompts leave no room for an answer within "
+                         f"max_length {config.max_length} (samples {', '.join(too_long[:20])}); "
+                         "raise max_length or exclude them")
+    truncated = sum(e.truncated for e in encoded)
+    plan, total_steps = plan_run(encoded, config, weights=weights, world_size=world)
+    digest = plan_digest(plan, encoded)
     warmup = int(total_steps * config.warmup_ratio)
 
     torch.manual_seed(config.seed)
-    model = attach_lora(
-        model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout
-    )
-    model.train()
-    lora_params = [
-        p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n
-    ]
-    projector_params = [
-        p for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n
-    ]
-    optimizer = torch.optim.AdamW(
-        [
-            {
-                "params": lora_params,
-                "lr": config.learning_rate,
-                "peak": config.learning_rate,
-            },
-            {
-                "params": projector_params,
-                "lr": config.projector_learning_rate,
-                "peak": config.projector_learning_rate,
-            },
-        ],
-        weight_decay=config.weight_decay,
-    )
+    model = attach_lora(model, r=config.lora_r, alpha=config.lora_alpha,
+                        dropout=config.lora_dropout)
+    trainable_named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if cuda:
+        # Master weights in float32: bfloat16 cannot hold an AdamW update of a 2e-5 step.
+        for _, p in trainable_named:
+            p.data = p.data.float()
+    lora_params = [p for n, p in trainable_named if "lora_" in n]
+    projector_params = [p for n, p in trainable_named if "lora_" not in n]
     trainable = lora_params + projector_params
-    pad_id = processor.tokenizer.pad_token_id
-    record = {"base": str(base), "config": asdict(config), "n_examples": len(examples)}
-    out_dir = Path(out_dir)
+    optimizer = torch.optim.AdamW(
+        [{"params": lora_params, "lr": config.learning_rate, "peak": config.learning_rate},
+         {"params": projector_params, "lr": config.projector_learning_rate,
+          "peak": config.projector_learning_rate}],
+        weight_decay=config.weight_decay,
+        **({"fused": True} if cuda and config.fused_optimizer else {}),
+    )
 
-    def checkpoint(step: int, final: bool) -> Path:
+    out_dir = Path(out_dir)
+    start_step, window = 0, {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "pad": 0, "slots": 0}
+    resumed_path = _resolve_resume(resume_from) if resume_from is not None else None
+    if resumed_path is not None:
+        from peft.utils import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        state = torch.load(resumed_path / STATE_FILE, map_location="cpu", weights_only=True)
+        if state.get("format") != STATE_FORMAT or state.get("plan_digest") != digest:
+            raise TrainError(f"{resumed_path}: the checkpoint was made with other data or "
+                             "settings (batch plan differs); start a new run instead")
+        weights_file = resumed_path / "adapter_model.safetensors"
+        set_peft_model_state_dict(model, load_file(str(weights_file), device=device))
+        optimizer.load_state_dict(state["optimizer"])
+        start_step, window = state["step"], state["window"]
+        rng_state = state["rng"]
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    if resumed_path is not None:
+        _set_rng_state(rng_state)
+    else:
+        torch.manual_seed(config.seed + rank)
+
+    pad_id = processor.tokenizer.pad_token_id
+    record = {"base": str(base), "config": asdict(config), "n_examples": len(examples),
+              "weights": weights or {}, "world_size": world, "grad_accum": accum,
+              "attention": config.attention, "truncated": truncated}
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in out_dir.glob(".*.tmp-*"):  # a crash mid-write left it; it never counted
+            shutil.rmtree(stale, ignore_errors=True)
+        with open(out_dir / FRAMES_FILE, "w") as handle:
+            handle.writelines(json.dumps(line) + "\n" for line in frame_log)
+    unwrapped = accelerator.unwrap_model(model)
+
+    def checkpoint(step: int, final: bool, loss: float) -> Path:
         name = "final" if final else step_dir_name(step)
-        path = save_checkpoint(
-            model, out_dir / name, {**record, "step": step, "final": final}
-        )
-        if callbacks:
-            callbacks.on_checkpoint(step, path, final)
+        path = out_dir / name
+        if main:
+            state = None if final else {
+                "format": STATE_FORMAT, "step": step, "position": step * accum * world,
+                "total_steps": total_steps, "plan_digest": digest,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": {"kind": "warmup_cosine", "step": step, "warmup": warmup,
+                              "total": total_steps, "min_lr_ratio": config.min_lr_ratio},
+                "rng": _rng_state(), "window": dict(window),
+            }
+            save_checkpoint(unwrapped, path, {**record, "step": step, "final": final,
+                                              "loss": loss}, state)
+            if callbacks:
+                callbacks.on_checkpoint(step, path, final)
+        accelerator.wait_for_everyone()
         return path
 
+    def note(message: str) -> None:
+        if callbacks is not None and hasattr(callbacks, "note"):
+            callbacks.note(message)
+
+    if truncated:
+        note(f"{truncated} of {len(encoded)} samples are longer than max_length "
+             f"{config.max_length}: their answers were cut")
+    if resumed_path is not None:
+        note(f"resuming from {resumed_path} at step {start_step} of {total_steps}")
     if callbacks:
-        callbacks.on_start(total_steps)
+        callbacks.on_start(total_steps, start_step)
 
-    def micro_batches():
-        while True:
-            for batch in plan_batches(encoded, config.batch_size, rng):
-                yield [encoded[i] for i in batch]
-
-    stream = micro_batches()
-    window_loss, window_n, window_samples, window_tokens = 0.0, 0, 0, 0
-    window_start = time.perf_counter()
+    total_pad = total_slots = 0
     last_loss = float("nan")
-    step = 0
+    window_start = time.perf_counter()
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and config.bf16
+                else contextlib.nullcontext())
+    step = start_step
     while step < total_steps:
-        if callbacks and callbacks.should_stop():
-            path = checkpoint(step, final=False)
-            return TrainResult(path, step, last_loss, stopped=True)
+        stop = [bool(callbacks and callbacks.should_stop())]
+        if world > 1:
+            broadcast_object_list(stop, from_process=0)
+        if stop[0]:
+            path = checkpoint(step, final=False, loss=last_loss)
+            return TrainResult(path, step, last_loss, True, truncated,
+                               total_pad / total_slots if total_slots else 0.0, start_step,
+                               total_steps)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(
-                step,
-                peak=group["peak"],
-                total=total_steps,
-                warmup=warmup,
-                min_ratio=config.min_lr_ratio,
-            )
-        for _ in range(config.grad_accum):
-            batch = next(stream)
-            inputs = {
-                k: v.to(loaded.device, loaded.dtype)
-                if v.is_floating_point()
-                else v.to(loaded.device)
-                for k, v in collate(batch, media, pad_id).items()
-            }
-            loss = model(**inputs).loss
-            (loss / config.grad_accum).backward()
-            window_loss += loss.item()
-            window_n += 1
-            window_samples += len(batch)
-            window_tokens += int(inputs["attention_mask"].sum())
-        grad_norm = 0.0
-        if config.max_grad_norm > 0:
-            grad_norm = float(
-                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-            )
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+            group["lr"] = lr_at(step, peak=group["peak"], total=total_steps, warmup=warmup,
+                                min_ratio=config.min_lr_ratio)
+        position = step * accum * world
+        try:
+            for k in range(accum):
+                batch = [encoded[i] for i in plan[position + k * world + rank]]
+                inputs = {key: v.to(device, loaded.dtype) if v.is_floating_point() else
+                          v.to(device) for key, v in collate(batch, media, pad_id).items()}
+                sync = k == accum - 1 or world == 1
+                with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
+                    with autocast:
+                        loss = model(**inputs).loss
+                    accelerator.backward(loss / accum)
+                slots = inputs["attention_mask"].numel()
+                real = int(inputs["attention_mask"].sum())
+                window["loss"] += loss.item()
+                window["n"] += 1
+                window["samples"] += len(batch)
+                window["tokens"] += real
+                window["pad"] += slots - real
+                window["slots"] += slots
+                total_pad += slots - real
+                total_slots += slots
+            grad_norm = 0.0
+            if config.max_grad_norm > 0:
+                grad_norm = float(accelerator.clip_grad_norm_(trainable, config.max_grad_norm))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        except _oom_error() as exc:
+            saved = last_checkpoint(out_dir)
+            raise TrainError(
+                f"out of GPU memory at step {step + 1} with batch_size {config.batch_size}: "
+                "lower batch_size (raise grad_accum to keep the samples per step) or set "
+                "gradient_checkpointing = true; "
+                + (f"the last checkpoint, {saved}, is intact" if saved else
+                   "no checkpoint was written yet")
+            ) from exc
         step += 1
 
         if step % config.log_every == 0 or step == total_steps:
             elapsed = max(time.perf_counter() - window_start, 1e-9)
-            last_loss = window_loss / window_n
+            mean_loss = window["loss"] / max(window["n"], 1)
+            if world > 1:
+                mean_loss = float(accelerator.reduce(torch.tensor(mean_loss, device=device),
+                                                     "mean"))
+            last_loss = mean_loss
+            values = {
+                "loss": mean_loss,
+                "lr": optimizer.param_groups[0]["lr"],
+                "projector_lr": optimizer.param_groups[1]["lr"],
+                "grad_norm": grad_norm,
+                "samples_per_s": window["samples"] * world / elapsed,
+                "tokens_per_s": window["tokens"] * world / elapsed,
+                "padding_fraction": window["pad"] / max(window["slots"], 1),
+            }
+            if cuda:
+                values["gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
             if callbacks:
-                callbacks.log(
-                    step,
-                    {
-                        "loss": last_loss,
-                        "lr": optimizer.param_groups[0]["lr"],
-                        "projector_lr": optimizer.param_groups[1]["lr"],
-                        "grad_norm": grad_norm,
-                        "samples_per_s": window_samples / elapsed,
-                        "tokens_per_s": window_tokens / elapsed,
-                    },
-                )
-            window_loss, window_n, window_samples, window_tokens = 0.0, 0, 0, 0
+                callbacks.log(step, values)
+            window = {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "pad": 0, "slots": 0}
             window_start = time.perf_counter()
         if config.save_every and step % config.save_every == 0 and step < total_steps:
-            checkpoint(step, final=False)
+            checkpoint(step, final=False, loss=last_loss)
 
-    path = checkpoint(step, final=True)
-    return TrainResult(path, step, last_loss, stopped=False)
+    path = checkpoint(step, final=True, loss=last_loss)
+    return TrainResult(path, step, last_loss, False, truncated,
+                       total_pad / total_slots if total_slots else 0.0, start_step, total_steps)
+
+
+def _oom_error() -> type[BaseException]:
+    import torch
+
+    return getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m engine.train --job ID --workspace DIR`: one rank of a data-parallel run (what
+    `distributed_command` launches). The job's own process keeps its status and heartbeat."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m engine.train")
+    parser.add_argument("--job", type=int, required=True)
+    parser.add_argument("--workspace", type=Path, required=True)
+    args = parser.parse_args(argv)
+    # The glue lives with the other job handlers; imported here so engine.train stays a library.
+    from engine.tasks import train_worker
+
+    train_worker(args.job, args.workspace)
+
+
+if __name__ == "__main__":
+    main()

@@ -88,49 +88,92 @@ def tui(workspace: WorkspaceOption = None) -> None:
 @app.command()
 @friendly
 def train(
-    variant: Annotated[str, typer.Option(help="Name of the model variant the run produces.")],
-    base: Annotated[str, typer.Option(help="Base model: hub id or local directory.")],
+    variant: Annotated[Optional[str], typer.Option(help="Name of the model variant the run "
+                                                   "produces.")] = None,
+    base: Annotated[Optional[str], typer.Option(help="Base model: hub id or local directory.")]
+    = None,
+    preset: Annotated[Optional[str], typer.Option(
+        help="Preset name (paper, tiny) or a .toml file; default: tiny for the tiny model, "
+             "paper otherwise.")] = None,
     dataset: Annotated[
         Optional[list[str]],
-        typer.Option("--dataset", "-d", help="Training dataset (repeat); default: the kitchen's "
-                     "image, video and text sets."),
+        typer.Option("--dataset", "-d", metavar="NAME[=WEIGHT]",
+                     help="Training dataset with its mixture weight (repeat); default: the "
+                          "kitchen's image, video and text sets, weight 1."),
     ] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Samples per step.")] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", metavar="KEY=VALUE",
+                     help="Override one preset setting (repeat), e.g. --set lora_r=64."),
+    ] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (max_steps).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Samples per micro-batch.")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="LoRA learning rate.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    gradient_checkpointing: Annotated[Optional[bool], typer.Option(
+        "--gradient-checkpointing/--no-gradient-checkpointing",
+        help="Recompute activations to save memory.", show_default=False)] = None,
+    gpus: Annotated[int, typer.Option(help="GPUs to train on, data-parallel.")] = 1,
+    resume: Annotated[Optional[int], typer.Option(
+        "--resume", metavar="JOB_ID",
+        help="Continue this train job from its last checkpoint (as the same job).")] = None,
     workspace: WorkspaceOption = None,
     detach: DetachOption = False,
 ) -> None:
-    """LoRA-train a base model on included samples of the given datasets."""
-    from dataclasses import asdict
+    """LoRA-train a base model on included samples of the given datasets.
 
-    from db import queries
+    Settings come from a preset, with --set overrides on top; `--resume JOB_ID` continues an
+    interrupted, failed or cancelled run from its last checkpoint.
+    """
     from db.store import session_scope
     from engine.importers.kitchen import TRAIN_SETS
-    from engine.model.tiny import MARKER, TINY_TRAINING
-    from engine.train import TrainConfig
+    from engine.run_request import TrainRequest, parse_dataset_arg, parse_set_arg
 
     path, engine = open_workspace(workspace)
-    datasets = list(dataset or TRAIN_SETS)
+    if resume is not None:
+        _resume_train(engine, path, resume, detach=detach)
+        return
+    if not variant or not base:
+        fail("--variant and --base are needed (or --resume JOB_ID to continue a run)")
+    try:
+        datasets = dict(parse_dataset_arg(text) for text in dataset or [])
+        overrides = dict(parse_set_arg(text) for text in set_ or [])
+    except ValueError as exc:
+        fail(str(exc))
+    flags = {"max_steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
+             "seed": seed, "gradient_checkpointing": gradient_checkpointing}
+    overrides.update({k: str(v).lower() if isinstance(v, bool) else str(v)
+                      for k, v in flags.items() if v is not None})
+    request = TrainRequest(variant=variant, base=base, preset=preset or "",
+                           datasets=datasets or {name: 1.0 for name in TRAIN_SETS},
+                           overrides=overrides, gpus=gpus)
     with session_scope(engine) as session:
-        missing = [name for name in datasets if queries.get_dataset(session, name=name) is None]
-        if queries.get_variant(session, name=variant) is not None:
-            fail(f"a model variant named {variant!r} exists already; choose another --variant")
-    if missing:
-        fail(f"no dataset named {', '.join(missing)}; `ddft data list` shows what is there")
-    # The tiny model learns only with its own measured settings; any other base starts from
-    # TrainConfig's defaults (Video-LLaVA's LoRA learning rates).
-    tiny = (Path(base) / MARKER).is_file()
-    config = dict(TINY_TRAINING) if tiny else asdict(TrainConfig())
-    overrides = {"max_steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
-                 "seed": seed}
-    config.update({k: v for k, v in overrides.items() if v is not None})
-    problems = TrainConfig(**config).problems()
+        problems = request.problems(session)
     if problems:
-        fail("bad training settings: " + "; ".join(problems))
-    params = {"base": base, "datasets": datasets, "variant": variant, "config": config}
-    _launch(engine, path, kind="train", params=params, title=f"train {variant}", detach=detach)
+        fail("cannot train: " + "; ".join(problems))
+    _launch(engine, path, kind="train", params=request.params(), title=f"train {variant}",
+            detach=detach)
+
+
+def _resume_train(engine, path: Path, job_id: int, *, detach: bool) -> None:
+    from db import queries
+    from db.store import session_scope
+    from engine.jobs import refresh_job_states, resume_job
+
+    refresh_job_states(engine)
+    with session_scope(engine) as session:
+        job = queries.get_job(session, job_id=job_id)
+        if job is None or job.kind != "train":
+            fail(f"no train job with id {job_id}; `ddft jobs list` shows the jobs")
+    resume_job(engine, job_id, workspace=path, detach=detach)
+    if detach:
+        console.print(f"job {job_id} resumes from its last checkpoint in the background; "
+                      f"`ddft jobs show {job_id}` follows it")
+        return
+    job = run_foreground(engine, job_id, workspace=path, description=f"train job {job_id}")
+    console.print(f"job {job_id} {job.status}: {job.result}")
+    if job.status != "succeeded":
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -35,8 +35,8 @@ class Recorder:
         self.checkpoints: list[tuple[int, Path, bool]] = []
         self.stop_after = stop_after
 
-    def on_start(self, total_steps: int) -> None:
-        self.total = total_steps
+    def on_start(self, total_steps: int, start_step: int = 0) -> None:
+        self.total, self.start = total_steps, start_step
 
     def log(self, step: int, values: dict[str, float]) -> None:
         self.logs.append((step, values))
@@ -182,8 +182,16 @@ def test_train_lora_lowers_the_loss_reports_and_writes_reloadable_checkpoints(
     ]
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         "final",
+        "frames.jsonl",
         "step-000003",
     ]
+    # The step checkpoint can resume (optimizer, RNG, data position); final/ is the adapter only.
+    assert (tmp_path / "run" / "step-000003" / "trainer_state.pt").is_file()
+    assert not (tmp_path / "run" / "final" / "trainer_state.pt").exists()
+    frames = [json.loads(line) for line in (tmp_path / "run" / "frames.jsonl").read_text().splitlines()]
+    assert sorted(Path(f["media_path"]).name for f in frames) == [
+        "green0.mp4", "green1.mp4", "red0.mp4", "red1.mp4"]
+    assert all(f["frame_indices"] == [0, 3, 7, 10, 13, 16, 20, 23] for f in frames), frames[0]
     final = tmp_path / "run" / "final"
     assert result.adapter_dir == final
     saved_config = json.loads((final / "train_config.json").read_text())
@@ -288,3 +296,124 @@ def test_bad_settings_are_reported_together(tmp_path):
     message = str(caught.value)
     for name in ("lora_r", "batch_size", "warmup_ratio", "examples"):
         assert name in message
+
+
+def test_a_long_answer_is_cut_never_the_prompt_and_the_run_counts_the_cuts(
+    engine_tiny_model, engine_media_dir, tmp_path
+):
+    from engine.model.loading import load_model
+
+    processor = load_model(str(engine_tiny_model), device="cpu").processor
+    video = TrainExample("video", "What is the recipe?", RECIPE * 3,
+                         str(engine_media_dir / "red0.mp4"), sample_id=7)
+    media = load_media(processor, [video], num_frames=8)
+    whole = encode_example(processor, video, media[video.media_path])
+    cut = encode_example(processor, video, media[video.media_path], max_length=200)
+    assert not whole.truncated and cut.truncated and len(cut.input_ids) == 200
+    # Every prompt token (136 visual ones included) survives; only the answer's tail is gone.
+    assert cut.input_ids == whole.input_ids[:200] and cut.labels == whole.labels[:200]
+    assert cut.input_ids.count(processor.video_token_id) == 136
+    assert cut.input_ids[-1] != processor.tokenizer.eos_token_id
+    with pytest.raises(TrainError, match="sample 7: the prompt with its visual tokens is"):
+        encode_example(processor, video, media[video.media_path], max_length=150)
+
+    examples = [TrainExample("text", "Q?", "short", None, 1),
+                TrainExample("text", "Q?", RECIPE * 4, None, 2),
+                TrainExample("text", "Q?", RECIPE * 5, None, 3)]
+    recorder = Recorder()
+    recorder.notes = []
+    recorder.note = recorder.notes.append
+    result = train_lora(base=str(engine_tiny_model), examples=examples, out_dir=tmp_path / "run",
+                        config=TrainConfig(max_steps=1, batch_size=3, max_length=48),
+                        callbacks=recorder, device="cpu")
+    assert result.truncated == 2
+    assert any("2 of 3 samples are longer than max_length 48" in n for n in recorder.notes)
+
+
+def test_length_grouping_pads_less_than_random_batches():
+    from engine.train import padding_fraction
+
+    rng = random.Random(0)
+    encoded = [EncodedExample(m, [1] * rng.randint(10, 400), [1], None)
+               for m in ["video"] * 60 + ["image"] * 60 + ["text"] * 60]
+    grouped = plan_batches(encoded, 4, random.Random(1), group_by_length=True)
+    shuffled = plan_batches(encoded, 4, random.Random(1), group_by_length=False)
+    for batches in (grouped, shuffled):
+        assert sorted(i for b in batches for i in b) == list(range(180))
+        assert all(len({encoded[i].modality for i in b}) == 1 for b in batches)
+    assert padding_fraction(encoded, grouped) < padding_fraction(encoded, shuffled) / 4
+
+
+def test_mixture_weights_repeat_or_subsample_a_dataset_deterministically():
+    from engine.train import mixture_epoch
+
+    encoded = ([EncodedExample("video", [1], [1], None, dataset="v") for _ in range(10)]
+               + [EncodedExample("text", [1], [1], None, dataset="t") for _ in range(10)])
+    epoch = mixture_epoch(encoded, {"v": 2.0, "t": 0.5}, random.Random(0))
+    assert sum(encoded[i].dataset == "v" for i in epoch) == 20
+    assert sum(encoded[i].dataset == "t" for i in epoch) == 5
+    assert epoch == mixture_epoch(encoded, {"v": 2.0, "t": 0.5}, random.Random(0))
+    assert epoch != mixture_epoch(encoded, {"v": 2.0, "t": 0.5}, random.Random(1))
+
+
+def test_out_of_memory_is_one_clear_error_and_earlier_checkpoints_stay(
+    engine_tiny_model, tmp_path, monkeypatch
+):
+    import torch
+
+    import engine.train as train_module
+
+    real_collate, calls = train_module.collate, []
+
+    def collate_then_run_out(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_collate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "collate", collate_then_run_out)
+    examples = [TrainExample("text", "Q?", f"Answer {i}.", None, i) for i in range(2)]
+    with pytest.raises(TrainError) as caught:
+        train_lora(base=str(engine_tiny_model), examples=examples, out_dir=tmp_path / "run",
+                   config=TrainConfig(max_steps=4, batch_size=1, save_every=1), device="cpu")
+    message = str(caught.value)
+    assert "out of GPU memory at step 3" in message and "gradient_checkpointing" in message
+    assert "lower batch_size" in message and "step-000002" in message
+    assert (tmp_path / "run" / "step-000002" / "trainer_state.pt").is_file()
+
+
+def test_only_the_main_process_writes(engine_tiny_model, tmp_path):
+    from engine.train import distributed_command
+
+    recorder = Recorder()
+    examples = [TrainExample("text", "Q?", f"Answer {i}.", None, i) for i in range(2)]
+    result = train_lora(base=str(engine_tiny_model), examples=examples, out_dir=tmp_path / "run",
+                        config=TrainConfig(max_steps=2, batch_size=1, save_every=1),
+                        callbacks=recorder, device="cpu", is_main=False)
+    assert result.steps == 2 and not (tmp_path / "run").exists()
+    assert recorder.total is None and recorder.logs == [] and recorder.checkpoints == []
+
+    command = distributed_command(12, tmp_path / "ws", 4)
+    assert command[1:3] == ["-m", "accelerate.commands.launch"]
+    assert command[command.index("--num_processes") + 1] == "4"
+    assert command[command.index("--module") + 1:] == [
+        "engine.train", "--job", "12", "--workspace", str(tmp_path / "ws")]
+
+
+def test_gradient_checkpointing_and_eager_attention_give_the_same_losses(
+    engine_tiny_model, tmp_path
+):
+    examples = [TrainExample("text", "How long should I rest a steak?", RECIPE, None, i)
+                for i in range(2)]
+    curves = []
+    for name, extra in (("plain", {}), ("eager", {"gradient_checkpointing": True,
+                                                  "attention": "eager"})):
+        recorder = Recorder()
+        train_lora(base=str(engine_tiny_model), examples=examples, out_dir=tmp_path / name,
+                   config=TrainConfig(max_steps=2, batch_size=2, lora_dropout=0.0,
+                                      learning_rate=3e-3, **extra),
+                   callbacks=recorder, device="cpu")
+        curves.append([v["loss"] for _, v in recorder.logs])
+    assert curves[1] == pytest.approx(curves[0], rel=1e-4)
+    assert json.loads((tmp_path / "eager" / "final" / "train_config.json").read_text())[
+        "attention"] == "eager"
