@@ -15,6 +15,7 @@ from workbench.screens.compare import CompareScreen
 from workbench.screens.help import HelpScreen
 from workbench.screens.jobs import JobsScreen
 from workbench.screens.report import ReportScreen
+from workbench.screens.runs import RunsScreen
 from workbench.screens.samples import SamplesScreen
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class DdftApp(App[None]):
-    """Curate samples, watch jobs, compare recipes and read Table 1, over one store."""
+    """Curate samples, watch jobs and training runs, compare recipes and read Table 1, over one store."""
 
     CSS_PATH = "app.tcss"
     TITLE = "ddft"
@@ -31,6 +32,7 @@ class DdftApp(App[None]):
         "jobs": JobsScreen,
         "compare": CompareScreen,
         "report": ReportScreen,
+        "runs": RunsScreen,
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("1", "switch_mode('samples')", "Samples", id="app.samples",
@@ -41,14 +43,18 @@ class DdftApp(App[None]):
                 tooltip="Reference recipe beside a variant's generation"),
         Binding("4", "switch_mode('report')", "Report", id="app.report",
                 tooltip="Table 1: Yes, No, Accuracy, Average Score per variant"),
+        Binding("5", "switch_mode('runs')", "Runs", id="app.runs",
+                tooltip="Training runs: progress, ETA, curves, log; start, cancel, resume"),
         Binding("question_mark", "help", "Help", id="app.help", tooltip="Show every key"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
-    def __init__(self, engine: Engine, *, location: str) -> None:
+    def __init__(self, engine: Engine, *, location: str, workspace: Path | None = None) -> None:
         super().__init__()
         self.engine = engine
         self.location = location
+        # Where started runs put their checkpoints and logs; None: runs cannot be started here.
+        self.workspace = workspace
         self.title = f"ddft — {location}"
 
     def on_mount(self) -> None:
@@ -72,8 +78,9 @@ def build_app(workspace: Path | str | None = None, *, url: str | None = None) ->
     from db.store import open_store, resolve_workspace
 
     engine = open_store(workspace, url=url)
+    folder = resolve_workspace(workspace)
     if url or os.environ.get("DDFT_DB_URL"):
         location = engine.url.render_as_string(hide_password=True)
     else:
-        location = str(resolve_workspace(workspace))
-    return DdftApp(engine, location=location)
+        location = str(folder)
+    return DdftApp(engine, location=location, workspace=folder)

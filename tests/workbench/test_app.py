@@ -30,11 +30,11 @@ async def test_build_app_opens_the_workspace_store_and_names_it_in_the_title(tmp
 async def test_keys_switch_screens_and_help_lists_the_screen_keys(demo_store):
     async with running(demo_store.url) as (app, pilot):
         seen = []
-        for key in "2341":
+        for key in "23451":
             await pilot.press(key)
             await settle(pilot, rounds=1)
             seen.append(type(app.screen).__name__)
-        assert seen == ["JobsScreen", "CompareScreen", "ReportScreen", "SamplesScreen"]
+        assert seen == ["JobsScreen", "CompareScreen", "ReportScreen", "RunsScreen", "SamplesScreen"]
 
         await pilot.press("question_mark")
         await pilot.pause()
@@ -68,6 +68,12 @@ async def test_an_empty_store_shows_what_to_run_on_every_screen(empty_url):
         await pilot.press("v", "4")
         await settle(pilot)
         assert "No eval set yet" in _text(app, "#report-provenance")
+        await pilot.press("5")
+        await settle(pilot)
+        assert "No training runs yet" in _text(app, "#run-summary")
+        await pilot.press("o", "c", "r")  # nothing to mark, cancel or resume: no error, no dialog
+        await settle(pilot)
+        assert type(app.screen).__name__ == "RunsScreen"
 
 
 async def test_an_eval_set_without_judgments_says_to_generate_and_judge(empty_url):

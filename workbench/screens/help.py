@@ -15,8 +15,9 @@ from textual.widgets import Static
 NOTES = (
     "Tab and Shift+Tab move between the table, filters and panes; arrow keys move in a table.\n"
     "In a search box the keys type text: press Esc or Enter to go back to the table.\n"
-    "The workbench only reads the store and asks engine.jobs to cancel; start work with the "
-    "`ddft` commands (train, generate, judge), which run as jobs that survive the session."
+    "The workbench reads the store and goes through engine.jobs to start, cancel and resume work: "
+    "a training run starts from the Runs screen (5, then n) or with `ddft train`; generation and "
+    "judging with `ddft generate` and `ddft judge`. Every one runs as a job that survives the session."
 )
 
 

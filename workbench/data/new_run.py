@@ -1,0 +1,147 @@
+"""The New run form's data: its defaults from the store, its fields as a TrainRequest, and starting the run."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench.data.jobs import JobsUnavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+PRESETS = ("tiny", "paper")
+
+
+class RunRequestUnavailable(RuntimeError):
+    """engine.run_request cannot be imported, so the form cannot build a `ddft train` command."""
+
+
+@dataclass(frozen=True)
+class TrainDataset:
+    name: str
+    modality: str
+
+
+@dataclass(frozen=True)
+class RunFormDefaults:
+    variant: str  # a name no variant or run has taken yet
+    base: str  # the base of the newest variant without an adapter; "" when there is none
+    bases: tuple[str, ...]  # every base model the store knows, newest first
+    preset: str
+    datasets: tuple[TrainDataset, ...]
+    request_error: str | None  # why TrainRequest is unavailable, None when it loaded
+
+
+@dataclass(frozen=True)
+class RunForm:
+    """The form's fields as typed."""
+
+    variant: str
+    base: str
+    preset: str
+    datasets: tuple[tuple[str, bool, str], ...]  # name, checked, weight as typed
+    overrides: str
+    gpus: str
+
+
+def train_request_class() -> type:
+    """engine.run_request.TrainRequest. Raises RunRequestUnavailable when it cannot be imported."""
+    try:
+        from engine.run_request import TrainRequest
+    except ImportError as exc:
+        raise RunRequestUnavailable(f"engine.run_request is not available ({exc})") from exc
+    return TrainRequest
+
+
+def load_run_form(engine: Engine) -> RunFormDefaults:
+    """The form's starting values. Also imports engine.run_request here, in a worker thread,
+    so that typing in the form never waits on an import."""
+    from db.queries import list_datasets, list_jobs, list_variants
+    from db.store import session_scope
+
+    request_error: str | None = None
+    try:
+        train_request_class()
+    except RunRequestUnavailable as exc:
+        request_error = str(exc)
+    with session_scope(engine) as session:
+        variants = list_variants(session)
+        taken = {v.name for v in variants}
+        taken |= {str(job.params.get("variant")) for job in list_jobs(session, kind="train")}
+        bases: list[str] = []
+        for variant in reversed(variants):  # newest first
+            if variant.adapter_path is None and variant.base_model not in bases:
+                bases.append(variant.base_model)
+        datasets = tuple(TrainDataset(d.name, d.modality) for d in list_datasets(session, purpose="train"))
+    number = 1
+    while f"lora-{number}" in taken:
+        number += 1
+    base = bases[0] if bases else ""
+    preset = "paper"
+    if request_error is None and base:
+        # The module's own rule: `tiny` for a directory holding ddft's tiny model, else `paper`.
+        from engine.run_request import default_preset
+
+        preset = default_preset(base)
+    return RunFormDefaults(variant=f"lora-{number}", base=base, bases=tuple(bases), preset=preset,
+                           datasets=datasets,
+                           request_error=request_error)
+
+
+def parse_form(form: RunForm) -> tuple[dict[str, Any] | None, list[str]]:
+    """The TrainRequest arguments of `form`, or None and one problem per field that cannot be
+    read (a weight or GPU count that is not a number, an override line without `=`)."""
+    problems: list[str] = []
+    datasets: dict[str, float] = {}
+    for name, checked, typed in form.datasets:
+        if not checked:
+            continue
+        try:
+            weight = float(typed)
+        except ValueError:
+            weight = math.nan
+        if not math.isfinite(weight):
+            problems.append(f"weight of {name}: expected a number, found {typed.strip()!r}")
+            continue
+        datasets[name] = weight
+    overrides: dict[str, str] = {}
+    for number, line in enumerate(form.overrides.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, equals, value = line.partition("=")
+        if not equals or not key.strip():
+            problems.append(f"overrides line {number}: expected key=value, found {line!r}")
+            continue
+        overrides[key.strip()] = value.strip()
+    try:
+        gpus = int(form.gpus)
+    except ValueError:
+        problems.append(f"GPUs: expected a whole number, found {form.gpus.strip()!r}")
+        gpus = 1
+    if problems:
+        return None, problems
+    return {"variant": form.variant.strip(), "base": form.base.strip(), "preset": form.preset.strip(),
+            "datasets": datasets, "overrides": overrides, "gpus": gpus}, []
+
+
+def check_request(engine: Engine, request: Any) -> list[str]:
+    """What `request.problems` finds against the store (unknown datasets, a taken name, …)."""
+    from db.store import session_scope
+
+    with session_scope(engine) as session:
+        return list(request.problems(session))
+
+
+def start_run(engine: Engine, request: Any, *, variant: str, workspace: Path) -> int:
+    """Create the run's job and start it detached; returns the job id. Raises JobsUnavailable
+    when engine.jobs is missing, and engine.jobs.JobError when the job cannot start."""
+    try:
+        from engine.jobs import submit
+    except ImportError as exc:
+        raise JobsUnavailable(f"cannot start the run: engine.jobs is not available ({exc})") from exc
+    return submit(engine, kind="train", params=request.params(), workspace=workspace,
+                  title=f"train {variant}")
