@@ -268,6 +268,11 @@ def run_job(
             status = "cancelled"
     except JobCancelled:
         status = "cancelled"
+    except JobError as exc:
+        # A user's mistake (a missing dataset, a rejected key): the message says it all.
+        status, error = "failed", str(exc)
+        context.log(f"error: {exc}")
+        raise
     except BaseException as exc:
         status = "failed"
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()

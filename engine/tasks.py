@@ -306,13 +306,20 @@ def generate_task(ctx: JobContext) -> dict[str, Any]:
 
 
 def judge_task(ctx: JobContext) -> dict[str, Any]:
-    """Judge every stored generation for an eval set with the offline judge; judged ones are
-    skipped. params: eval_set, variants (optional list of names), judge ("offline")."""
+    """Judge every stored generation for an eval set; judged ones are skipped.
+
+    params: eval_set, variants (optional list of names), judge ("offline" or "gpt"); for the
+    GPT judge also protocol, model, base_url, concurrency and pair (two variant names, for the
+    pairwise protocol). The API key comes from $OPENAI_API_KEY and is never stored.
+    """
+    params = ctx.params
+    judge = params.get("judge", "offline")
+    if judge == "gpt":
+        return _gpt_judge(ctx)
+    if judge != "offline":
+        raise JobError(f"unknown judge {judge!r}; expected offline or gpt")
     from engine.judge import offline
 
-    params = ctx.params
-    if params.get("judge", "offline") != "offline":
-        raise JobError(f"unknown judge {params.get('judge')!r}; this version has: offline")
     with session_scope(ctx.engine) as session:
         dataset = queries.get_dataset(session, name=params["eval_set"])
         if dataset is None:
@@ -350,6 +357,39 @@ def judge_task(ctx: JobContext) -> dict[str, Any]:
         if ctx.should_stop():
             break
     return {"judged": judged, "skipped": skipped}
+
+
+def _gpt_judge(ctx: JobContext) -> dict[str, Any]:
+    from engine.judge.gpt import JudgeError, judge_generations
+
+    params = ctx.params
+
+    def report(state) -> None:
+        cost = "" if state.cost_usd is None else f" · ${state.cost_usd:.4f}"
+        ctx.progress(state.done, state.total,
+                     f"{state.unparsable} unparsable · {state.requests} requests{cost}")
+
+    try:
+        run = judge_generations(
+            ctx.engine,
+            eval_set=params["eval_set"],
+            protocol=params.get("protocol", "paper"),
+            model=params.get("model", "gpt-3.5-turbo"),
+            base_url=params.get("base_url"),
+            variants=params.get("variants") or None,
+            pair=tuple(params["pair"]) if params.get("pair") else None,
+            concurrency=params.get("concurrency", 16),
+            cache_dir=ctx.workspace / "cache",
+            progress=report,
+            should_stop=ctx.should_stop,
+            job_id=ctx.job_id,
+        )
+    except (JudgeError, ValueError) as exc:
+        raise JobError(str(exc)) from None
+    ctx.log(str(run))
+    return {"judged": run.judged, "skipped": run.skipped, "unparsable": run.unparsable,
+            "requests": run.requests, "cache_hits": run.cache_hits,
+            "cost_usd": run.cost_usd, "summary": str(run)}
 
 
 # ---------------------------------------------------------------- check

@@ -204,6 +204,14 @@ def generate(
 
 class JudgeName(str, Enum):
     offline = "offline"
+    gpt = "gpt"
+
+
+class Protocol(str, Enum):
+    paper = "paper"
+    upstream = "upstream"
+    two_stage = "two-stage"
+    pairwise = "pairwise"
 
 
 @app.command()
@@ -213,11 +221,21 @@ def judge(
     variant: Annotated[
         Optional[list[str]], typer.Option(help="Only these variants (repeat); default all.")
     ] = None,
-    judge_name: Annotated[JudgeName, typer.Option("--judge", help="Which judge.")] = JudgeName.offline,
+    judge_name: Annotated[JudgeName, typer.Option("--judge", help="offline (no network) or gpt "
+                                                  "(any OpenAI-compatible endpoint).")
+                          ] = JudgeName.offline,
+    protocol: Annotated[Protocol, typer.Option(help="GPT judge protocol.")] = Protocol.paper,
+    model: Annotated[str, typer.Option(help="GPT judge model.")] = "gpt-3.5-turbo",
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default "
+                                                    "$OPENAI_BASE_URL or OpenAI).")] = None,
+    concurrency: Annotated[int, typer.Option(help="GPT requests in flight.")] = 16,
+    pair: Annotated[Optional[list[str]], typer.Option(help="Pairwise: the two variants "
+                                                      "(give --pair twice).")] = None,
     workspace: WorkspaceOption = None,
     detach: DetachOption = False,
 ) -> None:
-    """Score stored generations against their references; judged ones are skipped."""
+    """Score stored generations against their references; judged ones are skipped. The GPT
+    judge's key comes from $OPENAI_API_KEY and is never stored."""
     from db import queries
     from db.store import session_scope
 
@@ -225,8 +243,15 @@ def judge(
     with session_scope(engine) as session:
         if queries.get_dataset(session, name=eval_set) is None:
             fail(f"no eval set named {eval_set!r}; `ddft data list` shows the datasets")
+    if protocol is Protocol.pairwise and judge_name is JudgeName.gpt and len(pair or []) != 2:
+        fail("the pairwise protocol needs two variants: --pair A --pair B")
     params = {"eval_set": eval_set, "variants": variant or [], "judge": judge_name.value}
-    _launch(engine, path, kind="judge", params=params, title=f"judge {eval_set}", detach=detach)
+    title = f"judge {eval_set}"
+    if judge_name is JudgeName.gpt:
+        params.update(protocol=protocol.value, model=model, base_url=base_url,
+                      concurrency=concurrency, pair=pair or None)
+        title = f"judge {eval_set} ({model}, {protocol.value})"
+    _launch(engine, path, kind="judge", params=params, title=title, detach=detach)
 
 
 class ReportFormat(str, Enum):

@@ -1,1 +1,1 @@
-"""Judges of generated recipes: the offline judge here, GPT judges later, all storing Judgment rows."""
+"""Judges of generated recipes: an offline judge and GPT judges (any OpenAI-compatible endpoint), storing Judgment rows."""

@@ -1,0 +1,61 @@
+"""`ddft judge --judge gpt` through the CLI against a local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from db import queries
+from db.store import session_scope
+from engine.cli.main import app
+from engine.recipe import format_recipe
+from tests.fake_openai import API_KEY, fake_openai_server, reply  # noqa: F401
+
+runner = CliRunner()
+REFERENCE = format_recipe("Pancakes", ["1 cup flour", "2 eggs"], ["Whisk.", "Fry."])
+
+
+def _store(engine):
+    with session_scope(engine) as session:
+        dataset = queries.get_or_create_dataset(session, name="kitchen-eval", modality="video",
+                                                purpose="eval")
+        queries.add_samples(session, dataset_id=dataset.id, samples=[
+            {"external_id": f"v{i}", "modality": "video", "prompt": "recipe?",
+             "answer": REFERENCE, "group": "pancakes"} for i in range(2)])
+        variant = queries.create_variant(session, name="tuned", base_model="/m")
+        for index, sample in enumerate(queries.list_samples(session)):
+            # Different texts: the judge's cache would answer a repeated request itself.
+            queries.add_generation(session, variant_id=variant.id, sample_id=sample.id,
+                                   prompt="p", text=f"{REFERENCE}\n{index + 3}. Serve.",
+                                   params_key="k")
+
+
+def test_the_gpt_judge_scores_through_the_cli_and_the_report_names_it(
+        ddft_store, ddft_workspace, fake_openai):
+    _store(ddft_store)
+    fake_openai.script(reply("4"), reply("I cannot decide."))
+    env = {"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": fake_openai.base_url, "COLUMNS": "200"}
+    result = runner.invoke(app, ["judge", "--judge", "gpt", "--concurrency", "1",
+                                 "--workspace", str(ddft_workspace)], env=env)
+    assert result.exit_code == 0, result.output
+    with session_scope(ddft_store) as session:
+        rows = queries.judged_rows(session, judge="gpt-3.5-turbo")
+    assert sorted((r.verdict, r.score) for r in rows) == [("unparsable", None), ("yes", 4.0)]
+    result = runner.invoke(app, ["report", "--judge", "gpt-3.5-turbo", "--workspace",
+                                 str(ddft_workspace)], env=env)
+    assert "| tuned | 1 | 0 | 100.00% | 4.00 | 2 | 1 |" in result.output
+    assert "Judge: gpt-3.5-turbo" in result.output and "Protocol: paper" in result.output
+
+
+def test_pairwise_needs_two_variants(ddft_store, ddft_workspace):
+    _store(ddft_store)
+    result = runner.invoke(app, ["judge", "--judge", "gpt", "--protocol", "pairwise",
+                                 "--workspace", str(ddft_workspace)])
+    assert result.exit_code == 1 and "--pair A --pair B" in result.output
+
+
+def test_without_a_key_the_job_fails_with_one_message(ddft_store, ddft_workspace, monkeypatch):
+    _store(ddft_store)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = runner.invoke(app, ["judge", "--judge", "gpt", "--workspace", str(ddft_workspace)])
+    assert result.exit_code == 1
+    assert "OPENAI_API_KEY" in result.output and "Traceback" not in result.output
