@@ -126,8 +126,9 @@ class TrainConfig:
     num_frames: int = DEFAULT_FRAMES
     """Frames sampled uniformly from each video (Video-LLaVA needs 8)."""
     max_length: int | None = None
-    """Longest sequence in tokens, media placeholders included; longer answers are cut (never
-    the prompt or the visual tokens). None keeps every token."""
+    """Longest sequence in text tokens, an image or a video counting as one token (Video-LLaVA's
+    model_max_length: its 2,056 visual tokens come on top); longer answers are cut (never the
+    prompt or the visual tokens). None keeps every token."""
     group_by_length: bool = True
     """Within each modality, put examples of similar length in the same batch (less padding)."""
     gradient_checkpointing: bool = False
@@ -313,8 +314,9 @@ def encode_example(
     """Token ids of `format_prompt(...) + " " + answer + eos`, with every prompt token (media
     placeholders included) labelled -100 so that only the answer and eos are learned.
 
-    A sequence longer than `max_length` loses the end of its answer (and its eos), never a
-    prompt or visual token; the result says `truncated=True`. `media` is the example's entry
+    A sequence longer than `max_length` (counting an image or a video as one token, as
+    Video-LLaVA's own training does) loses the end of its answer (and its eos), never a prompt
+    or visual token; the result says `truncated=True`. `media` is the example's entry
     from `load_media` (None for text). Raises TrainError when the prompt alone leaves no room
     for a single answer token.
     """
@@ -342,11 +344,17 @@ def encode_example(
     input_ids = list(full_ids) + [tokenizer.eos_token_id]
     labels = [IGNORE_INDEX] * n_prompt + input_ids[n_prompt:]
     truncated = False
-    if max_length is not None and len(input_ids) > max_length:
-        if n_prompt >= max_length:
-            raise TrainError(f"sample {example.sample_id}: the prompt with its visual tokens is "
-                             f"{n_prompt} tokens, max_length is {max_length}")
-        input_ids, labels, truncated = input_ids[:max_length], labels[:max_length], True
+    if max_length is not None:
+        # The expanded placeholders beyond the first come on top of max_length.
+        media_id = tokenizer.convert_tokens_to_ids(token) if token is not None else None
+        visual_extra = max(0, prompt_ids.count(media_id) - 1) if media_id is not None else 0
+        limit = max_length + visual_extra
+        if len(input_ids) > limit:
+            if n_prompt >= limit:
+                raise TrainError(f"sample {example.sample_id}: the prompt is "
+                                 f"{n_prompt - visual_extra} tokens with its media counted as "
+                                 f"one, max_length is {max_length}")
+            input_ids, labels, truncated = input_ids[:limit], labels[:limit], True
     return EncodedExample(example.modality, input_ids, labels, example.media_path, truncated,
                           example.dataset)
 

@@ -308,14 +308,17 @@ def test_a_long_answer_is_cut_never_the_prompt_and_the_run_counts_the_cuts(
                          str(engine_media_dir / "red0.mp4"), sample_id=7)
     media = load_media(processor, [video], num_frames=8)
     whole = encode_example(processor, video, media[video.media_path])
-    cut = encode_example(processor, video, media[video.media_path], max_length=200)
-    assert not whole.truncated and cut.truncated and len(cut.input_ids) == 200
+    # max_length counts the video as one token, as Video-LLaVA's model_max_length does: the
+    # 136 visual tokens (2,056 at 7B) come on top.
+    cut = encode_example(processor, video, media[video.media_path], max_length=65)
+    assert not whole.truncated and cut.truncated and len(cut.input_ids) == 65 + 135
     # Every prompt token (136 visual ones included) survives; only the answer's tail is gone.
     assert cut.input_ids == whole.input_ids[:200] and cut.labels == whole.labels[:200]
     assert cut.input_ids.count(processor.video_token_id) == 136
     assert cut.input_ids[-1] != processor.tokenizer.eos_token_id
-    with pytest.raises(TrainError, match="sample 7: the prompt with its visual tokens is"):
-        encode_example(processor, video, media[video.media_path], max_length=150)
+    with pytest.raises(TrainError, match="sample 7: the prompt is .* tokens with its media "
+                                         "counted as one, max_length is 10"):
+        encode_example(processor, video, media[video.media_path], max_length=10)
 
     examples = [TrainExample("text", "Q?", "short", None, 1),
                 TrainExample("text", "Q?", RECIPE * 4, None, 2),
