@@ -1,0 +1,216 @@
+"""Offline recipe metrics: ingredient precision/recall/F1, measurement rate, step order, length."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Callable, Optional, Sequence
+
+from engine.judge.offline import FOOD_MATCH, STEP_MATCH
+from engine.recipe import content_words, ingredient_food, parse_recipe
+
+_LETTERS = re.compile(r"[a-z]+(?:-[a-z]+)*")
+
+
+@dataclass(frozen=True)
+class Ingredient:
+    """One ingredient line as ingredient_slicer reads it."""
+
+    line: str
+    quantity: Optional[float]  # None when the line gives no amount ("some flour", "salt to taste")
+    unit: Optional[str]  # standardised: "cup", "tablespoon", "clove"; None when there is none
+    food: str  # lower-case words naming the food, without amount, unit or preparation
+
+    @property
+    def food_words(self) -> frozenset[str]:
+        return frozenset(_singular(w) for w in self.food.split())
+
+
+@dataclass(frozen=True)
+class IngredientMatch:
+    """How generated ingredient lines pair with reference ones (one-to-one, greedy)."""
+
+    pairs: list[tuple[int, int]]  # (reference index, generated index)
+    missing: list[int]  # reference indices with no generated partner
+    extra: list[int]  # generated indices with no reference partner
+
+
+@dataclass(frozen=True)
+class RecipeMetrics:
+    """Offline metrics of one generated recipe against its reference.
+
+    A value that cannot be defined is None rather than 0: precision and measurement rate when
+    the generation lists no ingredients, recall and F1 when the reference lists none, Kendall's
+    tau when fewer than two steps match."""
+
+    ingredient_precision: Optional[float]
+    ingredient_recall: Optional[float]
+    ingredient_f1: Optional[float]
+    measurement_rate: Optional[float]  # share of generated ingredient lines with a quantity
+    matched_steps: int
+    kendall_tau: Optional[float]  # order agreement of matched steps, -1 (reversed) to 1
+    words: int  # words in the whole generated text
+    ingredients: int  # generated ingredient lines
+    steps: int  # generated steps
+    reference_ingredients: int
+    reference_steps: int
+    ingredient_match: IngredientMatch = field(repr=False, compare=False,
+                                              default_factory=lambda: IngredientMatch([], [], []))
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("ingredient_match")
+        return data
+
+
+def _singular(word: str) -> str:
+    # A crude plural fold so "tomato" meets "tomatoes"; the parser keeps foods as written.
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("oes"):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+@lru_cache(maxsize=65_536)
+def parse_ingredient(line: str) -> Ingredient:
+    """Quantity, unit and food of an ingredient line, read by ingredient_slicer.
+
+    ingredient_slicer keeps a counted unit in the food ("3 cloves garlic" → "cloves garlic"), so
+    the unit's words are dropped from the food unless nothing else is left ("2 eggs"). Should the
+    parser fail on a line, the food falls back to `engine.recipe.ingredient_food` and the
+    quantity to None. Cached: references repeat across variants."""
+    # Imported here: ingredient_slicer loads its tables on import (~0.4 s).
+    from ingredient_slicer import IngredientSlicer
+
+    try:
+        parsed = IngredientSlicer(line).to_json()
+    except Exception:  # noqa: BLE001 — a third-party parser on model output; never fatal
+        return Ingredient(line=line, quantity=None, unit=None, food=ingredient_food(line))
+    quantity = parsed.get("quantity")
+    try:
+        amount = float(quantity) if quantity not in (None, "") else None
+    except (TypeError, ValueError):
+        amount = None
+    unit = parsed.get("standardized_unit") or parsed.get("unit") or None
+    words = _LETTERS.findall(str(parsed.get("food") or "").lower())
+    unit_words = {w for u in (parsed.get("unit"), parsed.get("standardized_unit")) if u
+                  for w in str(u).lower().split()}
+    kept = [w for w in words if w not in unit_words]
+    return Ingredient(line=line, quantity=amount, unit=unit, food=" ".join(kept or words))
+
+
+def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 0.0
+
+
+def greedy_match(reference: Sequence, generated: Sequence, threshold: float,
+                 overlap: Callable) -> list[tuple[int, int]]:
+    """One-to-one matching as the offline judge does it: each reference item in turn takes the
+    unused generated item it overlaps most, when that overlap reaches `threshold`.
+    Returns (reference index, generated index) pairs in reference order."""
+    used: set[int] = set()
+    pairs = []
+    for i, ref in enumerate(reference):
+        best, best_j = 0.0, None
+        for j, gen in enumerate(generated):
+            if j in used:
+                continue
+            value = overlap(ref, gen)
+            if value > best:
+                best, best_j = value, j
+        if best_j is not None and best >= threshold:
+            used.add(best_j)
+            pairs.append((i, best_j))
+    return pairs
+
+
+def match_ingredients(generated: Sequence[str], reference: Sequence[str]) -> IngredientMatch:
+    """Pair generated ingredient lines with reference ones by their foods' words (Jaccard at
+    least the offline judge's FOOD_MATCH). Lines whose food is empty take no part in the
+    matching and are neither missing nor extra."""
+    ref = [parse_ingredient(line).food_words for line in reference]
+    gen = [parse_ingredient(line).food_words for line in generated]
+    ref_idx = [i for i, f in enumerate(ref) if f]
+    gen_idx = [j for j, f in enumerate(gen) if f]
+    local = greedy_match([ref[i] for i in ref_idx], [gen[j] for j in gen_idx], FOOD_MATCH,
+                         _jaccard)
+    pairs = [(ref_idx[i], gen_idx[j]) for i, j in local]
+    matched_ref, matched_gen = {i for i, _ in pairs}, {j for _, j in pairs}
+    return IngredientMatch(
+        pairs=pairs,
+        missing=[i for i in ref_idx if i not in matched_ref],
+        extra=[j for j in gen_idx if j not in matched_gen],
+    )
+
+
+def kendall_tau(first: Sequence[float], second: Sequence[float]) -> Optional[float]:
+    """Kendall's tau-b between two rankings of the same items; None with fewer than two items
+    or when one ranking is constant. Without ties (as for matched steps) it is tau-a:
+    (concordant - discordant) / (n choose 2)."""
+    if len(first) != len(second):
+        raise ValueError(f"rankings differ in length: {len(first)} and {len(second)}")
+    n = len(first)
+    concordant = discordant = ties_first = ties_second = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            dx, dy = first[i] - first[j], second[i] - second[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_first += 1
+            elif dy == 0:
+                ties_second += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denominator = ((concordant + discordant + ties_first)
+                   * (concordant + discordant + ties_second)) ** 0.5
+    return (concordant - discordant) / denominator if n >= 2 and denominator else None
+
+
+def _step_coverage(ref: set[str], gen: set[str]) -> float:
+    return len(ref & gen) / len(ref) if ref else 0.0
+
+
+def _f1(precision: float, recall: float) -> float:
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def recipe_metrics(generated: str, reference: str) -> RecipeMetrics:
+    """Offline metrics of `generated` against `reference` (both recipe texts, read with
+    `engine.recipe.parse_recipe`). Ingredients match by food (ingredient_slicer's parse) and
+    steps by content-word coverage, with the offline judge's thresholds; Kendall's tau compares
+    the order of matched steps in the reference and in the generation. Never raises on junk."""
+    gen, ref = parse_recipe(generated), parse_recipe(reference)
+    match = match_ingredients(gen.ingredients, ref.ingredients)
+    gen_foods = len(match.pairs) + len(match.extra)
+    ref_foods = len(match.pairs) + len(match.missing)
+    precision = len(match.pairs) / gen_foods if gen_foods else None
+    recall = len(match.pairs) / ref_foods if ref_foods else None
+    f1 = None if recall is None else _f1(precision or 0.0, recall)
+
+    measured = sum(1 for line in gen.ingredients if parse_ingredient(line).quantity is not None)
+    rate = measured / len(gen.ingredients) if gen.ingredients else None
+
+    step_pairs = greedy_match([content_words(s) for s in ref.steps],
+                              [content_words(s) for s in gen.steps], STEP_MATCH, _step_coverage)
+    tau = kendall_tau([i for i, _ in step_pairs], [j for _, j in step_pairs])
+    return RecipeMetrics(
+        ingredient_precision=precision,
+        ingredient_recall=recall,
+        ingredient_f1=f1,
+        measurement_rate=rate,
+        matched_steps=len(step_pairs),
+        kendall_tau=tau,
+        words=len(generated.split()),
+        ingredients=len(gen.ingredients),
+        steps=len(gen.steps),
+        reference_ingredients=len(ref.ingredients),
+        reference_steps=len(ref.steps),
+        ingredient_match=match,
+    )
