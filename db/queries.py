@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Optional, Sequence
 
@@ -482,6 +482,7 @@ class JudgedRow:
     protocol: str
     prompt_version: str
     decoding: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def judged_rows(
@@ -516,6 +517,7 @@ def judged_rows(
             protocol=judgment.protocol,
             prompt_version=judgment.prompt_version,
             decoding=generation.decoding,
+            details=judgment.details,
         )
         for judgment, generation, variant, sample in session.exec(query)
     ]

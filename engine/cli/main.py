@@ -264,16 +264,25 @@ class ReportFormat(str, Enum):
 @friendly
 def report(
     eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
-    judge_name: Annotated[Optional[str], typer.Option("--judge", help="Only this judge.")] = None,
+    judge_name: Annotated[Optional[str], typer.Option("--judge", help="Only this judge (model "
+                                                      "name, or offline).")] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="Only this protocol (default: the "
+                                                    "most used).")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Compare every variant with this one "
+                                                    "(default: every pair).")] = None,
     fmt: Annotated[ReportFormat, typer.Option("--format", help="Output format.")] = ReportFormat.md,
     workspace: WorkspaceOption = None,
 ) -> None:
-    """The paper's Table 1 per variant: Yes, No, Accuracy, Average Score."""
-    print_report(workspace, eval_set=eval_set, judge=judge_name, fmt=fmt.value)
+    """The paper's Table 1 per variant (Yes, No, Accuracy, Average Score) with 95% intervals,
+    paired tests between variants, per-stage scores, offline metrics and a score histogram."""
+    print_report(workspace, eval_set=eval_set, judge=judge_name, fmt=fmt.value,
+                 protocol=protocol, baseline=baseline)
 
 
 def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fmt: str,
-                 out=None) -> None:
+                 out=None, protocol: str | None = None, baseline: str | None = None) -> None:
+    from collections import Counter
+
     from db import queries
     from db.store import session_scope
     from engine.report import build_report, render_csv, render_json, render_markdown
@@ -284,9 +293,25 @@ def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fm
         if dataset is None:
             fail(f"no eval set named {eval_set!r}; `ddft data list` shows the datasets")
         rows = queries.judged_rows(session, dataset_id=dataset.id, judge=judge)
+        variants = {v.id: v.name for v in queries.list_variants(session)}
+        answers = {s.id: s.answer for s in queries.list_samples(session, dataset_id=dataset.id,
+                                                                 limit=None)}
+        generations = [(variants[g.variant_id], g.text, answers[g.sample_id])
+                       for g in queries.list_generations(session, dataset_id=dataset.id)]
     if not rows:
         fail(f"nothing judged on {eval_set} yet: run `ddft generate` and `ddft judge` first")
-    built = build_report(rows, eval_set=eval_set)
+    # One table per judge and protocol: scores on different scales never share an average.
+    chosen = protocol or Counter(r.protocol for r in rows).most_common(1)[0][0]
+    rows = [r for r in rows if r.protocol == chosen]
+    if not rows:
+        fail(f"nothing judged with protocol {chosen!r} on {eval_set}")
+    chosen_judge = judge or Counter(r.judge for r in rows).most_common(1)[0][0]
+    rows = [r for r in rows if r.judge == chosen_judge]
+    try:
+        built = build_report(rows, eval_set=eval_set, baseline=baseline, generations=generations)
+    except ValueError as exc:
+        fail(str(exc))
+        return
     renderer = {"md": render_markdown, "csv": render_csv, "json": render_json}[fmt]
     (out or console).print(renderer(built), markup=False, highlight=False, soft_wrap=True)
 
