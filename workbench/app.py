@@ -40,7 +40,7 @@ class DdftApp(App[None]):
         Binding("2", "switch_mode('jobs')", "Jobs", id="app.jobs",
                 tooltip="Background jobs: progress, loss, log, cancel"),
         Binding("3", "switch_mode('compare')", "Compare", id="app.compare",
-                tooltip="Reference recipe beside a variant's generation"),
+                tooltip="Reference recipe beside every variant's generation, with filters"),
         Binding("4", "switch_mode('report')", "Report", id="app.report",
                 tooltip="Table 1: Yes, No, Accuracy, Average Score per variant"),
         Binding("5", "switch_mode('runs')", "Runs", id="app.runs",

@@ -64,7 +64,7 @@ async def test_an_empty_store_shows_what_to_run_on_every_screen(empty_url):
         await pilot.press("3")
         await settle(pilot)
         assert "No evaluation samples yet" in _text(app, "#reference")
-        assert "No model variants yet" in _text(app, "#generation")
+        assert "No model variants yet" in _text(app, "#reference")
         await pilot.press("v", "4")
         await settle(pilot)
         assert "No eval set yet" in _text(app, "#report-provenance")
@@ -92,7 +92,7 @@ async def test_an_eval_set_without_judgments_says_to_generate_and_judge(empty_ur
         await pilot.press("3")
         await settle(pilot)
         assert "Dish: Soup" not in _text(app, "#reference")
-        assert "No model variants yet" in _text(app, "#generation")
+        assert "No model variants yet" in _text(app, "#reference")
 
 
 def test_importing_the_app_loads_neither_the_store_nor_the_engine():

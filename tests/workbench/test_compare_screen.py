@@ -1,4 +1,4 @@
-"""The Compare screen: reference beside the picked variant's generation, marks and judgments."""
+"""The Compare screen: the reference beside every variant's generation, marks, judgments, filters."""
 
 from __future__ import annotations
 
@@ -9,42 +9,99 @@ from db import queries
 from .conftest import running, settle
 
 
-def _panes(app) -> tuple[str, str]:
+def _panes(app) -> dict[str, str]:
+    """Each column's text by its heading: "reference", then the variants' names."""
     screen = app.screen
-    return str(screen.query_one("#reference").content), str(screen.query_one("#generation").content)
+    panes = {"reference": str(screen.query_one("#reference").content)}
+    for pane in screen.query(".generation"):
+        text = str(pane.content)
+        panes[text.split("\n", 1)[0].split("·")[1].split()[0] if "·" in text else pane.id] = text
+    return panes
 
 
-async def test_reference_and_generation_follow_the_picked_sample_and_variant(demo_store):
+def _shown(app) -> list[str]:
+    options = app.screen.query_one("#compare-samples", OptionList)
+    return [str(options.get_option_at_index(i).prompt).split(" ·")[0] for i in range(options.option_count)]
+
+
+async def test_reference_and_every_variant_side_by_side(demo_store):
     async with running(demo_store.url) as (app, pilot):
         await pilot.press("3")
         await settle(pilot)
-        screen = app.screen
-        assert screen.query_one("#compare-samples", OptionList).option_count == 10
-        assert screen.query_one("#compare-variant", Select).selection is not None
+        assert len(_shown(app)) == 10
+        panes = _panes(app)
+        assert set(panes) == {"reference", "tuned", "base"}  # both variants at once
+        reference, tuned, base = panes["reference"], panes["tuned"], panes["base"]
+        # Marks per line, in column order (tuned, then base): tuned matches eggs, tomato and
+        # olive oil but misses salt; base (water, salt) matches only salt.
+        assert "marks: tuned base" in reference
+        assert "✓✗ - 2 eggs" in reference and "✓✗ - 1 tbsp olive oil" in reference
+        assert "✗✓ - pinch of salt" in reference
+        assert "  Dish: Tomato omelette 0" in reference
+        assert "+ - water" in base and "  - salt" in base  # water is extra, salt matched
+        assert "+ " not in tuned
+        assert "3/4 reference ingredients matched · 0 extra" in tuned
+        assert "1/4 reference ingredients matched · 1 extra" in base
+        assert "offline · offline · v1 · score 4 · yes" in tuned
+        assert "gpt-3.5-turbo · paper · p1 · score 4 · yes" in tuned
+        assert "offline · offline · v1 · score 4 · yes" in base and "gpt" not in base
+        assert "frame times: 0.0s, 1.1s, 2.2s" in tuned
 
-        reference, generation = _panes(app)
-        assert "Dish: Tomato omelette 0" in reference
-        assert "Generation · tuned" in generation and "- 2 tbsp olive oil" in generation
-        assert "✓ - 2 eggs" in reference and "✓ - 1 tbsp olive oil" in reference
-        assert "✗ - pinch of salt" in reference
-        assert "3/4 reference ingredients" in reference
-        assert "frame times: 0.0s, 1.1s, 2.2s" in generation
-        assert "offline · offline · v1   score 4   yes" in generation
-        assert "gpt-3.5-turbo · paper · p1   score 4   yes" in generation
-
-        await pilot.press("down")  # eval-01
+        await pilot.press("down", "down", "down", "down", "down")  # eval-05: base unparsable
         await settle(pilot)
-        reference, generation = _panes(app)
-        assert "Dish: Tomato omelette 1" in reference
-        assert "offline · offline · v1   score 4.5   yes" in generation
+        panes = _panes(app)
+        assert "Dish: Tomato omelette 5" in panes["reference"]
+        assert "offline · offline · v1 · score — · unparsable" in panes["base"]
+        assert "offline · offline · v1 · score 3 · no" in panes["tuned"]
 
-        await pilot.press("v")  # the base variant
+
+async def test_filters_narrow_the_sample_list(demo_store):
+    with demo_store.session() as session:
+        # A second opinion on tuned's eval-06 that disagrees with the offline judge's yes
+        # (4.0), and one on base's eval-00 that agrees with its yes.
+        tuned, base = (queries.get_variant(session, name=n) for n in ("tuned", "base"))
+        for variant, index, verdict, score in ((tuned, 6, "no", 3.0), (base, 0, "yes", 4.0)):
+            generation = queries.list_generations(session, variant_id=variant.id,
+                                                  sample_id=demo_store.eval_sample_ids[index])[-1]
+            queries.add_judgment(session, generation_id=generation.id, judge="gpt-3.5-turbo",
+                                 protocol="paper", prompt_version="p1", score=score,
+                                 verdict=verdict, raw="{}")
+    async with running(demo_store.url) as (app, pilot):
+        await pilot.press("3")
         await settle(pilot)
-        reference, generation = _panes(app)
-        assert "Generation · base" in generation and "Dish: Soup" in generation
-        assert "✗ - 2 eggs" in reference and "✓ - pinch of salt" in reference
-        assert "offline · offline · v1   score 2   no" in generation
-        assert "gpt-3.5-turbo" not in generation
+        summary = lambda: str(app.screen.query_one("#compare-summary").content)
+        assert "10 eval samples · 2 variants" in summary()
+
+        await pilot.press("d")
+        await settle(pilot)
+        # Only eval-06 has a generation judged yes by one judge and no by another (the GPT
+        # judgments on tuned's eval-00..03 agree with the offline ones; see conftest).
+        assert _shown(app) == ["eval-06"]
+        assert "1 of 10 eval samples" in summary()
+        assert "Dish: Tomato omelette 6" in _panes(app)["reference"]
+
+        await pilot.press("d", "g")
+        await settle(pilot)
+        # The gap judge defaults to the first setting by name, gpt-3.5-turbo · paper · p1;
+        # eval-00 is the only sample both variants have a GPT score for, and 4 − 4 = 0.
+        assert app.screen.query_one("#compare-judge", Select).selection == "gpt-3.5-turbo · paper · p1"
+        assert _shown(app) == []
+        assert "No sample passes the filters" in _panes(app)["reference"]
+
+        app.screen.query_one("#compare-judge", Select).value = "offline · offline · v1"
+        await settle(pilot)
+        # Offline scores, base vs tuned per sample: 00 4/4, 01 2/4.5, 02 3.5/2, 03 1.5/5,
+        # 04 3/3.5, 05 unparsable/3, 06 4.5/4, 07 2.5/4.5, 08 1/2.5, 09 2/3.5 → more than one
+        # point apart: 01 (2.5), 02 (1.5), 03 (3.5), 07 (2), 08 (1.5), 09 (1.5).
+        assert _shown(app) == ["eval-01", "eval-02", "eval-03", "eval-07", "eval-08", "eval-09"]
+        assert "6 of 10 eval samples" in summary()
+
+        await pilot.press("d")  # both filters: no gap sample has a disagreement
+        await settle(pilot)
+        assert _shown(app) == []
+        await pilot.press("d", "g")
+        await settle(pilot)
+        assert len(_shown(app)) == 10
 
 
 async def test_a_variant_without_generations_says_what_to_run(demo_store):
@@ -53,10 +110,9 @@ async def test_a_variant_without_generations_says_what_to_run(demo_store):
     async with running(demo_store.url) as (app, pilot):
         await pilot.press("3")
         await settle(pilot)
-        await pilot.press("v", "v")
-        await settle(pilot)
-        reference, generation = _panes(app)
-        assert "Generation · untried" in generation
-        assert "No generations yet" in generation
-        assert "ddft generate --variant untried --eval-set kitchen-eval" in generation
-        assert "Dish: Tomato omelette 0" in reference and "✓" not in reference
+        panes = _panes(app)
+        assert "No generations yet" in panes["untried"]
+        assert "ddft generate --variant untried --eval-set kitchen-eval" in panes["untried"]
+        assert "Generation · tuned" in panes["tuned"]
+        assert "Dish: Tomato omelette 0" in panes["reference"]
+        assert "marks: tuned base\n" in panes["reference"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workbench.data.compare import check_ingredients
+from workbench.data.compare import mark_ingredients
 from workbench.data.jobs import format_age, loss_sparkline, tail_lines
 from workbench.data.report import format_accuracy, format_score
 from workbench.data.samples import SampleFilters, SamplePage
@@ -10,20 +10,13 @@ from workbench.data.samples import SampleFilters, SamplePage
 from .conftest import BASE_TEXT, REFERENCE, TUNED_TEXT
 
 
-def test_ingredient_marks_follow_the_food_names_in_the_generation():
-    reference = REFERENCE.format(i=0)
-    lines = reference.splitlines()
-    tuned = check_ingredients(reference, TUNED_TEXT)
-    assert [(lines[c.line_no], c.food, c.found) for c in tuned] == [
-        ("- 2 eggs", "eggs", True),
-        ("- 1 tomato, diced", "tomato", True),
-        ("- 1 tbsp olive oil", "olive oil", True),
-        ("- pinch of salt", "salt", False),
-    ]
-    assert [c.found for c in check_ingredients(reference, BASE_TEXT)] == [False, False, False, True]
-    # Singular in the generation still names a plural reference food, and "oil" alone is not "olive oil".
-    assert [c.found for c in check_ingredients(reference, "one egg, some oil")] == [True, False, False, False]
-    assert check_ingredients("no recipe here", TUNED_TEXT) == ()
+def test_ingredient_marks_follow_engine_metrics_matching():
+    reference = REFERENCE.format(i=0)  # lines 2..5: eggs, tomato, olive oil, salt
+    tuned = mark_ingredients(reference, TUNED_TEXT)
+    assert (sorted(tuned.matched), sorted(tuned.missing), sorted(tuned.extra)) == ([2, 3, 4], [5], [])
+    base = mark_ingredients(reference, BASE_TEXT)  # BASE_TEXT line 2 is "- water", line 3 "- salt"
+    assert (sorted(base.matched), sorted(base.missing), sorted(base.extra)) == ([5], [2, 3, 4], [2])
+    assert mark_ingredients("no recipe here", TUNED_TEXT).matched == frozenset()
 
 
 def test_tail_lines_reads_only_the_end_of_a_long_log(tmp_path):

@@ -1,4 +1,5 @@
-"""The Report screen: Table 1 per variant, by hand for the fixture, and the judge choice."""
+"""The Report screen: Table 1 per variant with intervals, the paired comparison against a chosen
+baseline, by hand for the fixture, and the judge choice."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from textual.widgets import DataTable, Select
 from .conftest import running, settle
 
 
-def _table(app) -> list[list[str]]:
-    table = app.screen.query_one("#table1", DataTable)
+def _table(app, selector: str = "#table1") -> list[list[str]]:
+    table = app.screen.query_one(selector, DataTable)
     return [[str(cell) for cell in table.get_row_at(index)] for index in range(table.row_count)]
 
 
@@ -17,13 +18,44 @@ async def test_table1_matches_the_hand_computed_numbers(demo_store):
         await pilot.press("4")
         await settle(pilot)
         # See conftest: tuned 7 yes / 3 no, base 3 yes / 6 no / 1 unparsable.
+        # Wilson 95%, z = 1.96: (p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n)
+        #   tuned 7/10 → 39.68%–89.22%; base 3/9 → 12.06%–64.58%.
+        # Every eval sample is in the one recipe group "omelette", so the clustered bootstrap
+        # always resamples the whole set: the score interval collapses onto the mean, 1 recipe.
         assert _table(app) == [
-            ["tuned", "7", "3", "70.00%", "3.65", "10", "0"],
-            ["base", "3", "6", "33.33%", "2.67", "10", "1"],
+            ["tuned", "7", "3", "70.00%", "3.65", "10", "0", "39.68%–89.22%", "3.65–3.65", "1"],
+            ["base", "3", "6", "33.33%", "2.67", "10", "1", "12.06%–64.58%", "2.67–2.67", "1"],
         ]
         provenance = str(app.screen.query_one("#report-provenance").content)
         assert "judge offline · protocol offline · prompt version v1" in provenance
         assert "eval set kitchen-eval · 10 samples judged" in provenance
+
+        # Baseline defaults to the first variant, tuned. Pairs with yes/no from both (eval-05 is
+        # unparsable for base): both yes 00, 06; base only 02 (b = 1); tuned only 01, 03, 04,
+        # 07, 09 (c = 5); both no 08. Exact McNemar: 2·P(X ≤ 1 | n = 6, ½) = 2·7/64 = 0.21875.
+        # Δ accuracy (1 − 5)/9 = −44.44 pp; Δ score over the 9 pairs: (24 − 33.5)/9 = −1.056
+        # (one recipe group again: a point interval, and no resample reaches zero → p < 0.0001).
+        assert app.screen.query_one("#report-baseline", Select).selection == "tuned"
+        assert _table(app, "#comparisons") == [
+            ["base", "tuned", "9", "1", "5", "-44.44 pp", "0.2188", "-1.056", "-1.056–-1.056",
+             "<0.0001"],
+        ]
+        histogram = str(app.screen.query_one("#report-histogram").content)
+        # tuned's scores rounded half up: 2.0 → 2; 2.5, 3.0 → 3; 3.5 ×2, 4.0 ×2 → 4; 4.5 ×2,
+        # 5.0 → 5: bins 1..5 = 0, 1, 2, 4, 3, the full-width bar is bin 4's.
+        assert "tuned\n  1 │" in histogram and "  4 │████████████████████████ 4\n" in histogram
+        assert "base\n" in histogram
+
+
+async def test_choosing_another_baseline_recomputes_the_comparison(demo_store):
+    async with running(demo_store.url) as (app, pilot):
+        await pilot.press("4")
+        await settle(pilot)
+        app.screen.query_one("#report-baseline", Select).value = "base"
+        await settle(pilot)
+        # The same pairs seen from the other side: b and c swap, the p stays.
+        assert _table(app, "#comparisons")[0][:7] == ["tuned", "base", "9", "5", "1", "+44.44 pp",
+                                                      "0.2188"]
 
 
 async def test_choosing_another_judge_recomputes_the_table(demo_store):
@@ -34,7 +66,8 @@ async def test_choosing_another_judge_recomputes_the_table(demo_store):
         assert [value for _, value in judge._options[1:]] == ["gpt-3.5-turbo", "offline"]
         judge.value = "gpt-3.5-turbo"
         await settle(pilot)
-        assert _table(app) == [["tuned", "3", "1", "75.00%", "3.75", "4", "0"]]
+        assert _table(app)[0][:7] == ["tuned", "3", "1", "75.00%", "3.75", "4", "0"]
+        assert _table(app, "#comparisons") == []  # one variant: nothing to compare
         assert app.screen.query_one("#report-protocol", Select).selection == "paper"
         provenance = str(app.screen.query_one("#report-provenance").content)
         assert "judge gpt-3.5-turbo · protocol paper · prompt version p1" in provenance

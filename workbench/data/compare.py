@@ -1,4 +1,5 @@
-"""A reference recipe beside one variant's generation for an eval sample, with its judgments."""
+"""A reference recipe beside every variant's latest generation for an eval sample, with judgments
+and the filters that find the samples worth reading (judges disagree, variants far apart)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+# Variants whose scores differ by more than this (under one judge setting) count as "far apart".
+SCORE_GAP = 1.0
+
 
 @dataclass(frozen=True)
 class EvalSampleChoice:
     id: int
     label: str
     eval_set: str
+    judges_disagree: bool = False  # some generation got yes from one judge and no from another
+    score_spread: tuple[tuple[str, float], ...] = ()  # judge setting → max − min over variants
+
+
+    def spread(self, setting: str | None) -> float:
+        return dict(self.score_spread).get(setting, 0.0) if setting else 0.0
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,20 @@ class VariantChoice:
 class CompareChoices:
     samples: tuple[EvalSampleChoice, ...]
     variants: tuple[VariantChoice, ...]
+    settings: tuple[str, ...] = ()  # "judge · protocol · version", for the score-gap filter
+
+
+def judge_setting(judge: str, protocol: str, prompt_version: str) -> str:
+    return f"{judge} · {protocol} · {prompt_version}"
+
+
+def filter_samples(samples: tuple[EvalSampleChoice, ...], *, disagree: bool, gap_setting: str | None,
+                   ) -> tuple[EvalSampleChoice, ...]:
+    """The samples left by the filters: judges disagree, and/or variants more than
+    SCORE_GAP apart under `gap_setting` (None: that filter is off)."""
+    return tuple(s for s in samples
+                 if (not disagree or s.judges_disagree)
+                 and (gap_setting is None or s.spread(gap_setting) > SCORE_GAP))
 
 
 @dataclass(frozen=True)
@@ -47,10 +71,29 @@ class GenerationView:
 
 
 @dataclass(frozen=True)
-class IngredientCheck:
-    line_no: int  # index into the reference's lines
-    food: str
-    found: bool
+class IngredientMarks:
+    """Where ingredient lines of a reference and a generation meet (engine.metrics' matching)."""
+
+    matched: frozenset[int]  # reference line numbers paired with a generated ingredient
+    missing: frozenset[int]  # reference line numbers with no generated partner
+    extra: frozenset[int]  # generation line numbers with no reference partner
+
+
+NO_MARKS = IngredientMarks(frozenset(), frozenset(), frozenset())
+
+
+@dataclass(frozen=True)
+class VariantSide:
+    """One variant's column: its latest generation for the sample and that generation's judgments."""
+
+    variant: VariantChoice
+    generation: GenerationView | None
+    judgments: tuple[JudgmentLine, ...]
+    marks: IngredientMarks
+
+    @property
+    def matched(self) -> int:
+        return len(self.marks.matched)
 
 
 @dataclass(frozen=True)
@@ -58,71 +101,104 @@ class CompareView:
     sample_id: int
     external_id: str
     eval_set: str
-    variant: VariantChoice
     reference: str
     media_path: str | None
-    generation: GenerationView | None
-    judgments: tuple[JudgmentLine, ...]
-    ingredients: tuple[IngredientCheck, ...]
+    sides: tuple[VariantSide, ...]
 
     @property
-    def covered(self) -> int:
-        return sum(1 for check in self.ingredients if check.found)
+    def reference_ingredients(self) -> int:
+        from_sides = [len(s.marks.matched) + len(s.marks.missing) for s in self.sides if s.generation]
+        return max(from_sides, default=0)
 
 
-def _words(text: str) -> set[str]:
-    from engine.recipe import content_words
+def _ingredient_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, ingredient) for each ingredient parse_recipe reads from `text`, in order."""
+    from engine.recipe import parse_recipe
 
-    words = content_words(text)
-    # A crude plural fold, so "eggs" in a reference matches "egg" in a generation and back.
-    return words | {w[:-1] for w in words if w.endswith("s") and len(w) > 3}
-
-
-def check_ingredients(reference: str, generation: str) -> tuple[IngredientCheck, ...]:
-    """For each ingredient line of the reference: is its food named in the generation?
-
-    A food counts as present when every word of its name (quantity and unit removed) appears
-    in the generation, case-insensitively; a simple overlap, not the judge's score.
-    """
-    from engine.recipe import ingredient_food, parse_recipe
-
-    ingredients = parse_recipe(reference).ingredients
-    generated = _words(generation)
-    checks = []
-    lines = reference.splitlines()
-    line_no = 0
-    for item in ingredients:
+    lines = text.splitlines()
+    found, line_no = [], 0
+    for item in parse_recipe(text).ingredients:
         # parse_recipe gives the items in order; find each one's line to mark it in place.
-        while line_no < len(lines) and item not in lines[line_no]:
+        while line_no < len(lines) and item not in " ".join(lines[line_no].split()):
             line_no += 1
         if line_no == len(lines):
             break
-        food = ingredient_food(item) or item
-        needed = _words(food)
-        found = bool(needed) and all(w in generated or (w.endswith("s") and w[:-1] in generated) for w in needed)
-        checks.append(IngredientCheck(line_no=line_no, food=food, found=found))
+        found.append((line_no, item))
         line_no += 1
-    return tuple(checks)
+    return found
+
+
+def mark_ingredients(reference: str, generation: str) -> IngredientMarks:
+    """Matched and missing reference lines, and extra generation lines, by
+    `engine.metrics.match_ingredients` (foods read by ingredient_slicer)."""
+    # Imported here: engine.metrics loads ingredient_slicer, too slow for the app's start.
+    from engine.metrics import match_ingredients
+
+    ref, gen = _ingredient_lines(reference), _ingredient_lines(generation)
+    match = match_ingredients([item for _, item in gen], [item for _, item in ref])
+    return IngredientMarks(
+        matched=frozenset(ref[i][0] for i, _ in match.pairs),
+        missing=frozenset(ref[i][0] for i in match.missing),
+        extra=frozenset(gen[j][0] for j in match.extra),
+    )
+
+
+def _latest_generations(session, *, sample_id: int, variants) -> dict[int, object]:
+    from db.queries import list_generations
+
+    latest = {}
+    for variant in variants:
+        generations = list_generations(session, variant_id=variant.id, sample_id=sample_id)
+        if generations:
+            latest[variant.id] = generations[-1]
+    return latest
+
+
+def _sample_flags(judgments_by_variant: dict[int, list]) -> tuple[bool, tuple[tuple[str, float], ...]]:
+    disagree = False
+    scores: dict[str, list[float]] = {}
+    for judgments in judgments_by_variant.values():
+        verdicts = {j.verdict for j in judgments if j.verdict in ("yes", "no")}
+        disagree = disagree or len(verdicts) > 1
+        for j in judgments:
+            if j.score is not None and j.verdict != "unparsable":
+                scores.setdefault(judge_setting(j.judge, j.protocol, j.prompt_version), []).append(j.score)
+    spread = tuple(sorted((s, max(v) - min(v)) for s, v in scores.items() if len(v) > 1))
+    return disagree, spread
 
 
 def load_choices(engine: Engine) -> CompareChoices:
-    """The samples of every eval dataset and the variants that can be compared."""
-    from db.queries import list_datasets, list_samples, list_variants
+    """The samples of every eval dataset, each with its filter flags over the variants' latest
+    generations, the variants that can be compared and the judge settings seen."""
+    from db.queries import (
+        judgments_for_generation,
+        list_datasets,
+        list_samples,
+        list_variants,
+    )
     from db.store import session_scope
 
     with session_scope(engine) as session:
-        samples = []
+        variants = tuple(VariantChoice(v.id, v.name) for v in list_variants(session))
+        samples, settings = [], set()
         for dataset in list_datasets(session, purpose="eval"):
             for sample in list_samples(session, dataset_id=dataset.id, limit=None):
-                samples.append(EvalSampleChoice(sample.id, f"{sample.external_id} · {dataset.name}", dataset.name))
-        variants = tuple(VariantChoice(v.id, v.name) for v in list_variants(session))
-    return CompareChoices(samples=tuple(samples), variants=variants)
+                latest = _latest_generations(session, sample_id=sample.id, variants=variants)
+                judged = {vid: judgments_for_generation(session, generation_id=g.id)
+                          for vid, g in latest.items()}
+                settings |= {judge_setting(j.judge, j.protocol, j.prompt_version)
+                             for js in judged.values() for j in js}
+                disagree, spread = _sample_flags(judged)
+                samples.append(EvalSampleChoice(sample.id, f"{sample.external_id} · {dataset.name}",
+                                                dataset.name, disagree, spread))
+    return CompareChoices(samples=tuple(samples), variants=variants, settings=tuple(sorted(settings)))
 
 
-def load_view(engine: Engine, *, sample: EvalSampleChoice, variant: VariantChoice) -> CompareView | None:
-    """The comparison for one sample and variant, using the variant's latest generation;
+def load_view(engine: Engine, *, sample: EvalSampleChoice,
+              variants: tuple[VariantChoice, ...]) -> CompareView | None:
+    """The comparison for one sample across `variants`, each by its latest generation;
     None when the sample no longer exists."""
-    from db.queries import get_sample, judgments_for_generation, list_generations
+    from db.queries import get_sample, judgments_for_generation
     from db.store import session_scope
     from workbench.data.jobs import format_local
 
@@ -130,11 +206,13 @@ def load_view(engine: Engine, *, sample: EvalSampleChoice, variant: VariantChoic
         stored = get_sample(session, sample_id=sample.id)
         if stored is None:
             return None
-        generations = list_generations(session, variant_id=variant.id, sample_id=sample.id)
-        generation = generations[-1] if generations else None
-        judgments: tuple[JudgmentLine, ...] = ()
-        view: GenerationView | None = None
-        if generation is not None:
+        latest = _latest_generations(session, sample_id=sample.id, variants=variants)
+        sides = []
+        for variant in variants:
+            generation = latest.get(variant.id)
+            if generation is None:
+                sides.append(VariantSide(variant, None, (), NO_MARKS))
+                continue
             judgments = tuple(
                 JudgmentLine(j.judge, j.protocol, j.prompt_version, j.score, j.verdict)
                 for j in judgments_for_generation(session, generation_id=generation.id)
@@ -146,15 +224,12 @@ def load_view(engine: Engine, *, sample: EvalSampleChoice, variant: VariantChoic
                 decoding=tuple((str(k), str(v)) for k, v in sorted(generation.decoding.items())),
                 created=format_local(generation.created_at),
             )
+            sides.append(VariantSide(variant, view, judgments, mark_ingredients(stored.answer, view.text)))
         return CompareView(
             sample_id=stored.id,
             external_id=stored.external_id,
             eval_set=sample.eval_set,
-            variant=variant,
             reference=stored.answer,
             media_path=stored.media_path,
-            generation=view,
-            judgments=judgments,
-            ingredients=check_ingredients(stored.answer, view.text) if view else (),
+            sides=tuple(sides),
         )
-

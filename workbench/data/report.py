@@ -1,4 +1,5 @@
-"""The paper's Table 1 for one eval set and one judge setting, with the choices around it."""
+"""The paper's Table 1 for one eval set and one judge setting, with its intervals, paired
+comparisons against a baseline and score histograms, and the choices around it."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ class ReportView:
     prompt_versions: tuple[str, ...]
     prompt_version: str | None
     rows: tuple[Any, ...]  # engine.report.Table1Row
+    stats: tuple[Any, ...]  # engine.report.VariantStats, one per row, same order
+    comparisons: tuple[Any, ...]  # engine.report.Comparison, each variant against `baseline`
+    baseline: str | None  # the variant the comparisons are against
+    histograms: tuple[tuple[str, tuple[str, ...]], ...]  # variant → engine.report.histogram_bars
     n_samples: int  # distinct eval samples behind the table
     decodings: int  # distinct decoding settings mixed in the table
 
@@ -35,6 +40,18 @@ def format_accuracy(accuracy: float | None) -> str:
 
 def format_score(score: float | None) -> str:
     return "—" if score is None else f"{score:.2f}"
+
+
+def format_range(low: float | None, high: float | None, pattern: str = "{:.2f}") -> str:
+    if low is None or high is None:
+        return "—"
+    return f"{pattern.format(low)}–{pattern.format(high)}"
+
+
+def format_p(p: float | None) -> str:
+    if p is None:
+        return "—"
+    return "<0.0001" if p < 0.0001 else f"{p:.4f}"
 
 
 def _pick(requested: str | None, counts: Counter) -> str | None:
@@ -53,12 +70,15 @@ def load_report(
     judge: str | None = None,
     protocol: str | None = None,
     prompt_version: str | None = None,
+    baseline: str | None = None,
 ) -> ReportView:
     """Table 1 over one judge, protocol and prompt version, so that scores on different scales
-    never share a row. A choice that does not exist falls back to the most used one."""
+    never share a row, with `engine.report.build_report`'s intervals and every other variant
+    compared with `baseline`. A choice that does not exist falls back to the most used one;
+    the baseline to the first variant."""
     from db.queries import judged_rows, list_datasets
     from db.store import session_scope
-    from engine.report import table1
+    from engine.report import build_report, histogram_bars
 
     with session_scope(engine) as session:
         eval_sets = tuple((d.id, d.name) for d in list_datasets(session, purpose="eval"))
@@ -80,6 +100,10 @@ def load_report(
     for row in chosen:
         if row.decoding not in decodings:
             decodings.append(row.decoding)
+    names = list(dict.fromkeys(r.variant for r in chosen))
+    if baseline not in names:
+        baseline = names[0] if names else None
+    report = build_report(chosen, eval_set=dict(eval_sets).get(dataset_id, ""), baseline=baseline)
     return ReportView(
         eval_sets=eval_sets,
         dataset_id=dataset_id,
@@ -89,7 +113,12 @@ def load_report(
         protocol=protocol,
         prompt_versions=tuple(sorted(versions)),
         prompt_version=prompt_version,
-        rows=tuple(table1(chosen)),
+        rows=tuple(report.rows),
+        stats=tuple(report.stats),
+        comparisons=tuple(report.comparisons),
+        baseline=baseline,
+        histograms=tuple((s.variant, tuple(histogram_bars(s.histogram, width=24)))
+                         for s in report.stats if sum(s.histogram.values())),
         n_samples=len({r.sample_id for r in chosen}),
         decodings=len(decodings),
     )

@@ -1,4 +1,4 @@
-"""The Compare screen: an eval sample's reference recipe beside a variant's generation and judgments."""
+"""The Compare screen: an eval sample's reference recipe beside every variant's generation and judgments."""
 
 from __future__ import annotations
 
@@ -9,17 +9,19 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, HorizontalScroll, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, OptionList, Select, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from workbench.data.compare import (
+    SCORE_GAP,
     CompareChoices,
     CompareView,
     EvalSampleChoice,
     VariantChoice,
+    filter_samples,
     load_choices,
     load_view,
 )
@@ -37,15 +39,21 @@ NO_EVAL = ("No evaluation samples yet.\n\nImport the kitchen, whose held-out vid
            "set, with `ddft data kitchen`, or build a complete demo with `ddft demo`.")
 NO_VARIANTS = ("No model variants yet — train one with `ddft train --variant NAME --base MODEL`, "
                "or run `ddft demo`. Then `ddft generate` makes recipes to compare.")
+NONE_LEFT = "No sample passes the filters — press d or g to turn one off."
 
 
 class CompareScreen(WorkbenchScreen):
-    """Pick an eval sample on the left and a variant above; read both recipes side by side."""
+    """Pick an eval sample on the left; read the reference and every variant's recipe side by side."""
 
     SUB_TITLE = "Compare"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("v", "cycle_variant(1)", "Next variant", id="compare.next_variant"),
-        Binding("V", "cycle_variant(-1)", "Prev variant", id="compare.prev_variant", show=False),
+        Binding("d", "toggle_disagree", "Judges disagree", id="compare.disagree",
+                tooltip="Show only samples where judges give one generation different verdicts"),
+        Binding("g", "toggle_gap", "Score gap", id="compare.gap",
+                tooltip=f"Show only samples where variants' scores differ by more than {SCORE_GAP:g} "
+                        "under the chosen judge"),
+        Binding("j", "focus_judge", "Gap judge", id="compare.judge",
+                tooltip="Choose the judge whose scores the score-gap filter compares"),
         Binding("r", "reload", "Reload", id="compare.reload"),
     ]
 
@@ -61,18 +69,20 @@ class CompareScreen(WorkbenchScreen):
         super().__init__()
         self.choices: CompareChoices | None = None
         self.view: CompareView | None = None
+        self.only_disagreements = False
+        self.only_score_gaps = False
+        self.shown: tuple[EvalSampleChoice, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="compare-bar"):
-            yield Select([], prompt="variant", id="compare-variant")
+            yield Select([], prompt="gap judge", id="compare-judge")
             yield Static("", id="compare-summary")
         with Horizontal(id="compare-body"):
             yield OptionList(id="compare-samples")
-            with VerticalScroll(id="reference-scroll"):
+            with HorizontalScroll(id="compare-columns"), \
+                    VerticalScroll(id="reference-scroll", classes="compare-column"):
                 yield RecipePane("loading…", id="reference")
-            with VerticalScroll(id="generation-scroll"):
-                yield RecipePane("", id="generation")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -90,8 +100,9 @@ class CompareScreen(WorkbenchScreen):
             self.post_message(self.ChoicesLoaded(choices))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare-view")
-    def _load_view(self, engine: Engine, sample: EvalSampleChoice, variant: VariantChoice) -> None:
-        view = load_view(engine, sample=sample, variant=variant)
+    def _load_view(self, engine: Engine, sample: EvalSampleChoice,
+                   variants: tuple[VariantChoice, ...]) -> None:
+        view = load_view(engine, sample=sample, variants=variants)
         if not get_current_worker().is_cancelled:
             self.post_message(self.ViewLoaded(view))
 
@@ -103,55 +114,84 @@ class CompareScreen(WorkbenchScreen):
         return int(options.get_option_at_index(options.highlighted).id)
 
     @property
-    def variant(self) -> VariantChoice | None:
-        chosen = self.query_one("#compare-variant", Select).selection
-        if self.choices is None or chosen is None:
-            return None
-        return next((v for v in self.choices.variants if v.id == chosen), None)
+    def gap_setting(self) -> str | None:
+        chosen = self.query_one("#compare-judge", Select).selection
+        return chosen if self.only_score_gaps and isinstance(chosen, str) else None
+
+    def _generation_panes(self) -> list[RecipePane]:
+        return list(self.query(".generation").results(RecipePane))
 
     @on(ChoicesLoaded)
-    def _choices_loaded(self, message: ChoicesLoaded) -> None:
+    async def _choices_loaded(self, message: ChoicesLoaded) -> None:
         choices = message.choices
         if choices != self.choices:
-            options = self.query_one("#compare-samples", OptionList)
-            kept_sample = self.sample_id
+            judge = self.query_one("#compare-judge", Select)
+            kept = judge.selection
+            with self.prevent(Select.Changed):
+                judge.set_options([(Text(s), s) for s in choices.settings])
+                if choices.settings:
+                    judge.value = kept if kept in choices.settings else choices.settings[0]
+            if self.choices is None or choices.variants != self.choices.variants:
+                await self._build_columns(choices.variants)
+            self.choices = choices
+            self._show_samples()
+        self._request_view()
+
+    async def _build_columns(self, variants: tuple[VariantChoice, ...]) -> None:
+        columns = self.query_one("#compare-columns", HorizontalScroll)
+        await columns.query(".generation-scroll").remove()
+        await columns.mount_all(
+            VerticalScroll(RecipePane("", id=f"generation-{v.id}", classes="generation"),
+                           classes="compare-column generation-scroll")
+            for v in variants
+        )
+
+    def _show_samples(self) -> None:
+        """Fill the sample list with what the filters leave, keeping the highlighted sample."""
+        if self.choices is None:
+            return
+        self.shown = filter_samples(self.choices.samples, disagree=self.only_disagreements,
+                                    gap_setting=self.gap_setting)
+        options = self.query_one("#compare-samples", OptionList)
+        kept_sample = self.sample_id
+        with self.prevent(OptionList.OptionHighlighted):
             options.clear_options()
-            options.add_options([Option(Text(s.label), id=str(s.id)) for s in choices.samples])
-            ids = [s.id for s in choices.samples]
+            options.add_options([Option(Text(s.label), id=str(s.id)) for s in self.shown])
+            ids = [s.id for s in self.shown]
             if ids:
                 options.highlighted = ids.index(kept_sample) if kept_sample in ids else 0
-            select = self.query_one("#compare-variant", Select)
-            kept_variant = select.selection
-            with self.prevent(Select.Changed):
-                select.set_options([(Text(v.name), v.id) for v in choices.variants])
-                variant_ids = [v.id for v in choices.variants]
-                if variant_ids:
-                    select.value = kept_variant if kept_variant in variant_ids else variant_ids[0]
-            self.choices = choices
-        self._request_view()
+        self.query_one("#compare-summary", Static).update(self._summary())
+
+    def _summary(self) -> str:
+        choices = self.choices
+        assert choices is not None
+        filters = []
+        if self.only_disagreements:
+            filters.append("judges disagree")
+        if self.gap_setting is not None:
+            filters.append(f"scores differ by > {SCORE_GAP:g} ({self.gap_setting})")
+        shown = (f"{len(self.shown)} of {len(choices.samples)} eval samples"
+                 if filters else f"{len(choices.samples)} eval samples")
+        text = f"{shown} · {len(choices.variants)} variants"
+        return text + (f" · filter: {', '.join(filters)}" if filters else "")
 
     def _request_view(self) -> None:
         reference = self.query_one("#reference", RecipePane)
-        generation = self.query_one("#generation", RecipePane)
-        summary = self.query_one("#compare-summary", Static)
         choices = self.choices
         if choices is None:
             return
-        summary.update(f"{len(choices.samples)} eval samples · {len(choices.variants)} variants")
-        if not choices.samples:
+        panes = self._generation_panes()
+        if not choices.samples or not choices.variants or not self.shown:
             self.view = None
-            reference.show_note(NO_EVAL)
-            generation.show_note("" if choices.variants else NO_VARIANTS)
+            notes = [NO_EVAL] if not choices.samples else []
+            notes += [NO_VARIANTS] if not choices.variants else []
+            reference.show_note("\n\n".join(notes) or NONE_LEFT)
+            for pane in panes:
+                pane.show_note("")
             return
-        sample_id, variant = self.sample_id, self.variant
-        if variant is None:
-            self.view = None
-            reference.show_note("")
-            generation.show_note(NO_VARIANTS)
-            return
-        sample = next((s for s in choices.samples if s.id == sample_id), None)
+        sample = next((s for s in self.shown if s.id == self.sample_id), None)
         if sample is not None:
-            self._load_view(self.engine, sample, variant)
+            self._load_view(self.engine, sample, choices.variants)
 
     @on(ViewLoaded)
     def _view_loaded(self, message: ViewLoaded) -> None:
@@ -159,27 +199,44 @@ class CompareScreen(WorkbenchScreen):
         if view is None:
             self._load_choices(self.engine)  # the sample was deleted: read the list again
             return
-        if view.sample_id != self.sample_id or view.variant != self.variant:
+        if self.choices is None or view.sample_id != self.sample_id:
             return  # the selection moved on while this was read
+        if tuple(side.variant for side in view.sides) != self.choices.variants:
+            return  # the variants changed while this was read; a fresh read follows
         self.view = view
         self.query_one("#reference", RecipePane).show_text(describe_reference(view))
-        self.query_one("#generation", RecipePane).show_text(describe_generation(view))
+        for side in view.sides:
+            self.query_one(f"#generation-{side.variant.id}", RecipePane).show_text(
+                describe_generation(view, side))
 
     @on(OptionList.OptionHighlighted, "#compare-samples")
-    @on(Select.Changed, "#compare-variant")
-    def _selection_changed(self) -> None:
+    def _sample_changed(self) -> None:
         self._request_view()
+
+    @on(Select.Changed, "#compare-judge")
+    def _judge_changed(self) -> None:
+        if self.only_score_gaps:
+            self._show_samples()
+            self._request_view()
 
     # ------------------------------------------------------------------ actions
 
-    def action_cycle_variant(self, step: int) -> None:
-        if self.choices is None or not self.choices.variants:
+    def action_toggle_disagree(self) -> None:
+        self.only_disagreements = not self.only_disagreements
+        self._show_samples()
+        self._request_view()
+
+    def action_toggle_gap(self) -> None:
+        if self.choices is None or not self.choices.settings:
             self.app.bell()
+            self.notify("No judgments yet: the score-gap filter compares a judge's scores.")
             return
-        ids = [v.id for v in self.choices.variants]
-        current = self.query_one("#compare-variant", Select).selection
-        index = ids.index(current) if current in ids else -step
-        self.query_one("#compare-variant", Select).value = ids[(index + step) % len(ids)]
+        self.only_score_gaps = not self.only_score_gaps
+        self._show_samples()
+        self._request_view()
+
+    def action_focus_judge(self) -> None:
+        self.query_one("#compare-judge", Select).focus()
 
     def action_reload(self) -> None:
         self._load_choices(self.engine)

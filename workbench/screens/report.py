@@ -1,4 +1,5 @@
-"""The Report screen: the paper's Table 1 (Yes, No, Accuracy, Average Score) per model variant."""
+"""The Report screen: the paper's Table 1 per model variant with 95% intervals, paired tests
+against a baseline variant and score histograms."""
 
 from __future__ import annotations
 
@@ -14,14 +15,27 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Select, Static
 from textual.worker import get_current_worker
 
-from workbench.data.report import ReportView, format_accuracy, format_score, load_report
+from workbench.data.report import (
+    ReportView,
+    format_accuracy,
+    format_p,
+    format_range,
+    format_score,
+    load_report,
+)
 from workbench.screens.base import WorkbenchScreen
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 COLUMNS = (("variant", "Variant"), ("yes", "Yes"), ("no", "No"), ("accuracy", "Accuracy"),
-           ("average_score", "Average Score"), ("n", "n"), ("unparsable", "Unparsable"))
+           ("average_score", "Average Score"), ("n", "n"), ("unparsable", "Unparsable"),
+           ("accuracy_ci", "Accuracy 95% CI"), ("score_ci", "Score 95% CI"), ("recipes", "Recipes"))
+COMPARISON_COLUMNS = (("variant", "Variant"), ("baseline", "Baseline"), ("pairs", "Pairs"),
+                      ("only_variant", "Only variant yes"), ("only_baseline", "Only baseline yes"),
+                      ("accuracy_diff", "Δ Accuracy"), ("mcnemar_p", "McNemar p"),
+                      ("score_diff", "Δ Score"), ("score_diff_ci", "Δ Score 95% CI"),
+                      ("score_p", "Bootstrap p"))
 NO_EVAL = ("No eval set yet — import the kitchen with `ddft data kitchen`, or build a complete "
            "demo with `ddft demo`.")
 
@@ -31,7 +45,8 @@ def no_judgments(eval_set: str) -> str:
             f"{eval_set}`, then `ddft judge --eval-set {eval_set}`.")
 
 
-def table1_cells(row) -> tuple[str | Text, ...]:
+def table1_cells(row, stats) -> tuple[str | Text, ...]:
+    """Table 1's cells for one variant, then its intervals (`stats`: engine.report.VariantStats)."""
     return (
         Text(row.variant, style="bold"),
         Text(str(row.yes), justify="right"),
@@ -40,6 +55,29 @@ def table1_cells(row) -> tuple[str | Text, ...]:
         Text(format_score(row.average_score), justify="right"),
         Text(str(row.n), justify="right"),
         Text(str(row.unparsable), justify="right"),
+        Text(format_range(stats.accuracy_low, stats.accuracy_high, "{:.2f}%") if stats else "—",
+             justify="right"),
+        Text(format_range(stats.score_low, stats.score_high) if stats else "—", justify="right"),
+        Text(str(stats.recipes) if stats else "—", justify="right"),
+    )
+
+
+def comparison_cells(c) -> tuple[str | Text, ...]:
+    """One paired comparison (engine.report.Comparison) as table cells."""
+    def right(value: str) -> Text:
+        return Text(value, justify="right")
+
+    return (
+        Text(c.variant, style="bold"),
+        Text(c.baseline),
+        right(str(c.pairs)),
+        right(str(c.variant_only_yes)),
+        right(str(c.baseline_only_yes)),
+        right("—" if c.accuracy_diff is None else f"{c.accuracy_diff:+.2f} pp"),
+        right(format_p(c.mcnemar_p)),
+        right("—" if c.score_diff is None else f"{c.score_diff:+.3f}"),
+        right(format_range(c.score_diff_low, c.score_diff_high, "{:+.3f}")),
+        right(format_p(c.score_p)),
     )
 
 
@@ -50,6 +88,8 @@ class ReportScreen(WorkbenchScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("e", "focus_select('#report-eval-set')", "Eval set", id="report.eval_set"),
         Binding("j", "focus_select('#report-judge')", "Judge", id="report.judge"),
+        Binding("b", "focus_select('#report-baseline')", "Baseline", id="report.baseline",
+                tooltip="Choose the variant every other one is compared with"),
         Binding("r", "reload", "Reload", id="report.reload"),
     ]
 
@@ -68,8 +108,12 @@ class ReportScreen(WorkbenchScreen):
             yield Select([], prompt="judge", id="report-judge")
             yield Select([], prompt="protocol", id="report-protocol")
             yield Select([], prompt="prompt version", id="report-version")
+            yield Select([], prompt="baseline", id="report-baseline")
         with VerticalScroll(id="report-body"):
             yield DataTable(id="table1", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="comparisons-title", classes="report-title")
+            yield DataTable(id="comparisons", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="report-histogram")
             yield Static("loading…", id="report-provenance")
         yield Footer()
 
@@ -77,6 +121,9 @@ class ReportScreen(WorkbenchScreen):
         table = self.query_one("#table1", DataTable)
         for key, label in COLUMNS:
             table.add_column(label, key=key)
+        comparisons = self.query_one("#comparisons", DataTable)
+        for key, label in COMPARISON_COLUMNS:
+            comparisons.add_column(label, key=key)
         table.focus()
 
     def on_screen_resume(self) -> None:
@@ -87,13 +134,14 @@ class ReportScreen(WorkbenchScreen):
             return self.query_one(selector, Select).selection
 
         self._load(self.engine, chosen("#report-eval-set"), chosen("#report-judge"),
-                   chosen("#report-protocol"), chosen("#report-version"))
+                   chosen("#report-protocol"), chosen("#report-version"), chosen("#report-baseline"))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="report-load")
     def _load(self, engine: Engine, dataset_id: int | None, judge: str | None,
-              protocol: str | None, prompt_version: str | None) -> None:
+              protocol: str | None, prompt_version: str | None, baseline: str | None) -> None:
+        # The bootstrap behind the intervals takes a moment on a large eval set: a thread.
         view = load_report(engine, dataset_id=dataset_id, judge=judge, protocol=protocol,
-                           prompt_version=prompt_version)
+                           prompt_version=prompt_version, baseline=baseline)
         if not get_current_worker().is_cancelled:
             self.post_message(self.ReportLoaded(view))
 
@@ -105,6 +153,7 @@ class ReportScreen(WorkbenchScreen):
             "#report-judge": ([(Text(j), j) for j in view.judges], view.judge),
             "#report-protocol": ([(Text(p), p) for p in view.protocols], view.protocol),
             "#report-version": ([(Text(v), v) for v in view.prompt_versions], view.prompt_version),
+            "#report-baseline": ([(Text(r.variant), r.variant) for r in view.rows], view.baseline),
         }
         # The loader resolves each choice (falling back to what exists); show what it used.
         with self.prevent(Select.Changed):
@@ -115,9 +164,30 @@ class ReportScreen(WorkbenchScreen):
                     select.value = value
         table = self.query_one("#table1", DataTable)
         table.clear()
+        stats = {s.variant: s for s in view.stats}
         for row in view.rows:
-            table.add_row(*table1_cells(row), key=row.variant)
+            table.add_row(*table1_cells(row, stats.get(row.variant)), key=row.variant)
+        comparisons = self.query_one("#comparisons", DataTable)
+        comparisons.clear()
+        for comparison in view.comparisons:
+            comparisons.add_row(*comparison_cells(comparison), key=comparison.variant)
+        comparisons.display = bool(view.comparisons)
+        self.query_one("#comparisons-title", Static).update(
+            Text(f"Paired against {view.baseline} (same samples, same judge)", style="bold")
+            if view.comparisons else "")
+        self.query_one("#report-histogram", Static).update(self._histograms(view))
         self.query_one("#report-provenance", Static).update(self._provenance(view))
+
+    @staticmethod
+    def _histograms(view: ReportView) -> Text:
+        text = Text()
+        if view.histograms:
+            text.append("\nScore histogram (scores rounded half up)\n", style="bold")
+        for variant, bars in view.histograms:
+            text.append(f"{variant}\n")
+            for bar in bars:
+                text.append(f"  {bar}\n")
+        return text
 
     @staticmethod
     def _provenance(view: ReportView) -> Text:
@@ -131,7 +201,10 @@ class ReportScreen(WorkbenchScreen):
         if view.decodings > 1:
             text.append(f"⚠ {view.decodings} decoding settings are mixed in these rows\n", style="yellow")
         text.append("\nAccuracy = Yes / (Yes + No) × 100; Average Score = mean of parsed scores; "
-                    "n counts judged generations, unparsable included.", style="dim")
+                    "n counts judged generations, unparsable included. Accuracy CI: Wilson; score "
+                    "CI: bootstrap resampling recipes whole (10000 resamples, seed 0). McNemar: "
+                    "exact, on samples both variants got yes/no for; Δ Score: paired bootstrap.",
+                    style="dim")
         return text
 
     @on(Select.Changed)

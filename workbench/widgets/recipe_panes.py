@@ -1,49 +1,68 @@
-"""The two sides of the Compare screen: the reference recipe, and a variant's generation."""
+"""The columns of the Compare screen: the reference recipe, and each variant's generation."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import Static
 
-from workbench.data.compare import CompareView
+from workbench.data.compare import CompareView, VariantSide
+
+VERDICT_STYLES = {"yes": "bold green", "no": "bold red", "unparsable": "bold yellow"}
 
 
 def describe_reference(view: CompareView) -> Text:
+    """The reference with one mark per generated variant before each ingredient line
+    (✓ matched, ✗ missing, in the columns' order); a line every variant matched is green,
+    one that every variant missed is red."""
     text = Text()
     text.append("Reference", style="bold")
     text.append(f"  {view.external_id}\n", style="dim")
     if view.media_path:
         text.append(f"{view.media_path}\n", style="dim")
+    generated = [side for side in view.sides if side.generation is not None]
+    if generated:
+        text.append(f"marks: {' '.join(side.variant.name for side in generated)}\n", style="dim")
     text.append("\n")
-    marks = {check.line_no: check for check in view.ingredients}
+    width = len(generated)
     for line_no, line in enumerate(view.reference.splitlines()):
-        check = marks.get(line_no)
-        if check is None:
-            text.append(f"  {line}\n")
-        elif check.found:
-            text.append("✓ ", style="bold green")
-            text.append(f"{line}\n")
-        else:
-            text.append("✗ ", style="bold red")
-            text.append(f"{line}\n", style="red")
-    if view.ingredients:
-        text.append(f"\n{view.covered}/{len(view.ingredients)} reference ingredients named in "
-                    f"{view.variant.name}'s recipe (word overlap)\n", style="dim")
+        matched = [line_no in side.marks.matched for side in generated]
+        missing = [line_no in side.marks.missing for side in generated]
+        if not any(matched) and not any(missing):
+            text.append(" " * (width + 1) + f"{line}\n")
+            continue
+        for hit, miss in zip(matched, missing):
+            if hit:
+                text.append("✓", style="bold green")
+            elif miss:
+                text.append("✗", style="bold red")
+            else:
+                text.append(" ")
+        style = "green" if all(matched) else "red" if all(missing) else ""
+        text.append(f" {line}\n", style=style)
     return text
 
 
-def describe_generation(view: CompareView) -> Text:
+def describe_generation(view: CompareView, side: VariantSide) -> Text:
+    """A variant's latest generation, extra ingredients marked, then each judge's verdict."""
     text = Text()
-    text.append(f"Generation · {view.variant.name}", style="bold")
-    generation = view.generation
+    text.append(f"Generation · {side.variant.name}", style="bold")
+    generation = side.generation
     if generation is None:
         text.append("\n\nNo generations yet for this variant and sample — run "
-                    f"`ddft generate --variant {view.variant.name} --eval-set {view.eval_set}`.",
+                    f"`ddft generate --variant {side.variant.name} --eval-set {view.eval_set}`.",
                     style="dim")
         return text
     text.append(f"  #{generation.id} · {generation.created}\n\n", style="dim")
-    text.append(generation.text)
-    text.append("\n\nframe times: ", style="bold")
+    for line_no, line in enumerate(generation.text.splitlines()):
+        if line_no in side.marks.extra:
+            text.append("+ ", style="bold yellow")
+            text.append(f"{line}\n", style="yellow")
+        else:
+            text.append(f"  {line}\n")
+    total = len(side.marks.matched) + len(side.marks.missing)
+    text.append(f"\n{side.matched}/{total} reference ingredients matched · "
+                f"{len(side.marks.extra)} extra\n", style="dim")
+    text.append("frame times: ", style="bold")
     if generation.frame_times:
         text.append(", ".join(f"{t:.1f}s" for t in generation.frame_times))
     else:
@@ -52,19 +71,19 @@ def describe_generation(view: CompareView) -> Text:
         text.append("\ndecoding: ", style="bold")
         text.append(", ".join(f"{k}={v}" for k, v in generation.decoding), style="dim")
     text.append("\n\njudgments\n", style="bold")
-    if not view.judgments:
+    if not side.judgments:
         text.append(f"not judged yet — run `ddft judge --eval-set {view.eval_set}`\n", style="dim")
-    for judgment in view.judgments:
+    for judgment in side.judgments:
         score = "—" if judgment.score is None else f"{judgment.score:g}"
-        verdict_style = {"yes": "bold green", "no": "bold red"}.get(judgment.verdict, "yellow")
-        text.append(f"  {judgment.judge} · {judgment.protocol} · {judgment.prompt_version}   score {score}   ")
-        text.append(judgment.verdict or "—", style=verdict_style)
+        text.append(f"  {judgment.judge} · {judgment.protocol} · {judgment.prompt_version} · "
+                    f"score {score} · ")
+        text.append(judgment.verdict or "—", style=VERDICT_STYLES.get(judgment.verdict, "yellow"))
         text.append("\n")
     return text
 
 
 class RecipePane(Static):
-    """One side of the comparison, or a note saying what to run first."""
+    """One column of the comparison, or a note saying what to run first."""
 
     def show_text(self, text: Text) -> None:
         self.update(text)
