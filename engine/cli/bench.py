@@ -86,3 +86,65 @@ def bench_train_cmd(
     if json_path is not None:
         write_json(result, json_path)
         console.print(f"wrote {json_path}", markup=False, highlight=False)
+
+
+@app.command("generate")
+@friendly
+def bench_generate_cmd(
+    videos: Annotated[int | None, typer.Option(
+        help="Synthetic videos per batch size (default: 16 on CPU, 64 on a GPU).",
+        show_default=False)] = None,
+    batch_sizes: Annotated[str | None, typer.Option(
+        help="Batch sizes, comma-separated (default: 1,8,16 on CPU, 1,8,32 on a GPU).",
+        show_default=False)] = None,
+    new_tokens: Annotated[int | None, typer.Option(
+        help="Tokens generated per video, forced (default: 32 on CPU, 128 on a GPU).",
+        show_default=False)] = None,
+    smoke: Annotated[bool, typer.Option(
+        "--smoke", help="The tiny model on CPU even when a GPU is there.")] = False,
+) -> None:
+    """Batched against one-at-a-time video generation at a fixed output length: seconds per
+    video, videos/min and the speed-up. The tiny model on CPU; on a GPU, the Video-LLaVA-7B
+    architecture with random weights."""
+    from engine.bench_generate import (
+        BenchGenerateError,
+        bench_generate,
+        parse_batch_sizes,
+    )
+
+    console.print(f"ddft bench generate · {_machine()}", markup=False, highlight=False)
+    try:
+        result = bench_generate(
+            videos=videos, new_tokens=new_tokens, smoke=True if smoke else None,
+            batch_sizes=parse_batch_sizes(batch_sizes) if batch_sizes else None,
+            progress=lambda message: console.print(f"  {message}", markup=False,
+                                                   highlight=False, soft_wrap=True))
+    except BenchGenerateError as exc:
+        fail(str(exc))
+    for line in result.lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("judge")
+@friendly
+def bench_judge_cmd(
+    judgments: Annotated[int, typer.Option(help="Generations to judge.")] = 408,
+    latency_ms: Annotated[float, typer.Option(
+        help="How long the local server takes to answer each request.")] = 200.0,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 16,
+) -> None:
+    """The GPT judge against a local OpenAI-compatible server on 127.0.0.1 that answers slowly:
+    a run with an empty cache, a re-run into a fresh store from the cache, and a re-run on the
+    same store. No key of yours is read and nothing leaves the machine."""
+    from engine.bench_judge import bench_judge
+
+    if judgments < 1 or concurrency < 1 or latency_ms < 0:
+        fail("--judgments and --concurrency must be at least 1, --latency-ms at least 0")
+    console.print(f"ddft bench judge · {_machine()}", markup=False, highlight=False)
+    result = bench_judge(judgments=judgments, latency_s=latency_ms / 1000,
+                         concurrency=concurrency,
+                         progress=lambda message: console.print(f"  {message}", markup=False,
+                                                                highlight=False,
+                                                                soft_wrap=True))
+    for line in result.lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
