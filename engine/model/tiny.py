@@ -69,6 +69,10 @@ TINY_TRAINING = {
     "batch_size": 4,
     "max_steps": 700,
     "warmup_ratio": 0.05,
+    # Measured on the demo kitchen: with length grouping the tuned model matched 0 of 12
+    # held-out recipes (average 1.85), without it 3 of 12 (2.50). Batches that mix short and
+    # long answers suit this model's few hundred steps better.
+    "group_by_length": False,
 }
 
 # Standard deviation of the output head's random weights; see _write_model for why not 0.02.
