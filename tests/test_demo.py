@@ -109,9 +109,13 @@ async def test_every_workbench_screen_is_populated_from_the_demo_workspace(demo_
         await pilot.pause()
         assert app.screen.query_one("#compare-samples", OptionList).option_count == 12
         reference = str(app.screen.query_one("#reference").content)
-        generation = str(app.screen.query_one("#generation").content)
+        generations = [str(pane.content) for pane in app.screen.query(".generation")]
         assert "Dish:" in reference and "Ingredients" in reference
-        assert "Generation ·" in generation and "offline" in generation
+        # One column per variant, each with its generation and the offline judge's verdict.
+        assert len(generations) == 2
+        assert all("Generation ·" in text and "offline" in text for text in generations)
+        assert any(BASE_VARIANT in text for text in generations)
+        assert any(TUNED_VARIANT in text for text in generations)
 
         await pilot.press("4")
         await app.workers.wait_for_complete()
