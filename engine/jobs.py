@@ -206,6 +206,15 @@ def _load_handler(kind: str) -> Callable[[JobContext], Optional[dict[str, Any]]]
     return getattr(importlib.import_module(module_name), function)
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean the input was wrong, not ddft: logged as one line, not a traceback."""
+    from engine.media import MediaError
+    from engine.model.loading import ModelLoadError
+    from engine.train import TrainError
+
+    return (JobError, MediaError, ModelLoadError, TrainError)
+
+
 class _Heartbeat(threading.Thread):
     def __init__(self, engine: Engine, job_id: int):
         super().__init__(daemon=True, name=f"heartbeat-job-{job_id}")
@@ -268,10 +277,12 @@ def run_job(
             status = "cancelled"
     except JobCancelled:
         status = "cancelled"
-    except JobError as exc:
-        # A user's mistake (a missing dataset, a rejected key): the message says it all.
+    except _user_errors() as exc:
+        # A user's mistake (a missing dataset or model, an unreadable video, a rejected key):
+        # the message says it all.
         status, error = "failed", str(exc)
-        context.log(f"error: {exc}")
+        if progress is None:  # a detached job: its log is the only place the user looks
+            context.log(f"error: {exc}")
         raise
     except BaseException as exc:
         status = "failed"

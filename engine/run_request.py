@@ -122,6 +122,13 @@ class TrainRequest:
             out.append(f"variant: a model variant named {self.variant!r} exists already")
         if not self.base.strip():
             out.append("base: a hub id or a model directory is needed")
+        else:
+            from engine.model.loading import _resolve
+
+            source, local = _resolve(self.base)
+            if local and not (Path(source) / "config.json").is_file():
+                out.append(f"base: {self.base}: expected a model directory with config.json, "
+                           "found none")
         if not self.datasets:
             out.append("datasets: expected at least one, got none")
         usable = 0

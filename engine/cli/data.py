@@ -52,7 +52,8 @@ def _run_import(workspace: Path | None, read: Callable, *, skip_bad: bool, what:
             err_console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
         if len(plan.problems) > 20:
             err_console.print(f"  … and {len(plan.problems) - 20} more")
-        err_console.print("  (--skip-bad imports the good rows and lists the bad ones)")
+        if any(dataset.samples for dataset in plan.datasets):
+            err_console.print("  (--skip-bad imports the good rows and lists the bad ones)")
         raise typer.Exit(1)
     try:
         summaries = apply_plan(engine, plan, skip_bad=skip_bad)

@@ -95,3 +95,33 @@ def test_judge_in_the_foreground_then_report_and_jobs(ddft_store, ddft_workspace
     assert result.exit_code == 0 and result.output.count("succeeded") == 2
     result = invoke(ddft_workspace, "jobs", "show", "1")
     assert "judge" in result.output and "succeeded" in result.output
+
+
+def test_a_missing_base_model_is_named_before_any_job_starts(ddft_store, ddft_workspace):
+    with session_scope(ddft_store) as session:
+        dataset = queries.get_or_create_dataset(session, name="qa", modality="text")
+        queries.add_samples(session, dataset_id=dataset.id, samples=[
+            {"external_id": "q", "modality": "text", "prompt": "p", "answer": "a"}])
+    result = invoke(ddft_workspace, "train", "--variant", "v", "--base", "/no/such/model",
+                    "--dataset", "qa")
+    assert result.exit_code == 1
+    assert "/no/such/model: expected a model directory with config.json" in " ".join(
+        result.output.split())
+    with session_scope(ddft_store) as session:
+        assert queries.list_jobs(session) == []
+
+
+def test_a_variant_whose_base_is_gone_fails_its_job_with_one_line(ddft_store, ddft_workspace):
+    with session_scope(ddft_store) as session:
+        dataset = queries.get_or_create_dataset(session, name="kitchen-eval", modality="text",
+                                                purpose="eval")
+        queries.add_samples(session, dataset_id=dataset.id, samples=[
+            {"external_id": "q", "modality": "text", "prompt": "p", "answer": "a"}])
+        queries.create_variant(session, name="gone", base_model="/no/such/model")
+    result = invoke(ddft_workspace, "generate", "--variant", "gone")
+    assert result.exit_code == 1
+    assert "/no/such/model: model directory not found" in result.output
+    assert "Traceback" not in result.output
+    with session_scope(ddft_store) as session:
+        (job,) = queries.list_jobs(session)
+    assert job.status == "failed" and "model directory not found" in job.error

@@ -32,6 +32,7 @@ def tiny_base(demo_store):
     base = demo_store.root / "models" / "tiny"
     base.mkdir(parents=True)
     (base / MARKER).write_text("{}")
+    (base / "config.json").write_text("{}")  # what a model directory must hold to be accepted
     with demo_store.session() as session:
         variant = queries.get_variant(session, name="base")
         variant.base_model = str(base)
