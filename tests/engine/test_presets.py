@@ -132,12 +132,15 @@ def test_a_request_lists_every_problem_against_the_store(ddft_store):
                                datasets={"empty": 1, "ghost": 1, "checked": 1},
                                overrides={"lora_rank": "3", "batch_size": "x"})
         problems = request.problems(session)
-        ok = TrainRequest(variant="new", base="/m", datasets={"checked": 1}).problems(session)
+        # A hub id is not looked up here; a local path must hold a model.
+        ok = TrainRequest(variant="new", base="org/model",
+                          datasets={"checked": 1}).problems(session)
     assert ok == []
     text = " | ".join(problems)
     for part in ("'taken' exists already", "dataset empty: no included samples",
                  "no dataset named ghost", "lora_rank: unknown setting",
-                 "batch_size: expected an integer, got 'x'"):
+                 "batch_size: expected an integer, got 'x'",
+                 "base: /m: expected a model directory with config.json"):
         assert part in text, text
     assert not any("checked" in p for p in problems)
 
