@@ -21,6 +21,8 @@ CHECK_STATUSES = ("unchecked", "ok", "warn", "failed")
 # Job lifecycle. "interrupted" is set when a running job's process is found dead.
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 JOB_ACTIVE = ("queued", "running")
+# What a generation answers: the recipe (judged, in Table 1) or the steps with their times.
+GENERATION_TASKS = ("recipe", "timestamps")
 
 
 class Dataset(SQLModel, table=True):
@@ -137,6 +139,9 @@ class Generation(SQLModel, table=True):
     frame_indices: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     frame_times: list[float] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     n_tokens: int = 0
+    # What was asked: "recipe" (the paper's task, judged and reported) or "timestamps" (each
+    # step with its start and end time, for the timestamp evaluation).
+    task: str = Field(default="recipe", index=True)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -167,18 +172,85 @@ class Rater(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class Rating(SQLModel, table=True):
-    """A person's blind rating of one generation (or of a pair, by choice)."""
+# How people rate in a campaign: one generation against the reference on the judge's 1-5 scale
+# (ingredients, steps, overall), or which of two generations is closer to the reference.
+CAMPAIGN_MODES = ("single", "pairwise")
+RATING_FIELDS = ("ingredients", "steps", "overall")
+PAIRWISE_CHOICES = ("left", "right", "tie", "both-bad")
 
-    __table_args__ = (
-        UniqueConstraint("rater_id", "generation_id", "campaign", name="uq_rating_key"),
-    )
+
+class Campaign(SQLModel, table=True):
+    """A blind rating campaign over the generations of two or more variants on one eval set.
+
+    `seed` fixes each rater's item order and left/right placement; which variant wrote what is
+    the blinding key, read only by reports and exports.
+    """
+
     id: Optional[int] = Field(default=None, primary_key=True)
-    rater_id: int = Field(foreign_key="rater.id", index=True)
+    name: str = Field(index=True, unique=True)
+    mode: str  # single | pairwise
+    dataset_id: int = Field(foreign_key="dataset.id", index=True)
+    variant_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    raters_per_item: int = 1  # k: how many raters each item is meant for
+    seed: int = 0
+    description: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CampaignItem(SQLModel, table=True):
+    """One thing to rate: a generation (single) or a pair of generations of one sample (pairwise)."""
+
+    __table_args__ = (UniqueConstraint("campaign_id", "position", name="uq_campaign_item_position"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    position: int  # canonical order; each rater sees a shuffled order
+    sample_id: int = Field(foreign_key="sample.id", index=True)
     generation_id: int = Field(foreign_key="generation.id", index=True)
     other_generation_id: Optional[int] = Field(default=None, foreign_key="generation.id")
-    campaign: str = ""
+
+
+class Assignment(SQLModel, table=True):
+    """An item handed to a rater: claimed when first shown, done once rated or skipped."""
+
+    __table_args__ = (UniqueConstraint("item_id", "rater_id", name="uq_assignment_item_rater"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    item_id: int = Field(foreign_key="campaignitem.id", index=True)
+    rater_id: int = Field(foreign_key="rater.id", index=True)
+    swapped: bool = False  # pairwise: the item's other generation is shown on the left
+    state: str = Field(default="open", index=True)  # open | rated | skipped
+    assigned_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Rating(SQLModel, table=True):
+    """A person's blind rating of one campaign item, written the moment it is given."""
+
+    __table_args__ = (UniqueConstraint("item_id", "rater_id", name="uq_rating_item_rater"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    item_id: int = Field(foreign_key="campaignitem.id", index=True)
+    rater_id: int = Field(foreign_key="rater.id", index=True)
+    # single: the rated generation; pairwise: the generation shown on the left
+    generation_id: int = Field(foreign_key="generation.id", index=True)
+    other_generation_id: Optional[int] = Field(default=None, foreign_key="generation.id")  # right
     scores: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    choice: str = ""  # pairwise: left | right | tie | both-bad
-    seconds: float = 0.0
+    choice: str = ""  # pairwise: left | right | tie | both-bad, as the rater saw the sides
+    seconds: float = 0.0  # time from the item being shown to the rating being saved
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Grounding(SQLModel, table=True):
+    """Which sampled frames each generated step attends to most; keyed by the capture settings."""
+
+    __table_args__ = (
+        UniqueConstraint("generation_id", "params_key", name="uq_grounding_key"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    generation_id: int = Field(foreign_key="generation.id", index=True)
+    params_key: str  # hash of the layers, heads and top-k used
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # One entry per generated step: {"index", "text", "frames", "frame_indices", "times", "weights"}
+    steps: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    job_id: Optional[int] = Field(default=None, foreign_key="job.id")
     created_at: datetime = Field(default_factory=utcnow)

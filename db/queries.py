@@ -428,8 +428,12 @@ def list_generations(
     variant_id: int | None = None,
     dataset_id: int | None = None,
     sample_id: int | None = None,
+    task: str | None = "recipe",
 ) -> list[Generation]:
+    """Stored generations, oldest first; by default only recipes (task=None: every task)."""
     query = select(Generation).order_by(Generation.id)
+    if task is not None:
+        query = query.where(Generation.task == task)
     if variant_id is not None:
         query = query.where(Generation.variant_id == variant_id)
     if sample_id is not None:
@@ -498,6 +502,7 @@ def judged_rows(
         .join(Generation, Generation.id == Judgment.generation_id)
         .join(ModelVariant, ModelVariant.id == Generation.variant_id)
         .join(Sample, Sample.id == Generation.sample_id)
+        .where(Generation.task == "recipe")
         .order_by(ModelVariant.id, Sample.id)
     )
     if dataset_id is not None:

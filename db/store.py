@@ -70,6 +70,7 @@ def open_store(
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
     try:
+        _drop_empty_legacy_tables(engine)
         SQLModel.metadata.create_all(engine)
         _add_missing_columns(engine)
         if engine.dialect.name == "sqlite":
@@ -77,6 +78,23 @@ def open_store(
     except Exception as exc:
         raise StoreError(f"cannot open store {url!r}: {exc}") from exc
     return engine
+
+
+def _drop_empty_legacy_tables(engine: Engine) -> None:
+    """Stores made before rating campaigns have a `rating` table of another shape that no
+    ddft ever wrote to; it is dropped while empty so the campaign-aware table replaces it."""
+    from sqlalchemy import inspect, text
+
+    inspector = inspect(engine)
+    if "rating" not in inspector.get_table_names():
+        return
+    if "item_id" in {c["name"] for c in inspector.get_columns("rating")}:
+        return
+    with engine.begin() as connection:
+        if connection.execute(text("SELECT COUNT(*) FROM rating")).scalar():
+            raise StoreError("the store's rating table predates campaigns and holds ratings; "
+                             "copy them out before opening it with this ddft")
+        connection.execute(text("DROP TABLE rating"))
 
 
 def _add_missing_columns(engine: Engine) -> None:
