@@ -12,28 +12,18 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 from db import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from db.workspace import (  # noqa: F401  (re-exported: the store's callers import them here)
+    DB_FILENAME,
+    DEFAULT_WORKSPACE,
+    database_url,
+    resolve_workspace,
+)
 
-DB_FILENAME = "ddft.db"
-DEFAULT_WORKSPACE = "workspace"
 BUSY_TIMEOUT_MS = 30_000
 
 
 class StoreError(RuntimeError):
     """The store could not be opened (bad URL, unwritable folder, not a ddft database)."""
-
-
-def resolve_workspace(workspace: str | os.PathLike[str] | None = None) -> Path:
-    """The workspace folder: the argument, else $DDFT_WORKSPACE, else ./workspace (absolute)."""
-    chosen = workspace or os.environ.get("DDFT_WORKSPACE") or DEFAULT_WORKSPACE
-    return Path(chosen).expanduser().resolve()
-
-
-def database_url(workspace: str | os.PathLike[str] | None = None) -> str:
-    """$DDFT_DB_URL when set, else a SQLite file inside the workspace."""
-    url = os.environ.get("DDFT_DB_URL")
-    if url:
-        return url
-    return f"sqlite:///{resolve_workspace(workspace) / DB_FILENAME}"
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:

@@ -11,28 +11,59 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from workbench.screens.compare import CompareScreen
-from workbench.screens.help import HelpScreen
-from workbench.screens.jobs import JobsScreen
-from workbench.screens.report import ReportScreen
-from workbench.screens.runs import RunsScreen
-from workbench.screens.samples import SamplesScreen
+from db.workspace import display_url, resolve_workspace
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 
+# Each screen's module is imported when its mode is first shown, so that the first frame waits
+# only for the Samples screen.
+def _samples_screen() -> Screen:
+    from workbench.screens.samples import SamplesScreen
+
+    return SamplesScreen()
+
+
+def _jobs_screen() -> Screen:
+    from workbench.screens.jobs import JobsScreen
+
+    return JobsScreen()
+
+
+def _compare_screen() -> Screen:
+    from workbench.screens.compare import CompareScreen
+
+    return CompareScreen()
+
+
+def _report_screen() -> Screen:
+    from workbench.screens.report import ReportScreen
+
+    return ReportScreen()
+
+
+def _runs_screen() -> Screen:
+    from workbench.screens.runs import RunsScreen
+
+    return RunsScreen()
+
+
 class DdftApp(App[None]):
-    """Curate samples, watch jobs and training runs, compare recipes and read Table 1, over one store."""
+    """Curate samples, watch jobs and training runs, compare recipes and read Table 1, over one store.
+
+    With `rater` set it is the blind rating app instead: the rating screen only, with no way to
+    the screens that name variants.
+    """
 
     CSS_PATH = "app.tcss"
     TITLE = "ddft"
     MODES: ClassVar[dict[str, Callable[[], Screen]]] = {
-        "samples": SamplesScreen,
-        "jobs": JobsScreen,
-        "compare": CompareScreen,
-        "report": ReportScreen,
-        "runs": RunsScreen,
+        "samples": _samples_screen,
+        "jobs": _jobs_screen,
+        "compare": _compare_screen,
+        "report": _report_screen,
+        "runs": _runs_screen,
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("1", "switch_mode('samples')", "Samples", id="app.samples",
@@ -49,38 +80,135 @@ class DdftApp(App[None]):
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
-    def __init__(self, engine: Engine, *, location: str, workspace: Path | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine | None,
+        *,
+        location: str,
+        workspace: Path | None = None,
+        open_store: Callable[[], Engine] | None = None,
+        rater: str | None = None,
+        campaign: str | None = None,
+    ) -> None:
+        """`engine` is the open store, or None with `open_store` to open it after the first frame."""
         super().__init__()
+        if engine is None and open_store is None:
+            raise ValueError("DdftApp needs an engine or a way to open one")
         self.engine = engine
+        self._open_store = open_store
         self.location = location
         # Where started runs put their checkpoints and logs; None: runs cannot be started here.
         self.workspace = workspace
-        self.title = f"ddft — {location}"
+        self.rater = rater
+        self.campaign = campaign
+        self.store_error: str | None = None
+        self._pending_mode: str | None = None
+        self.title = f"ddft — rating as {rater}" if rater else f"ddft — {location}"
+
+    @property
+    def store_ready(self) -> bool:
+        return self.engine is not None
 
     def on_mount(self) -> None:
-        self.switch_mode("samples")
+        if not self.rater:
+            self.switch_mode("samples")
+        if self.store_ready:
+            self._start()
+        else:
+            # SQLAlchemy costs about half a second to import: open the store once the first
+            # frame is on the screen, in a thread, and let the screens read it when it is ready.
+            self.call_after_refresh(self._open_store_in_background)
+
+    def _open_store_in_background(self) -> None:
+        self.run_worker(self._open_store_worker, thread=True, group="open-store",
+                        exit_on_error=False)
+
+    def _open_store_worker(self) -> None:
+        try:
+            engine = self._open_store()  # type: ignore[misc]
+        except Exception as exc:  # StoreError, or a driver's own error for a bad URL
+            self.call_from_thread(self._store_failed, str(exc))
+            return
+        self.call_from_thread(self._store_opened, engine)
+
+    def _store_failed(self, message: str) -> None:
+        self.store_error = message
+        self.exit(return_code=1)
+
+    def _store_opened(self, engine: Engine) -> None:
+        self.engine = engine
+        self._start()
+        if self._pending_mode:
+            mode, self._pending_mode = self._pending_mode, None
+            self.switch_mode(mode)
+        from workbench.screens.base import WorkbenchScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, WorkbenchScreen):
+                screen.store_opened()
+
+    def _start(self) -> None:
+        if self.rater:
+            from workbench.screens.rate import RateScreen
+
+            self.push_screen(RateScreen(rater=self.rater, campaign=self.campaign))
+
+    async def action_switch_mode(self, mode: str) -> None:
+        if self.rater:
+            return
+        if not self.store_ready:
+            # A key pressed while the store opens: show that screen as soon as it can read.
+            self._pending_mode = mode
+            return
+        await super().action_switch_mode(mode)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A rater never reaches the screens that show variant names.
+        if self.rater and action == "switch_mode":
+            return False
+        return True
 
     def action_help(self) -> None:
+        from workbench.screens.help import HelpScreen
+
         screen = self.screen
         if isinstance(screen, HelpScreen):
             return
+        app_bindings = [b for b in self.BINDINGS
+                        if not (self.rater and isinstance(b, Binding) and b.action.startswith("switch_mode"))]
         sections = [(screen.SUB_TITLE or "This screen", list(screen.BINDINGS)),
-                    ("Everywhere", list(self.BINDINGS))]
+                    ("Everywhere", app_bindings)]
         self.push_screen(HelpScreen(sections))
 
 
-def build_app(workspace: Path | str | None = None, *, url: str | None = None) -> DdftApp:
-    """The workbench over the store of `workspace` (or the database at `url`).
+def build_app(
+    workspace: Path | str | None = None,
+    *,
+    url: str | None = None,
+    rater: str | None = None,
+    campaign: str | None = None,
+    lazy_store: bool = False,
+) -> DdftApp:
+    """The workbench over the store of `workspace` (or the database at `url`); with `rater`, the
+    blind rating app for that rater (and `campaign`, else the rater's one open campaign).
 
-    Raises db.store.StoreError when the store cannot be opened.
+    With `lazy_store` the store is opened after the first frame (how `ddft tui` starts), and a
+    store that cannot be opened ends the app with `store_error` set and return code 1; otherwise
+    the store is opened here and db.store.StoreError is raised when it cannot be.
     """
-    # Deferred: SQLAlchemy costs most of a second to import, and `import workbench.app` must stay light.
-    from db.store import open_store, resolve_workspace
-
-    engine = open_store(workspace, url=url)
     folder = resolve_workspace(workspace)
-    if url or os.environ.get("DDFT_DB_URL"):
-        location = engine.url.render_as_string(hide_password=True)
-    else:
-        location = str(folder)
-    return DdftApp(engine, location=location, workspace=folder)
+    chosen_url = url or os.environ.get("DDFT_DB_URL")
+    location = display_url(chosen_url) if chosen_url else str(folder)
+
+    def open_it() -> Engine:
+        # Deferred: SQLAlchemy costs most of a second to import, and `import workbench.app`
+        # must stay light.
+        from db.store import open_store
+
+        return open_store(workspace, url=url)
+
+    if lazy_store:
+        return DdftApp(None, location=location, workspace=folder, open_store=open_it,
+                       rater=rater, campaign=campaign)
+    return DdftApp(open_it(), location=location, workspace=folder, rater=rater,
+                   campaign=campaign)

@@ -70,10 +70,11 @@ def demo(
 
 
 def _open_tui(path: Path) -> None:
-    # The workbench is imported only here: the CLI is the composition root.
-    from workbench.app import build_app
+    from engine.cli.launch import open_workbench
 
-    build_app(path).run()
+    code = open_workbench(path)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -98,6 +98,69 @@ async def test_an_eval_set_without_judgments_says_to_generate_and_judge(empty_ur
 def test_importing_the_app_loads_neither_the_store_nor_the_engine():
     code = "import sys, workbench.app; print(' '.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    loaded = {name.split(".")[0] for name in out.stdout.split()}
-    # SQLAlchemy alone costs most of a second; build_app imports it when it opens the store.
-    assert not loaded & {"sqlalchemy", "sqlmodel", "db", "engine", "torch", "plotext"}
+    modules = set(out.stdout.split())
+    loaded = {name.split(".")[0] for name in modules}
+    # SQLAlchemy alone costs most of a second; the store is opened after the first frame.
+    assert not loaded & {"sqlalchemy", "sqlmodel", "engine", "torch", "plotext"}
+    # Only the workspace resolution of db/ is imported, none of the store.
+    assert {name for name in modules if name.startswith("db.")} == {"db.workspace"}
+    # Only the first screen is imported before it is shown.
+    screens = {name for name in modules if name.startswith("workbench.screens.")}
+    assert screens <= {"workbench.screens.base"}
+
+
+async def test_a_lazily_opened_store_fills_the_first_screen_once_it_is_open(demo_store):
+    app = build_app(url=demo_store.url, lazy_store=True)
+    assert app.engine is None
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.engine is not None
+        assert type(app.screen).__name__ == "SamplesScreen"
+        assert _text(app, "#samples-page-label").startswith("rows 1–")
+
+
+async def test_a_key_pressed_while_the_store_opens_shows_its_screen_once_open(demo_store):
+    import threading
+
+    from db.store import open_store
+
+    release = threading.Event()
+
+    def slow_open():
+        release.wait(10)
+        return open_store(url=demo_store.url)
+
+    app = DdftApp(None, location="slow", open_store=slow_open)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert type(app.screen).__name__ == "SamplesScreen"
+        assert _text(app, "#samples-page-label") == "loading…"
+        await pilot.press("2")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "SamplesScreen"
+        release.set()
+        await settle(pilot)
+        assert type(app.screen).__name__ == "JobsScreen"
+
+
+async def test_a_store_that_cannot_be_opened_ends_the_app_with_the_reason(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    app = build_app(url=f"sqlite:///{blocker}/sub/ddft.db", lazy_store=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+    assert app.return_code == 1
+    assert app.store_error and "cannot create the store folder" in app.store_error
+
+
+def test_tui_fast_path_takes_only_a_workspace_option():
+    from engine.cli.launch import tui_workspace
+
+    assert tui_workspace(["tui"]) == (True, None)
+    assert tui_workspace(["tui", "--workspace", "ws"]) == (True, "ws")
+    assert tui_workspace(["tui", "-w", "ws"]) == (True, "ws")
+    assert tui_workspace(["tui", "--workspace=ws"]) == (True, "ws")
+    # Anything else is the typer app's to parse and explain.
+    for args in (["tui", "--help"], ["tui", "-w"], ["tui", "--nope"], ["demo"], [],
+                 ["tui", "--workspace="]):
+        assert tui_workspace(args) == (False, None)

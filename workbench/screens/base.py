@@ -19,6 +19,14 @@ class WorkbenchScreen(Screen):
     def engine(self) -> Engine:
         return self.app.engine  # type: ignore[attr-defined]
 
+    @property
+    def store_ready(self) -> bool:
+        """False only on the first screen of `ddft tui` while the store is still opening."""
+        return getattr(self.app, "engine", None) is not None
+
+    def store_opened(self) -> None:
+        """Called by the app when the store it opened after the first frame is ready."""
+
     @on(Worker.StateChanged)
     def _report_failed_worker(self, event: Worker.StateChanged) -> None:
         # Workers run with exit_on_error=False: a store hiccup becomes a notice, not a crash.

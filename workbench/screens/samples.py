@@ -141,7 +141,12 @@ class SamplesScreen(WorkbenchScreen):
 
     # ------------------------------------------------------------------ loading
 
+    def store_opened(self) -> None:
+        self.load(with_choices=True)
+
     def load(self, *, offset: int | None = None, with_choices: bool = False) -> None:
+        if not self.store_ready:
+            return  # store_opened loads the first page
         current = self.page.offset if self.page else 0
         choices = None if with_choices or self._choices is None else self._choices
         self._load_page(self.engine, self.filters, current if offset is None else offset, choices)
