@@ -105,6 +105,9 @@ class Report:
     confidence: float = 0.95
     n_boot: int = 10_000
     seed: int = 0
+    # engine.agreement.CampaignAgreement per rating campaign on the eval set; rendered only
+    # when there is one.
+    agreement: list[Any] = field(default_factory=list)
 
 
 def accuracy_percent(yes: int, no: int) -> Optional[float]:
@@ -491,6 +494,9 @@ def render_markdown(report: Report) -> str:
             lines += [f"  {bar}" for bar in histogram_bars(s.histogram)]
         lines.append("```")
 
+    for summary in report.agreement:
+        lines += [""] + agreement_markdown(summary, level=level)
+
     lines.append("")
     if report.eval_set:
         lines.append(f"Eval set: {report.eval_set}")
@@ -531,6 +537,7 @@ def render_csv(report: Report) -> str:
         + ["ingredient_precision", "ingredient_recall", "ingredient_f1", "measurement_rate",
            "kendall_tau", "words", "ingredients", "steps"]
         + [f"stage_{name}" for name in stage_names]
+        + agreement_columns(report.agreement)
     )
     for row in report.rows:
         s, c, o = stats.get(row.variant), against.get(row.variant), offline.get(row.variant)
@@ -548,11 +555,13 @@ def render_csv(report: Report) -> str:
                    _cell(o.words), _cell(o.ingredients), _cell(o.steps)] if o else [""] * 8)
         cells += [_cell(s.stages[name].mean) if s and name in s.stages else ""
                   for name in stage_names]
+        cells += agreement_cells(report.agreement, row.variant)
         writer.writerow(cells)
     return out.getvalue()
 
 
 def render_json(report: Report) -> str:
+    extra = {"agreement": [asdict(a) for a in report.agreement]} if report.agreement else {}
     return json.dumps(
         {
             "eval_set": report.eval_set,
@@ -568,6 +577,120 @@ def render_json(report: Report) -> str:
             "stats": [asdict(s) for s in report.stats],
             "comparisons": [asdict(c) for c in report.comparisons],
             "offline": [asdict(o) for o in report.offline],
+            **extra,
         },
         indent=2,
     )
+
+
+# ---------------------------------------------------------------- people against the judge
+
+
+def _fmt_n(value: Optional[float], n: int, pattern: str = "{:.3f}") -> str:
+    return f"{_fmt(value, pattern)} (n={n})"
+
+
+def agreement_markdown(summary: Any, *, level: str = "95%") -> list[str]:
+    """Markdown lines for one campaign's `engine.agreement.CampaignAgreement`."""
+    s = summary
+    lines = [f"## Human ratings: {s.campaign}", "",
+             f"{s.mode} campaign: {s.ratings} ratings by {s.raters} raters on {s.items} items; "
+             f"judge compared: {s.judge or '—'}", "",
+             "| Agreement | Value (n) |", "|---|---:|"]
+    if s.mode == "single":
+        lines.append(f"| Human vs judge: Cohen's kappa, yes/no at 3.5 | "
+                     f"{_fmt_n(s.kappa, s.kappa_n)} |")
+        lines.append(f"| Human vs judge: Spearman, overall vs score | "
+                     f"{_fmt_n(s.spearman, s.spearman_n)} |")
+    else:
+        lines.append(f"| Human vs judge: preferences the judge's scores share | "
+                     f"{_fmt_n(s.judge_agreement, s.judge_agreement_n, '{:.1%}')} |")
+    lines.append(f"| Between raters: Krippendorff's alpha ({s.alpha_level or '—'}) | "
+                 f"{_fmt(s.alpha, '{:.3f}')} (items={s.alpha_units}) |")
+    if s.variants and s.mode == "single":
+        lines += ["", f"| Variant | Ratings | Human overall | {level} CI | Ingredients | Steps "
+                      f"| Judge mean |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for v in s.variants:
+            lines.append(f"| {v.variant} | {v.n} | {_fmt(v.mean_overall, '{:.2f}')} "
+                         f"| {_fmt_range(v.overall_low, v.overall_high, '{:.2f}')} "
+                         f"| {_fmt(v.mean_ingredients, '{:.2f}')} | {_fmt(v.mean_steps, '{:.2f}')} "
+                         f"| {_fmt(v.judge_mean, '{:.2f}')} |")
+    elif s.variants:
+        lines += ["", f"| Variant | Wins | Losses | Ties | Both bad | n | Human win rate "
+                      f"| {level} CI |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for v in s.variants:
+            w = v.win
+            lines.append(f"| {v.variant} | {w.wins} | {w.losses} | {w.ties} | {w.both_bad} "
+                         f"| {w.n} | {_fmt(w.rate, '{:.1%}')} "
+                         f"| {_fmt_range(w.low, w.high, '{:.1%}')} |")
+    if s.disagreements:
+        lines += ["", "### Where people and the judge disagree most", "",
+                  "| Item | Sample | Variants | People | Judge | Gap | Ratings |",
+                  "|---:|---|---|---|---|---:|---:|"]
+        for d in s.disagreements:
+            gap = f"{d.gap:.2f}" if s.mode == "single" else f"{d.gap:.0%}"
+            lines.append(f"| {d.item_id} | {d.sample} | {' vs '.join(d.variants)} | {d.human} "
+                         f"| {d.judge} | {gap} | {d.n} |")
+    if s.notes:
+        lines += [""] + [f"Note: {note}." for note in s.notes]
+    return lines
+
+
+def agreement_columns(agreements: list[Any]) -> list[str]:
+    """CSV columns for the campaigns' per-variant human results and campaign-wide agreement
+    (repeated on every row, so the file stays rectangular); none without campaigns."""
+    columns = []
+    for a in agreements:
+        prefix = f"rating_{a.campaign}_"
+        value = "human_overall" if a.mode == "single" else "human_win_rate"
+        columns += [prefix + name for name in ("human_n", value, f"{value}_low", f"{value}_high",
+                                               "kappa" if a.mode == "single" else
+                                               "judge_agreement", "alpha")]
+    return columns
+
+
+def agreement_cells(agreements: list[Any], variant: str) -> list[Any]:
+    cells: list[Any] = []
+    for a in agreements:
+        mine = next((v for v in a.variants if v.variant == variant), None)
+        if mine is None:
+            cells += ["", "", "", ""]
+        elif a.mode == "single":
+            cells += [mine.n, _cell(mine.mean_overall), _cell(mine.overall_low),
+                      _cell(mine.overall_high)]
+        else:
+            cells += [mine.n, _cell(mine.win.rate), _cell(mine.win.low), _cell(mine.win.high)]
+        cells += [_cell(a.kappa if a.mode == "single" else a.judge_agreement), _cell(a.alpha)]
+    return cells
+
+
+AGREEMENT_CSV_COLUMNS = ("campaign", "mode", "judge", "variant", "human_n", "human_overall",
+                         "human_overall_low", "human_overall_high", "wins", "losses", "ties",
+                         "both_bad", "human_win_rate", "human_win_rate_low",
+                         "human_win_rate_high", "kappa", "kappa_n", "spearman", "spearman_n",
+                         "judge_agreement", "judge_agreement_n", "alpha", "alpha_level",
+                         "alpha_units")
+
+
+def render_agreement_csv(agreements: list[Any]) -> str:
+    """One row per campaign and variant: people's results for the variant, then the campaign's
+    agreement figures (repeated, so the file stays rectangular)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(AGREEMENT_CSV_COLUMNS)
+    for a in agreements:
+        wide = [_cell(a.kappa), a.kappa_n, _cell(a.spearman), a.spearman_n,
+                _cell(a.judge_agreement), a.judge_agreement_n, _cell(a.alpha), a.alpha_level,
+                a.alpha_units]
+        for v in a.variants or [None]:
+            if v is None:
+                cells = [""] * 11
+            elif v.win is None:
+                cells = [v.n, _cell(v.mean_overall), _cell(v.overall_low), _cell(v.overall_high)]
+                cells += [""] * 7
+            else:
+                w = v.win
+                cells = [v.n, "", "", "", w.wins, w.losses, w.ties, w.both_bad, _cell(w.rate),
+                         _cell(w.low), _cell(w.high)]
+            writer.writerow([a.campaign, a.mode, a.judge, v.variant if v else ""] + cells + wide)
+    return out.getvalue()

@@ -91,6 +91,10 @@ class DdftApp(App[None]):
         campaign: str | None = None,
     ) -> None:
         """`engine` is the open store, or None with `open_store` to open it after the first frame."""
+        if rater:
+            # No command palette for a rater (its commands are the workbench's); set before
+            # App.__init__, which reads it.
+            self.ENABLE_COMMAND_PALETTE = False
         super().__init__()
         if engine is None and open_store is None:
             raise ValueError("DdftApp needs an engine or a way to open one")

@@ -29,12 +29,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean the user asked for something that cannot be done as asked."""
+    from db.campaigns import CampaignError
     from db.store import StoreError
     from engine.importers.kitchen import KitchenImportError
     from engine.jobs import JobError
     from engine.media import MediaError
 
-    errors: list[type[BaseException]] = [StoreError, JobError, MediaError, KitchenImportError]
+    errors: list[type[BaseException]] = [StoreError, JobError, MediaError, KitchenImportError,
+                                         CampaignError]
     try:  # the model layer pulls no torch at import time
         from engine.model.loading import ModelLoadError
 

@@ -11,6 +11,7 @@ import typer
 from engine.cli import bench as bench_cli
 from engine.cli import data as data_cli
 from engine.cli import jobs as jobs_cli
+from engine.cli import rating as rating_cli
 from engine.cli import variants as variants_cli
 from engine.cli.console import (
     WorkspaceOption,
@@ -31,6 +32,8 @@ app.add_typer(jobs_cli.app, name="jobs")
 app.add_typer(data_cli.app, name="data")
 app.add_typer(bench_cli.app, name="bench")
 app.add_typer(variants_cli.app, name="variants")
+app.add_typer(rating_cli.app, name="campaign")
+app.command("rate")(rating_cli.rate)
 
 DetachOption = Annotated[
     bool, typer.Option("--detach", help="Run as a background job and return at once.")
@@ -272,16 +275,21 @@ def report(
     baseline: Annotated[Optional[str], typer.Option(help="Compare every variant with this one "
                                                     "(default: every pair).")] = None,
     fmt: Annotated[ReportFormat, typer.Option("--format", help="Output format.")] = ReportFormat.md,
+    campaign: Annotated[Optional[str], typer.Option(help="Human-rating agreement of this "
+                                                    "campaign only (default: every campaign "
+                                                    "on the eval set).")] = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """The paper's Table 1 per variant (Yes, No, Accuracy, Average Score) with 95% intervals,
-    paired tests between variants, per-stage scores, offline metrics and a score histogram."""
+    paired tests between variants, per-stage scores, offline metrics and a score histogram;
+    for blind rating campaigns on the eval set, how far people agree with the judge."""
     print_report(workspace, eval_set=eval_set, judge=judge_name, fmt=fmt.value,
-                 protocol=protocol, baseline=baseline)
+                 protocol=protocol, baseline=baseline, campaign=campaign)
 
 
 def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fmt: str,
-                 out=None, protocol: str | None = None, baseline: str | None = None) -> None:
+                 out=None, protocol: str | None = None, baseline: str | None = None,
+                 campaign: str | None = None) -> None:
     from collections import Counter
 
     from db import queries
@@ -299,6 +307,12 @@ def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fm
                                                                  limit=None)}
         generations = [(variants[g.variant_id], g.text, answers[g.sample_id])
                        for g in queries.list_generations(session, dataset_id=dataset.id)]
+        agreements = rating_cli.agreements_for_report(session, dataset=dataset, rows=rows,
+                                                      campaign=campaign, judge=judge,
+                                                      protocol=protocol)
+    if not rows and agreements:
+        rating_cli.print_agreement_only(agreements, eval_set=eval_set, fmt=fmt, out=out)
+        return
     if not rows:
         fail(f"nothing judged on {eval_set} yet: run `ddft generate` and `ddft judge` first")
     # One table per judge and protocol: scores on different scales never share an average.
@@ -313,6 +327,7 @@ def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fm
     except ValueError as exc:
         fail(str(exc))
         return
+    built.agreement = agreements
     renderer = {"md": render_markdown, "csv": render_csv, "json": render_json}[fmt]
     (out or console).print(renderer(built), markup=False, highlight=False, soft_wrap=True)
 

@@ -28,6 +28,9 @@ class ReportView:
     histograms: tuple[tuple[str, tuple[str, ...]], ...]  # variant → engine.report.histogram_bars
     n_samples: int  # distinct eval samples behind the table
     decodings: int  # distinct decoding settings mixed in the table
+    # engine.agreement.CampaignAgreement per rating campaign on the eval set, against the
+    # judge and protocol of the table
+    agreements: tuple[Any, ...] = ()
 
     @property
     def eval_set(self) -> str:
@@ -104,6 +107,7 @@ def load_report(
     if baseline not in names:
         baseline = names[0] if names else None
     report = build_report(chosen, eval_set=dict(eval_sets).get(dataset_id, ""), baseline=baseline)
+    agreements = load_agreements(engine, dataset_id=dataset_id, judge=judge, protocol=protocol)
     return ReportView(
         eval_sets=eval_sets,
         dataset_id=dataset_id,
@@ -121,4 +125,61 @@ def load_report(
                          for s in report.stats if sum(s.histogram.values())),
         n_samples=len({r.sample_id for r in chosen}),
         decodings=len(decodings),
+        agreements=agreements,
     )
+
+
+def load_agreements(engine: Engine, *, dataset_id: int | None, judge: str | None,
+                    protocol: str | None) -> tuple[Any, ...]:
+    """People against the judge (`engine.rating.campaign_agreement`) for every rating campaign
+    on the eval set, oldest first."""
+    if dataset_id is None:
+        return ()
+    from db.campaigns import list_campaigns
+    from db.store import session_scope
+    from engine.rating import campaign_agreement
+
+    with session_scope(engine) as session:
+        return tuple(campaign_agreement(session, campaign, judge=judge, protocol=protocol)
+                     for campaign in list_campaigns(session, dataset_id=dataset_id))
+
+
+def _figure(value: float | None, n: int | str, pattern: str = "{:.3f}") -> str:
+    return f"{'—' if value is None else pattern.format(value)} (n={n})"
+
+
+def agreement_lines(summary: Any) -> list[tuple[str, str]]:
+    """One campaign's agreement as (text, style) lines for the Report screen: people against
+    the judge, between raters, per variant, the disagreement queue and why a figure is missing."""
+    s = summary
+    lines = [(f"Human ratings: {s.campaign} — {s.mode}, {s.ratings} ratings by {s.raters} "
+              f"raters on {s.items} items · judge {s.judge or '—'}", "bold")]
+    if s.mode == "single":
+        lines.append((f"  people vs judge: Cohen's kappa (yes/no at 3.5) "
+                      f"{_figure(s.kappa, s.kappa_n)} · Spearman (overall vs score) "
+                      f"{_figure(s.spearman, s.spearman_n)}", ""))
+    else:
+        lines.append((f"  people vs judge: preferences the judge's scores share "
+                      f"{_figure(s.judge_agreement, s.judge_agreement_n, '{:.1%}')}", ""))
+    lines.append((f"  between raters: Krippendorff's alpha ({s.alpha_level or '—'}) "
+                  f"{_figure(s.alpha, f'{s.alpha_units} items')}", ""))
+    for v in s.variants:
+        if v.win is None:
+            lines.append((f"  {v.variant}: human overall {format_score(v.mean_overall)} "
+                          f"(95% CI {format_range(v.overall_low, v.overall_high)}) · ingredients "
+                          f"{format_score(v.mean_ingredients)} · steps {format_score(v.mean_steps)}"
+                          f" · judge {format_score(v.judge_mean)} · n={v.n}", ""))
+        else:
+            w = v.win
+            rate = "—" if w.rate is None else f"{w.rate:.1%}"
+            lines.append((f"  {v.variant}: human win rate {rate} (95% CI "
+                          f"{format_range(w.low, w.high, '{:.1%}')}) · {w.wins} wins, "
+                          f"{w.losses} losses, {w.ties} ties, {w.both_bad} both bad · n={w.n}", ""))
+    if s.disagreements:
+        lines.append(("  where people and the judge disagree most:", "bold"))
+        for d in s.disagreements:
+            gap = f"gap {d.gap:.2f}" if s.mode == "single" else f"{d.gap:.0%} against the judge"
+            lines.append((f"    item {d.item_id} · {d.sample} · {' vs '.join(d.variants)} · "
+                          f"people {d.human} · judge {d.judge} · {gap} · {d.n} ratings", ""))
+    lines += [(f"  note: {note}", "dim") for note in s.notes]
+    return lines

@@ -1,5 +1,6 @@
 """The Report screen: the paper's Table 1 per model variant with 95% intervals, paired tests
-against a baseline variant and score histograms."""
+against a baseline variant, score histograms, and how far blind human ratings agree with the
+judge."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from textual.worker import get_current_worker
 
 from workbench.data.report import (
     ReportView,
+    agreement_lines,
     format_accuracy,
     format_p,
     format_range,
@@ -114,6 +116,7 @@ class ReportScreen(WorkbenchScreen):
             yield Static("", id="comparisons-title", classes="report-title")
             yield DataTable(id="comparisons", cursor_type="row", zebra_stripes=True)
             yield Static("", id="report-histogram")
+            yield Static("", id="report-agreement")
             yield Static("loading…", id="report-provenance")
         yield Footer()
 
@@ -176,6 +179,7 @@ class ReportScreen(WorkbenchScreen):
             Text(f"Paired against {view.baseline} (same samples, same judge)", style="bold")
             if view.comparisons else "")
         self.query_one("#report-histogram", Static).update(self._histograms(view))
+        self.query_one("#report-agreement", Static).update(self._agreements(view))
         self.query_one("#report-provenance", Static).update(self._provenance(view))
 
     @staticmethod
@@ -187,6 +191,16 @@ class ReportScreen(WorkbenchScreen):
             text.append(f"{variant}\n")
             for bar in bars:
                 text.append(f"  {bar}\n")
+        return text
+
+    @staticmethod
+    def _agreements(view: ReportView) -> Text:
+        """People against the judge for each rating campaign on the eval set."""
+        text = Text()
+        for summary in view.agreements:
+            text.append("\n")
+            for line, style in agreement_lines(summary):
+                text.append(line + "\n", style=style)
         return text
 
     @staticmethod

@@ -1,0 +1,275 @@
+"""`ddft campaign` (make, list, show and export blind rating campaigns) and `ddft rate`, which
+opens the workbench on the rating screen for one rater."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from engine.cli.console import WorkspaceOption, console, fail, friendly, open_workspace
+
+app = typer.Typer(help="Blind human rating campaigns: make, list, show, export.",
+                  no_args_is_help=True)
+
+
+class Mode(str, Enum):
+    single = "single"
+    pairwise = "pairwise"
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+
+
+@app.command("create")
+@friendly
+def create(
+    name: str,
+    variant: Annotated[list[str], typer.Option("--variant", "-v", help="A variant to rate "
+                                               "(give two or more).")],
+    eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
+    mode: Annotated[Mode, typer.Option(help="single: rate one generation 1–5 against the "
+                                       "reference; pairwise: which of two is closer.")]
+    = Mode.pairwise,
+    raters_per_item: Annotated[int, typer.Option("--raters-per-item", "-k",
+                                                 help="How many raters each item is for.")] = 1,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of every rater's order and sides "
+                                                "(default: random, stored).")] = None,
+    description: Annotated[str, typer.Option(help="A note for the team.")] = "",
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Make a blind rating campaign over the newest recipes of two or more variants."""
+    from db.campaigns import CampaignError
+    from engine.rating import create_campaign
+
+    _, engine = open_workspace(workspace)
+    try:
+        created = create_campaign(engine, name=name, eval_set=eval_set, variants=variant,
+                                  mode=mode.value, raters_per_item=raters_per_item, seed=seed,
+                                  description=description)
+    except CampaignError as exc:
+        fail(str(exc))
+        return
+    console.print(created.message)
+    console.print(f"raters start with `ddft rate --rater NAME --campaign {created.name}`")
+
+
+@app.command("list")
+@friendly
+def list_(workspace: WorkspaceOption = None) -> None:
+    """Every campaign with its mode, eval set, variants and progress."""
+    from db.campaigns import list_campaigns
+    from db.store import session_scope
+    from engine.rating import campaign_progress
+
+    _, engine = open_workspace(workspace)
+    with session_scope(engine) as session:
+        progress = [campaign_progress(session, c) for c in list_campaigns(session)]
+    if not progress:
+        console.print("no campaigns yet: `ddft campaign create NAME --variant A --variant B`")
+        return
+    table = Table("name", "mode", "eval set", "variants", "k", "items", "ratings", "complete")
+    for p in progress:
+        table.add_row(p.name, p.mode, p.eval_set, ", ".join(p.variants), str(p.raters_per_item),
+                      str(p.items), f"{p.ratings} of {p.wanted}", f"{p.complete} of {p.items}")
+    console.print(table)
+
+
+@app.command("show")
+@friendly
+def show(name: str, workspace: WorkspaceOption = None) -> None:
+    """A campaign's settings and each rater's progress."""
+    from db.campaigns import CampaignError
+    from db.store import session_scope
+    from engine.rating import campaign_progress, require_campaign
+
+    _, engine = open_workspace(workspace)
+    with session_scope(engine) as session:
+        try:
+            progress = campaign_progress(session, require_campaign(session, name))
+        except CampaignError as exc:
+            fail(str(exc))
+            return
+    p = progress
+    console.print(f"campaign {p.name}: {p.mode}, eval set {p.eval_set}, variants "
+                  f"{', '.join(p.variants)}, {p.raters_per_item} raters per item, seed {p.seed}",
+                  markup=False, highlight=False)
+    console.print(f"{p.ratings} of {p.wanted} ratings; {p.complete} of {p.items} items rated "
+                  f"by {p.raters_per_item}", markup=False, highlight=False)
+    if not p.raters:
+        console.print(f"no rater yet: `ddft rate --rater NAME --campaign {p.name}`",
+                      markup=False)
+        return
+    table = Table("rater", "rated", "skipped", "open")
+    for r in p.raters:
+        table.add_row(r.rater, str(r.rated), str(r.skipped), str(r.open))
+    console.print(table)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file, so a failed export leaves no half file."""
+    path = path.expanduser()
+    if path.is_dir():
+        fail(f"{path} is a folder; give a file name for the export")
+    if not path.parent.is_dir():
+        fail(f"{path.parent}: no such folder")
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@app.command("export")
+@friendly
+def export(
+    name: str,
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="csv or json.")] = ExportFormat.csv,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write (default: "
+                                                "print).")] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Every rating of a campaign with the blinding key: which variant wrote each side."""
+    from db.campaigns import CampaignError
+    from db.store import session_scope
+    from engine.rating import render_export, require_campaign
+
+    _, engine = open_workspace(workspace)
+    with session_scope(engine) as session:
+        try:
+            text = render_export(session, require_campaign(session, name), fmt.value)
+        except CampaignError as exc:
+            fail(str(exc))
+            return
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    _write_atomically(out, text)
+    console.print(f"wrote {out}")
+
+
+def choose_campaign(session, *, rater: str, campaign: str | None) -> str:
+    """The campaign `ddft rate` opens: the one named (it must exist), else the only one with
+    work left for this rater. Raises CampaignError with the campaigns to choose from."""
+    from db.campaigns import CampaignError, get_rater, list_campaigns, open_campaigns_for
+    from engine.rating import require_campaign
+
+    if campaign is not None:
+        return require_campaign(session, campaign).name
+    known = list_campaigns(session)
+    if not known:
+        raise CampaignError("no campaigns yet: make one with `ddft campaign create NAME "
+                            "--variant A --variant B`")
+    existing = get_rater(session, name=rater)
+    candidates = open_campaigns_for(session, rater_id=existing.id if existing else None)
+    if len(candidates) == 1:
+        return candidates[0].name
+    if not candidates:
+        raise CampaignError(f"no campaign has work left for {rater} (campaigns: "
+                            f"{', '.join(c.name for c in known)})")
+    raise CampaignError(f"{len(candidates)} campaigns have work for {rater}: "
+                        f"{', '.join(c.name for c in candidates)}; choose one with --campaign")
+
+
+@friendly
+def rate(
+    rater: Annotated[str, typer.Option(help="Your name as a rater (the same every time, so "
+                                       "you resume where you stopped).")],
+    campaign: Annotated[Optional[str], typer.Option(help="Campaign to rate (default: the only "
+                                                    "one with work left for you).")] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Rate blind: open the workbench on the rating screen, keyboard only. Every rating is
+    stored the moment it is given; run it again to resume."""
+    from db.campaigns import CampaignError, validate_rater_name
+    from db.store import session_scope
+
+    path, engine = open_workspace(workspace)
+    try:
+        name = validate_rater_name(rater)
+        with session_scope(engine) as session:
+            chosen = choose_campaign(session, rater=name, campaign=campaign)
+    except CampaignError as exc:
+        fail(str(exc))
+        return
+    engine.dispose()
+    open_rating(path, rater=name, campaign=chosen)
+
+
+def open_rating(path: Path, *, rater: str, campaign: str) -> None:
+    """Open the workbench on the rating screen."""
+    from engine.cli.launch import open_workbench
+
+    code = open_workbench(path, rater=rater, campaign=campaign)
+    if code:
+        raise typer.Exit(code)
+
+
+def report_agreements(session, *, dataset_id: int, eval_set: str, campaign: str | None,
+                      judge: str | None, protocol: str | None) -> list[Any]:
+    """Agreement summaries (engine.agreement.CampaignAgreement) for `ddft report`: the named
+    campaign, else every campaign on the eval set. Raises CampaignError for an unknown campaign
+    or one on another eval set."""
+    from db.campaigns import CampaignError, list_campaigns
+    from engine.rating import campaign_agreement, require_campaign
+
+    if campaign is not None:
+        chosen = [require_campaign(session, campaign)]
+        if chosen[0].dataset_id != dataset_id:
+            raise CampaignError(f"campaign {campaign!r} rates another eval set, not {eval_set}")
+    else:
+        chosen = list_campaigns(session, dataset_id=dataset_id)
+    return [campaign_agreement(session, c, judge=judge, protocol=protocol) for c in chosen]
+
+
+def agreements_for_report(session, *, dataset, rows: list, campaign: str | None,
+                          judge: str | None, protocol: str | None) -> list[Any]:
+    """`report_agreements` against the judge setting `ddft report` shows in its table (the one
+    asked for, else the most used), or the most used one when nothing is judged; an unknown
+    campaign ends the command with a message."""
+    from collections import Counter
+
+    from db.campaigns import CampaignError
+
+    if rows:
+        protocol = protocol or Counter(r.protocol for r in rows).most_common(1)[0][0]
+        of_protocol = [r for r in rows if r.protocol == protocol]
+        if of_protocol:
+            judge = judge or Counter(r.judge for r in of_protocol).most_common(1)[0][0]
+    try:
+        return report_agreements(session, dataset_id=dataset.id, eval_set=dataset.name,
+                                 campaign=campaign, judge=judge, protocol=protocol)
+    except CampaignError as exc:
+        fail(str(exc))
+        return []
+
+
+def print_agreement_only(agreements: list[Any], *, eval_set: str, fmt: str, out=None) -> None:
+    """The human-rating sections of `ddft report` when nothing on the eval set is judged."""
+    import json
+    from dataclasses import asdict
+
+    from engine.report import agreement_markdown, render_agreement_csv
+
+    if fmt == "json":
+        text = json.dumps({"eval_set": eval_set, "agreement": [asdict(a) for a in agreements]},
+                          indent=2)
+    elif fmt == "csv":
+        text = render_agreement_csv(agreements)
+    else:
+        lines = [f"Nothing judged on {eval_set} yet (`ddft judge`); human ratings only.", ""]
+        for summary in agreements:
+            lines += agreement_markdown(summary) + [""]
+        lines.append(f"Eval set: {eval_set}")
+        text = "\n".join(lines)
+    (out or console).print(text, markup=False, highlight=False, soft_wrap=True)
