@@ -590,11 +590,16 @@ def _fmt_n(value: Optional[float], n: int, pattern: str = "{:.3f}") -> str:
     return f"{_fmt(value, pattern)} (n={n})"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def agreement_markdown(summary: Any, *, level: str = "95%") -> list[str]:
     """Markdown lines for one campaign's `engine.agreement.CampaignAgreement`."""
     s = summary
     lines = [f"## Human ratings: {s.campaign}", "",
-             f"{s.mode} campaign: {s.ratings} ratings by {s.raters} raters on {s.items} items; "
+             f"{s.mode} campaign: {_count(s.ratings, 'rating')} by {_count(s.raters, 'rater')} on "
+             f"{_count(s.items, 'item')}; "
              f"judge compared: {s.judge or '—'}", "",
              "| Agreement | Value (n) |", "|---|---:|"]
     if s.mode == "single":
