@@ -13,6 +13,7 @@ from db.models import (
     Checkpoint,
     Dataset,
     Generation,
+    Grounding,
     Job,
     Judgment,
     Metric,
@@ -469,6 +470,30 @@ def judgments_for_generation(session: Session, *, generation_id: int) -> list[Ju
     return list(
         session.exec(
             select(Judgment).where(Judgment.generation_id == generation_id).order_by(Judgment.id)
+        )
+    )
+
+
+def find_grounding(session: Session, *, generation_id: int, params_key: str) -> Optional[Grounding]:
+    return session.exec(
+        select(Grounding).where(
+            Grounding.generation_id == generation_id, Grounding.params_key == params_key
+        )
+    ).first()
+
+
+def add_grounding(session: Session, **fields: Any) -> Grounding:
+    grounding = Grounding(**fields)
+    session.add(grounding)
+    session.flush()
+    return grounding
+
+
+def groundings_for_generation(session: Session, *, generation_id: int) -> list[Grounding]:
+    """A generation's groundings, oldest first."""
+    return list(
+        session.exec(
+            select(Grounding).where(Grounding.generation_id == generation_id).order_by(Grounding.id)
         )
     )
 

@@ -37,6 +37,7 @@ HANDLERS: dict[str, str] = {
     "generate": "engine.tasks:generate_task",
     "judge": "engine.tasks:judge_task",
     "check": "engine.tasks:check_task",
+    "ground": "engine.tasks:ground_task",
 }
 
 

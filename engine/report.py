@@ -108,6 +108,10 @@ class Report:
     # engine.agreement.CampaignAgreement per rating campaign on the eval set; rendered only
     # when there is one.
     agreement: list[Any] = field(default_factory=list)
+    # Where in the video: "timestamps" (engine.timestamps.TimestampReport), "coverage"
+    # (CoverageReport) and "grounding" (engine.grounding.GroundingReport), each only when the
+    # eval set has something to show for it.
+    video: dict[str, Any] = field(default_factory=dict)
 
 
 def accuracy_percent(yes: int, no: int) -> Optional[float]:
@@ -496,6 +500,7 @@ def render_markdown(report: Report) -> str:
 
     for summary in report.agreement:
         lines += [""] + agreement_markdown(summary, level=level)
+    lines += video_markdown(report.video)
 
     lines.append("")
     if report.eval_set:
@@ -538,6 +543,7 @@ def render_csv(report: Report) -> str:
            "kendall_tau", "words", "ingredients", "steps"]
         + [f"stage_{name}" for name in stage_names]
         + agreement_columns(report.agreement)
+        + video_columns(report.video)
     )
     for row in report.rows:
         s, c, o = stats.get(row.variant), against.get(row.variant), offline.get(row.variant)
@@ -556,12 +562,17 @@ def render_csv(report: Report) -> str:
         cells += [_cell(s.stages[name].mean) if s and name in s.stages else ""
                   for name in stage_names]
         cells += agreement_cells(report.agreement, row.variant)
+        cells += video_cells(report.video, row.variant)
         writer.writerow(cells)
     return out.getvalue()
 
 
 def render_json(report: Report) -> str:
-    extra = {"agreement": [asdict(a) for a in report.agreement]} if report.agreement else {}
+    extra: dict[str, Any] = {}
+    if report.agreement:
+        extra["agreement"] = [asdict(a) for a in report.agreement]
+    if report.video:
+        extra["video"] = {name: part.to_dict() for name, part in report.video.items()}
     return json.dumps(
         {
             "eval_set": report.eval_set,
@@ -699,3 +710,62 @@ def render_agreement_csv(agreements: list[Any]) -> str:
                          _cell(w.low), _cell(w.high)]
             writer.writerow([a.campaign, a.mode, a.judge, v.variant if v else ""] + cells + wide)
     return out.getvalue()
+
+
+# ---------------------------------------------------------------- where in the video
+
+
+def video_sections(timestamps: Any, coverage: Any, grounding: Any) -> dict[str, Any]:
+    """The report's `video` parts that have something to show: timestamp answers, eval videos
+    with annotated segments and known frame times, grounded generations."""
+    parts: dict[str, Any] = {}
+    if timestamps is not None and timestamps.rows:
+        parts["timestamps"] = timestamps
+    if coverage is not None and coverage.steps:
+        parts["coverage"] = coverage
+    if grounding is not None and any(row.generations for row in grounding.rows):
+        parts["grounding"] = grounding
+    return parts
+
+
+def video_markdown(video: Mapping[str, Any]) -> list[str]:
+    """Markdown lines of the timestamp, frame-coverage and grounding sections present."""
+    from engine.grounding import render_grounding_markdown
+    from engine.timestamps import render_coverage_markdown, render_timestamps_markdown
+
+    renderers = {"timestamps": render_timestamps_markdown, "coverage": render_coverage_markdown,
+                 "grounding": render_grounding_markdown}
+    lines: list[str] = []
+    for name, render in renderers.items():
+        if name in video:
+            lines += [""] + render(video[name]).splitlines()
+    return lines
+
+
+VIDEO_COLUMNS = ("ts_answers", "ts_steps", "ts_beyond_share", "ts_overlap_share",
+                 "ts_identical_share", "ts_order_share", "ts_mean_iou", "grounding_setting",
+                 "grounding_matched", "grounding_hit_rate", "grounding_baseline")
+
+
+def video_columns(video: Mapping[str, Any]) -> list[str]:
+    """CSV columns for the per-variant timestamp checks and grounding hit rate (the variant's
+    first grounding setting; the md and json renderings carry every setting)."""
+    return list(VIDEO_COLUMNS) if "timestamps" in video or "grounding" in video else []
+
+
+def video_cells(video: Mapping[str, Any], variant: str) -> list[Any]:
+    if not video_columns(video):
+        return []
+    cells: list[Any] = [""] * 7
+    timestamps = video.get("timestamps")
+    row = next((r for r in timestamps.rows if r.variant == variant), None) if timestamps else None
+    if row is not None:
+        cells = [row.n, row.steps, _cell(row.beyond_share), _cell(row.overlap_share),
+                 _cell(row.identical_share), _cell(row.order_share), _cell(row.mean_iou)]
+    grounding = video.get("grounding")
+    grounded = (next((r for r in grounding.rows if r.variant == variant and r.generations),
+                     None) if grounding else None)
+    if grounded is None:
+        return cells + [""] * 4
+    return cells + [grounded.params, grounded.matched, _cell(grounded.hit_rate),
+                    _cell(grounded.baseline)]

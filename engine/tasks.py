@@ -235,13 +235,37 @@ def train_task(ctx: JobContext) -> dict[str, Any]:
 # ---------------------------------------------------------------- generate
 
 
+def _task_prompt(sample_prompt: str, task: str) -> str:
+    """What a generation asks: the sample's own prompt for a recipe, the timestamp prompt for
+    the timestamp evaluation. Raises JobError for an unknown task."""
+    from db.models import GENERATION_TASKS
+
+    if task not in GENERATION_TASKS:
+        raise JobError(f"unknown generation task {task!r}; expected one of "
+                       f"{', '.join(GENERATION_TASKS)}")
+    if task == "timestamps":
+        from engine.timestamps import TIMESTAMP_PROMPT
+
+        return TIMESTAMP_PROMPT
+    return sample_prompt
+
+
+def _task_key(prompt: str, decoding: dict[str, Any], task: str) -> str:
+    """A generation's key; a task other than the recipe is part of it, so a timestamp answer
+    never stands in for a recipe (recipe keys stay what they always were)."""
+    return generation_key(prompt, decoding if task == "recipe" else {**decoding, "task": task})
+
+
 def generate_task(ctx: JobContext) -> dict[str, Any]:
     """Generate answers of one variant for the included samples of an eval set; what is stored
-    already (same variant, sample, prompt and decoding) is skipped, so a rerun resumes.
+    already (same variant, sample, prompt, decoding and task) is skipped, so a rerun resumes.
 
-    params: variant, eval_set, batch_size, max_new_tokens, num_frames.
+    params: variant, eval_set, batch_size, max_new_tokens, num_frames, task ("recipe", the
+    default, answers the sample's prompt; "timestamps" asks engine.timestamps.TIMESTAMP_PROMPT
+    and stores rows with task "timestamps").
     """
     params = ctx.params
+    task = params.get("task", "recipe")
     with session_scope(ctx.engine) as session:
         variant = queries.get_variant(session, name=params["variant"])
         if variant is None:
@@ -250,6 +274,7 @@ def generate_task(ctx: JobContext) -> dict[str, Any]:
         if dataset is None:
             raise JobError(f"no eval set named {params['eval_set']!r}")
         samples = queries.list_samples(session, dataset_id=dataset.id, included=True, limit=None)
+    _task_prompt("", task)
     # torch and transformers load here, inside the job's own process.
     from engine.generate import GenRequest, decoding_params, generate
     from engine.model.loading import load_variant
@@ -258,14 +283,15 @@ def generate_task(ctx: JobContext) -> dict[str, Any]:
         max_new_tokens=params.get("max_new_tokens", 256),
         num_frames=params.get("num_frames", 8),
     )
-    todo = []
+    todo, keys = [], {}
     with session_scope(ctx.engine) as session:
         for sample in samples:
-            key = generation_key(sample.prompt, decoding)
+            prompt = _task_prompt(sample.prompt, task)
+            keys[sample.id] = _task_key(prompt, decoding, task)
             if queries.find_generation(session, variant_id=variant.id, sample_id=sample.id,
-                                       params_key=key) is None:
+                                       params_key=keys[sample.id]) is None:
                 todo.append(GenRequest(sample_id=sample.id, modality=sample.modality,
-                                       prompt=sample.prompt, media_path=sample.media_path))
+                                       prompt=prompt, media_path=sample.media_path))
     total = len(samples)
     done = total - len(todo)
     ctx.progress(done, total, f"{variant.name}: {done} of {total} stored")
@@ -281,7 +307,6 @@ def generate_task(ctx: JobContext) -> dict[str, Any]:
         num_frames=decoding["num_frames"],
     ):
         with session_scope(ctx.engine) as session:
-            sample = queries.get_sample(session, sample_id=output.sample_id)
             queries.add_generation(
                 session,
                 variant_id=variant.id,
@@ -289,17 +314,111 @@ def generate_task(ctx: JobContext) -> dict[str, Any]:
                 job_id=ctx.job_id,
                 prompt=output.prompt,
                 text=output.text,
-                params_key=generation_key(sample.prompt, decoding),
+                params_key=keys[output.sample_id],
                 decoding=decoding,
                 frame_indices=output.frame_indices,
                 frame_times=output.frame_times,
                 n_tokens=output.n_tokens,
+                task=task,
             )
         generated += 1
         ctx.progress(done + generated, total, f"{variant.name}: sample {output.sample_id}")
         if ctx.should_stop():
             break
     return {"generated": generated, "skipped": done}
+
+
+# ---------------------------------------------------------------- ground
+
+
+def ground_task(ctx: JobContext) -> dict[str, Any]:
+    """Ground every generated step of one variant's recipe generations on an eval set on the
+    sampled frame its tokens attend to most (engine.grounding); generations grounded with the
+    same settings are skipped, so a rerun resumes.
+
+    params: variant, eval_set, layers ("late", "all" or a list like "12-31"), heads ("all" or
+    a list), top_k. Each grounded sample's frame strip is saved under thumbs/grounding/ for
+    the Compare screen. Raises JobError for an unknown variant or eval set, bad settings, or a
+    video that no longer gives the frames its generation saw.
+    """
+    from db.queries import add_grounding, find_grounding
+    from engine.grounding import (
+        GroundingError,
+        capture_frame_attention,
+        ground_steps,
+        language_config,
+        resolve_params,
+        step_spans,
+    )
+
+    params = ctx.params
+    with session_scope(ctx.engine) as session:
+        variant = queries.get_variant(session, name=params["variant"])
+        if variant is None:
+            raise JobError(f"no model variant named {params['variant']!r}")
+        dataset = queries.get_dataset(session, name=params["eval_set"])
+        if dataset is None:
+            raise JobError(f"no eval set named {params['eval_set']!r}")
+        generations = [g for g in queries.list_generations(session, variant_id=variant.id,
+                                                           dataset_id=dataset.id)
+                       if g.frame_indices]
+        samples = {g.sample_id: queries.get_sample(session, sample_id=g.sample_id)
+                   for g in generations}
+    total = len(generations)
+    ctx.progress(0, total, f"{variant.name}: grounding {total} generations")
+    if not generations:
+        return {"grounded": 0, "skipped": 0}
+    from engine.checks import write_frame_strip
+    from engine.media import sample_frames
+    from engine.model.loading import load_variant
+
+    loaded = load_variant(variant.base_model, variant.adapter_path)
+    text_config = language_config(loaded.model)
+    try:
+        chosen = resolve_params(layers=str(params.get("layers", "late")),
+                                heads=str(params.get("heads", "all")),
+                                top_k=int(params.get("top_k", 1)),
+                                n_layers=text_config.num_hidden_layers,
+                                n_heads=text_config.num_attention_heads)
+    except GroundingError as exc:
+        raise JobError(str(exc)) from None
+    grounded = skipped = 0
+    for number, generation in enumerate(generations, 1):
+        with session_scope(ctx.engine) as session:
+            exists = find_grounding(session, generation_id=generation.id,
+                                    params_key=chosen.key) is not None
+        if exists:
+            skipped += 1
+            ctx.progress(number, total)
+            continue
+        sample = samples[generation.sample_id]
+        sampled = sample_frames(sample.media_path, n=len(generation.frame_indices))
+        if sampled.indices != list(generation.frame_indices):
+            raise JobError(f"sample {sample.id} ({sample.media_path}): the video now gives "
+                           f"frames {sampled.indices}, generation {generation.id} saw "
+                           f"{generation.frame_indices}; regenerate before grounding")
+        strip = ctx.workspace / "thumbs" / "grounding" / f"{sample.id}.png"
+        if not strip.is_file():
+            write_frame_strip(sample.media_path, strip)
+        try:
+            attention = capture_frame_attention(loaded, prompt=generation.prompt,
+                                                text=generation.text, frames=sampled.frames,
+                                                layers=chosen.layers, heads=chosen.heads)
+        except GroundingError as exc:
+            raise JobError(f"generation {generation.id}: {exc}") from None
+        steps = ground_steps(attention, step_spans(generation.text),
+                             frame_indices=generation.frame_indices,
+                             frame_times=generation.frame_times, top_k=chosen.top_k)
+        for step in steps:
+            step["strip"] = str(strip)
+        with session_scope(ctx.engine) as session:
+            add_grounding(session, generation_id=generation.id, params_key=chosen.key,
+                          params=chosen.as_dict(), steps=steps, job_id=ctx.job_id)
+        grounded += 1
+        ctx.progress(number, total, f"{variant.name}: sample {sample.id}, {len(steps)} steps")
+        if ctx.should_stop():
+            break
+    return {"grounded": grounded, "skipped": skipped, "params_key": chosen.key}
 
 
 # ---------------------------------------------------------------- judge

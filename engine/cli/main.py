@@ -10,6 +10,7 @@ import typer
 
 from engine.cli import bench as bench_cli
 from engine.cli import data as data_cli
+from engine.cli import grounding as grounding_cli
 from engine.cli import jobs as jobs_cli
 from engine.cli import rating as rating_cli
 from engine.cli import variants as variants_cli
@@ -34,6 +35,7 @@ app.add_typer(bench_cli.app, name="bench")
 app.add_typer(variants_cli.app, name="variants")
 app.add_typer(rating_cli.app, name="campaign")
 app.command("rate")(rating_cli.rate)
+grounding_cli.register(app)
 
 DetachOption = Annotated[
     bool, typer.Option("--detach", help="Run as a background job and return at once.")
@@ -294,7 +296,15 @@ def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fm
 
     from db import queries
     from db.store import session_scope
-    from engine.report import build_report, render_csv, render_json, render_markdown
+    from engine.grounding import grounding_report
+    from engine.report import (
+        build_report,
+        render_csv,
+        render_json,
+        render_markdown,
+        video_sections,
+    )
+    from engine.timestamps import coverage_report, timestamp_report
 
     _, engine = open_workspace(workspace)
     with session_scope(engine) as session:
@@ -310,6 +320,9 @@ def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fm
         agreements = rating_cli.agreements_for_report(session, dataset=dataset, rows=rows,
                                                       campaign=campaign, judge=judge,
                                                       protocol=protocol)
+        video = video_sections(timestamp_report(session, dataset_id=dataset.id),
+                               coverage_report(session, dataset_id=dataset.id),
+                               grounding_report(session, dataset_id=dataset.id))
     if not rows and agreements:
         rating_cli.print_agreement_only(agreements, eval_set=eval_set, fmt=fmt, out=out)
         return
@@ -328,6 +341,7 @@ def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fm
         fail(str(exc))
         return
     built.agreement = agreements
+    built.video = video
     renderer = {"md": render_markdown, "csv": render_csv, "json": render_json}[fmt]
     (out or console).print(renderer(built), markup=False, highlight=False, soft_wrap=True)
 

@@ -82,6 +82,51 @@ class IngredientMarks:
 NO_MARKS = IngredientMarks(frozenset(), frozenset(), frozenset())
 
 
+RGB = tuple[int, int, int]
+# A grounded frame's thumbnail is this many cells wide (two pixels a cell, one above the other).
+THUMB_CELLS = 8
+
+
+@dataclass(frozen=True)
+class AnnotatedStep:
+    """An annotated step segment of the sample, with the sampled frames that fall in it."""
+
+    start: float
+    end: float
+    sentence: str
+    frames: tuple[int, ...]  # positions (0-based) among the sampled frames
+
+
+@dataclass(frozen=True)
+class GroundedStep:
+    """A generated step, the sampled frame its tokens attend to most, and the annotated step
+    at the same position."""
+
+    index: int
+    text: str
+    frame: int | None  # position (0-based) among the sampled frames; None: nothing grounded
+    time: float | None
+    weight: float | None  # the frame's share of the step's attention on all sampled frames
+    segment: AnnotatedStep | None
+    thumb: tuple[tuple[RGB, ...], ...] = ()  # the frame's pixels, rows of THUMB_CELLS
+
+    @property
+    def hit(self) -> bool | None:
+        if self.segment is None or self.time is None:
+            return None
+        return self.segment.start <= self.time <= self.segment.end
+
+
+@dataclass(frozen=True)
+class GroundingView:
+    """The newest grounding of a generation (`ddft ground`)."""
+
+    params: str
+    n_frames: int
+    steps: tuple[GroundedStep, ...]
+    strip_note: str = ""  # why there are no thumbnails, when there are none
+
+
 @dataclass(frozen=True)
 class VariantSide:
     """One variant's column: its latest generation for the sample and that generation's judgments."""
@@ -90,6 +135,7 @@ class VariantSide:
     generation: GenerationView | None
     judgments: tuple[JudgmentLine, ...]
     marks: IngredientMarks
+    grounding: GroundingView | None = None
 
     @property
     def matched(self) -> int:
@@ -104,6 +150,7 @@ class CompareView:
     reference: str
     media_path: str | None
     sides: tuple[VariantSide, ...]
+    segments: tuple[AnnotatedStep, ...] = ()  # the annotated steps, for the grounding view
 
     @property
     def reference_ingredients(self) -> int:
@@ -167,6 +214,71 @@ def _sample_flags(judgments_by_variant: dict[int, list]) -> tuple[bool, tuple[tu
     return disagree, spread
 
 
+def annotated_steps(meta: dict, frame_times: tuple[float, ...]) -> tuple[AnnotatedStep, ...]:
+    """The sample's annotated segments in time order, each with the sampled frames inside it."""
+    from engine.timestamps import annotated_segments
+
+    return tuple(
+        AnnotatedStep(s.start, s.end, s.sentence,
+                      tuple(f for f, t in enumerate(frame_times) if s.contains(t)))
+        for s in annotated_segments(meta)
+    )
+
+
+def _strip_frames(path: str | None, n_frames: int) -> tuple[tuple, str]:
+    """The strip's frames at thumbnail size, or () and why not."""
+    from workbench.data.frame_strip import FrameStripError, load_frame_strip
+
+    if not path:
+        return (), ("no frame strip saved for this video — run `ddft ground` again or "
+                    "`ddft data check`")
+    try:
+        return load_frame_strip(path, n_frames, THUMB_CELLS).frames, ""
+    except FrameStripError as exc:
+        return (), str(exc)
+
+
+def grounding_view(steps: list[dict], params: dict, segments: tuple[AnnotatedStep, ...],
+                   n_frames: int, strip_path: str | None) -> GroundingView:
+    """A stored grounding's steps beside the annotated steps at the same positions, with a
+    thumbnail of each step's first frame when the video's strip can be read."""
+    from engine.grounding import describe_params
+
+    # Without steps there is nothing to draw, and nothing to say about a missing strip.
+    frames, note = _strip_frames(strip_path, n_frames) if steps else ((), "")
+    shown = []
+    for step in steps:
+        index = int(step.get("index", len(shown)))
+        chosen = step.get("frames") or []
+        frame = int(chosen[0]) if chosen else None
+        times, weights = step.get("times") or [], step.get("weights") or []
+        total = sum(weights)
+        shown.append(GroundedStep(
+            index=index, text=str(step.get("text", "")), frame=frame,
+            time=float(times[0]) if times else None,
+            weight=weights[frame] / total if frame is not None and total > 0
+            and frame < len(weights) else None,
+            segment=segments[index] if index < len(segments) else None,
+            thumb=frames[frame] if frame is not None and frame < len(frames) else (),
+        ))
+    return GroundingView(params=describe_params(params), n_frames=n_frames, steps=tuple(shown),
+                         strip_note=note)
+
+
+def _grounding_for(session, generation, segments, sample_meta) -> GroundingView | None:
+    from db.queries import groundings_for_generation
+
+    stored = groundings_for_generation(session, generation_id=generation.id)
+    if not stored:
+        return None
+    latest = stored[-1]
+    strip = next((step.get("strip") for step in latest.steps if step.get("strip")), None)
+    if strip is None and sample_meta.get("frame_strip"):
+        strip = sample_meta["frame_strip"]  # `ddft data check` saves the same 8 frames
+    n_frames = len(generation.frame_times) or 8
+    return grounding_view(latest.steps, latest.params, segments, n_frames, strip)
+
+
 def load_choices(engine: Engine) -> CompareChoices:
     """The samples of every eval dataset, each with its filter flags over the variants' latest
     generations, the variants that can be compared and the judge settings seen."""
@@ -207,6 +319,10 @@ def load_view(engine: Engine, *, sample: EvalSampleChoice,
         if stored is None:
             return None
         latest = _latest_generations(session, sample_id=sample.id, variants=variants)
+        frame_times = next((tuple(float(t) for t in g.frame_times) for g in latest.values()
+                            if g.frame_times),
+                           tuple(float(t) for t in stored.meta.get("frame_times") or ()))
+        segments = annotated_steps(stored.meta, frame_times)
         sides = []
         for variant in variants:
             generation = latest.get(variant.id)
@@ -224,7 +340,9 @@ def load_view(engine: Engine, *, sample: EvalSampleChoice,
                 decoding=tuple((str(k), str(v)) for k, v in sorted(generation.decoding.items())),
                 created=format_local(generation.created_at),
             )
-            sides.append(VariantSide(variant, view, judgments, mark_ingredients(stored.answer, view.text)))
+            sides.append(VariantSide(variant, view, judgments,
+                                     mark_ingredients(stored.answer, view.text),
+                                     _grounding_for(session, generation, segments, stored.meta)))
         return CompareView(
             sample_id=stored.id,
             external_id=stored.external_id,
@@ -232,4 +350,5 @@ def load_view(engine: Engine, *, sample: EvalSampleChoice,
             reference=stored.answer,
             media_path=stored.media_path,
             sides=tuple(sides),
+            segments=segments,
         )

@@ -4,7 +4,7 @@ comparisons against a baseline and score histograms, and the choices around it."
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ class ReportView:
     # engine.agreement.CampaignAgreement per rating campaign on the eval set, against the
     # judge and protocol of the table
     agreements: tuple[Any, ...] = ()
+    # engine.report.video_sections of the eval set: timestamps, frame coverage, grounding.
+    video: dict[str, Any] = field(default_factory=dict)
 
     @property
     def eval_set(self) -> str:
@@ -108,6 +110,7 @@ def load_report(
         baseline = names[0] if names else None
     report = build_report(chosen, eval_set=dict(eval_sets).get(dataset_id, ""), baseline=baseline)
     agreements = load_agreements(engine, dataset_id=dataset_id, judge=judge, protocol=protocol)
+    video = load_video(engine, dataset_id=dataset_id)
     return ReportView(
         eval_sets=eval_sets,
         dataset_id=dataset_id,
@@ -126,6 +129,7 @@ def load_report(
         n_samples=len({r.sample_id for r in chosen}),
         decodings=len(decodings),
         agreements=agreements,
+        video=video,
     )
 
 
@@ -142,6 +146,67 @@ def load_agreements(engine: Engine, *, dataset_id: int | None, judge: str | None
     with session_scope(engine) as session:
         return tuple(campaign_agreement(session, campaign, judge=judge, protocol=protocol)
                      for campaign in list_campaigns(session, dataset_id=dataset_id))
+
+
+def load_video(engine: Engine, *, dataset_id: int | None) -> dict[str, Any]:
+    """The eval set's timestamp checks, frame coverage and grounding hit rates, the parts that
+    have something to show."""
+    if dataset_id is None:
+        return {}
+    from db.store import session_scope
+    from engine.grounding import grounding_report
+    from engine.report import video_sections
+    from engine.timestamps import coverage_report, timestamp_report
+
+    with session_scope(engine) as session:
+        return video_sections(timestamp_report(session, dataset_id=dataset_id),
+                              coverage_report(session, dataset_id=dataset_id),
+                              grounding_report(session, dataset_id=dataset_id))
+
+
+def _share_text(part: int, whole: int) -> str:
+    return "— (0/0)" if not whole else f"{part / whole:.1%} ({part}/{whole})"
+
+
+def video_lines(video: dict[str, Any]) -> list[tuple[str, str]]:
+    """The eval set's "where in the video" sections as (text, style) lines for the Report
+    screen: timestamp checks per variant, frame coverage, grounding hit rates."""
+    lines: list[tuple[str, str]] = []
+    timestamps = video.get("timestamps")
+    if timestamps is not None:
+        lines.append((f"Timestamps (prompt {timestamps.prompt_version}; generated step i "
+                      f"against annotated segment i)", "bold"))
+        for row in timestamps.rows:
+            iou = "—" if row.mean_iou is None else f"{row.mean_iou:.2f}"
+            lines.append((f"  {row.variant}: {row.n} answers, {row.steps} timed steps, "
+                          f"{row.unparsable_lines} unparsable lines · beyond the video "
+                          f"{_share_text(row.beyond_duration, row.times)} · overlapping "
+                          f"{_share_text(row.overlapping, row.pairs)} · identical "
+                          f"{_share_text(row.identical, row.pairs)} · out of order "
+                          f"{_share_text(row.order_violations, row.pairs)} · mean tIoU {iou} "
+                          f"(n={row.matched})", ""))
+    coverage = video.get("coverage")
+    if coverage is not None:
+        lines.append(("Frame coverage", "bold"))
+        lines.append((f"  annotated steps none of the 8 sampled frames falls in: "
+                      f"{_share_text(coverage.uncovered, coverage.steps)} over "
+                      f"{sum(1 for v in coverage.videos if v.frame_times)} videos", ""))
+    grounding = video.get("grounding")
+    if grounding is not None:
+        lines.append(("Keyframe grounding (a hit: the chosen frame lies in the step's annotated "
+                      "segment)", "bold"))
+        for row in grounding.rows:
+            if not row.generations:
+                continue
+            rate = "—" if row.hit_rate is None else f"{row.hit_rate:.1%}"
+            interval = row.interval
+            ci = f" (95% CI {interval[0]:.1%}–{interval[1]:.1%})" if interval else ""
+            chance = "—" if row.baseline is None else f"{row.baseline:.1%}"
+            lines.append((f"  {row.variant} [{row.params}]: hit rate {rate}{ci}, "
+                          f"{row.hits}/{row.matched} steps · random frame {chance} · "
+                          f"{row.generations} generation{'' if row.generations == 1 else 's'}",
+                          ""))
+    return lines
 
 
 def _figure(value: float | None, n: int | str, pattern: str = "{:.3f}") -> str:

@@ -26,6 +26,7 @@ from workbench.data.compare import (
     load_view,
 )
 from workbench.screens.base import WorkbenchScreen
+from workbench.widgets.grounding import describe_grounding, describe_segments
 from workbench.widgets.recipe_panes import (
     RecipePane,
     describe_generation,
@@ -54,6 +55,9 @@ class CompareScreen(WorkbenchScreen):
                         "under the chosen judge"),
         Binding("j", "focus_judge", "Gap judge", id="compare.judge",
                 tooltip="Choose the judge whose scores the score-gap filter compares"),
+        Binding("f", "toggle_grounding", "Frames", id="compare.grounding",
+                tooltip="Show each generated step with the frame it attends to most "
+                        "(`ddft ground`) beside the annotated step"),
         Binding("r", "reload", "Reload", id="compare.reload"),
     ]
 
@@ -71,6 +75,7 @@ class CompareScreen(WorkbenchScreen):
         self.view: CompareView | None = None
         self.only_disagreements = False
         self.only_score_gaps = False
+        self.show_grounding = False
         self.shown: tuple[EvalSampleChoice, ...] = ()
 
     def compose(self) -> ComposeResult:
@@ -204,10 +209,19 @@ class CompareScreen(WorkbenchScreen):
         if tuple(side.variant for side in view.sides) != self.choices.variants:
             return  # the variants changed while this was read; a fresh read follows
         self.view = view
-        self.query_one("#reference", RecipePane).show_text(describe_reference(view))
+        self._show_view()
+
+    def _show_view(self) -> None:
+        """Draw the loaded comparison: recipes, or each step's grounded frame (`f`)."""
+        view = self.view
+        if view is None:
+            return
+        reference = describe_segments(view) if self.show_grounding else describe_reference(view)
+        self.query_one("#reference", RecipePane).show_text(reference)
+        describe = describe_grounding if self.show_grounding else describe_generation
         for side in view.sides:
             self.query_one(f"#generation-{side.variant.id}", RecipePane).show_text(
-                describe_generation(view, side))
+                describe(view, side))
 
     @on(OptionList.OptionHighlighted, "#compare-samples")
     def _sample_changed(self) -> None:
@@ -234,6 +248,10 @@ class CompareScreen(WorkbenchScreen):
         self.only_score_gaps = not self.only_score_gaps
         self._show_samples()
         self._request_view()
+
+    def action_toggle_grounding(self) -> None:
+        self.show_grounding = not self.show_grounding
+        self._show_view()
 
     def action_focus_judge(self) -> None:
         self.query_one("#compare-judge", Select).focus()

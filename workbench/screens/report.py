@@ -19,6 +19,7 @@ from textual.worker import get_current_worker
 from workbench.data.report import (
     ReportView,
     agreement_lines,
+    video_lines,
     format_accuracy,
     format_p,
     format_range,
@@ -117,6 +118,7 @@ class ReportScreen(WorkbenchScreen):
             yield DataTable(id="comparisons", cursor_type="row", zebra_stripes=True)
             yield Static("", id="report-histogram")
             yield Static("", id="report-agreement")
+            yield Static("", id="report-video")
             yield Static("loading…", id="report-provenance")
         yield Footer()
 
@@ -180,6 +182,7 @@ class ReportScreen(WorkbenchScreen):
             if view.comparisons else "")
         self.query_one("#report-histogram", Static).update(self._histograms(view))
         self.query_one("#report-agreement", Static).update(self._agreements(view))
+        self.query_one("#report-video", Static).update(self._video(view))
         self.query_one("#report-provenance", Static).update(self._provenance(view))
 
     @staticmethod
@@ -201,6 +204,16 @@ class ReportScreen(WorkbenchScreen):
             text.append("\n")
             for line, style in agreement_lines(summary):
                 text.append(line + "\n", style=style)
+        return text
+
+    @staticmethod
+    def _video(view: ReportView) -> Text:
+        """Where in the video: timestamp checks, frame coverage, grounding hit rates."""
+        text = Text()
+        for line, style in video_lines(view.video):
+            if style == "bold":
+                text.append("\n")
+            text.append(line + "\n", style=style)
         return text
 
     @staticmethod

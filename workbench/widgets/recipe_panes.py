@@ -70,6 +70,9 @@ def describe_generation(view: CompareView, side: VariantSide) -> Text:
     if generation.decoding:
         text.append("\ndecoding: ", style="bold")
         text.append(", ".join(f"{k}={v}" for k, v in generation.decoding), style="dim")
+    if side.grounding is not None:
+        text.append("\ngrounding: ", style="bold")
+        text.append(f"{side.grounding.params} — press f for each step's frame", style="dim")
     text.append("\n\njudgments\n", style="bold")
     if not side.judgments:
         text.append(f"not judged yet — run `ddft judge --eval-set {view.eval_set}`\n", style="dim")

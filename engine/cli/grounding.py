@@ -1,0 +1,135 @@
+"""`ddft timestamps`, `ddft ground` and `ddft report-video`: where in the video a variant places
+its steps, which frame each generated step attends to, and the report on both."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from engine.cli.console import WorkspaceOption, console, fail, friendly, open_workspace
+
+DetachOption = Annotated[
+    bool, typer.Option("--detach", help="Run as a background job and return at once.")
+]
+
+
+def _check_names(engine, *, variant: str | None, eval_set: str) -> None:
+    from db import queries
+    from db.store import session_scope
+
+    with session_scope(engine) as session:
+        if variant is not None and queries.get_variant(session, name=variant) is None:
+            fail(f"no model variant named {variant!r}; `ddft variants list` shows them")
+        dataset = queries.get_dataset(session, name=eval_set)
+        if dataset is None:
+            fail(f"no eval set named {eval_set!r}; `ddft data list` shows the datasets")
+
+
+@friendly
+def timestamps(
+    variant: Annotated[str, typer.Option(help="Model variant to ask.")],
+    eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
+    batch_size: Annotated[int, typer.Option(help="Generations per batch.")] = 4,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
+    workspace: WorkspaceOption = None,
+    detach: DetachOption = False,
+) -> None:
+    """Ask a variant for each step of its recipe with start and end times (greedy), for the
+    timestamp evaluation; stored answers are skipped. `ddft report-video` scores them."""
+    from engine.cli.main import _launch
+
+    path, engine = open_workspace(workspace)
+    _check_names(engine, variant=variant, eval_set=eval_set)
+    params = {"variant": variant, "eval_set": eval_set, "batch_size": batch_size,
+              "max_new_tokens": max_new_tokens, "num_frames": 8, "task": "timestamps"}
+    _launch(engine, path, kind="generate", params=params, title=f"timestamps {variant}",
+            detach=detach)
+
+
+@friendly
+def ground(
+    variant: Annotated[str, typer.Option(help="Model variant whose recipes to ground.")],
+    eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
+    layers: Annotated[str, typer.Option(
+        help="Decoder layers to average: late (the later half), all, or a list like 12-31 or "
+             "0,4,8-11.")] = "late",
+    heads: Annotated[str, typer.Option(help="Attention heads to average: all or a list.")]
+    = "all",
+    top_k: Annotated[int, typer.Option("--top-k", help="Frames kept per step, most attended "
+                                       "first.")] = 1,
+    workspace: WorkspaceOption = None,
+    detach: DetachOption = False,
+) -> None:
+    """Find the sampled frame each generated recipe step attends to most (teacher-forced
+    attention); generations grounded with the same settings are skipped."""
+    from engine.cli.main import _launch
+    from engine.grounding import GroundingError, check_index_spec
+
+    try:
+        check_index_spec(layers, "--layers")
+        check_index_spec(heads, "--heads")
+    except GroundingError as exc:
+        fail(str(exc))
+    if not 1 <= top_k <= 8:
+        fail(f"--top-k: expected 1 to 8 frames, found {top_k}")
+    path, engine = open_workspace(workspace)
+    _check_names(engine, variant=variant, eval_set=eval_set)
+    params = {"variant": variant, "eval_set": eval_set, "layers": layers, "heads": heads,
+              "top_k": top_k}
+    _launch(engine, path, kind="ground", params=params, title=f"ground {variant}",
+            detach=detach)
+
+
+class VideoReportFormat(str, Enum):
+    md = "md"
+    json = "json"
+
+
+def video_report(engine, *, eval_set: str) -> dict:
+    """The timestamp, coverage and grounding reports of an eval set, as report objects."""
+    from db import queries
+    from db.store import session_scope
+    from engine.grounding import grounding_report
+    from engine.timestamps import coverage_report, timestamp_report
+
+    with session_scope(engine) as session:
+        dataset = queries.get_dataset(session, name=eval_set)
+        if dataset is None:
+            fail(f"no eval set named {eval_set!r}; `ddft data list` shows the datasets")
+        return {"timestamps": timestamp_report(session, dataset_id=dataset.id),
+                "coverage": coverage_report(session, dataset_id=dataset.id),
+                "grounding": grounding_report(session, dataset_id=dataset.id)}
+
+
+@friendly
+def report_video(
+    eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
+    fmt: Annotated[VideoReportFormat, typer.Option("--format", help="Output format.")]
+    = VideoReportFormat.md,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Where in the video: timestamp checks per variant, frame coverage of the annotated
+    steps, and keyframe-grounding hit rates against a random frame."""
+    from engine.grounding import render_grounding_markdown
+    from engine.timestamps import render_coverage_markdown, render_timestamps_markdown
+
+    _, engine = open_workspace(workspace)
+    reports = video_report(engine, eval_set=eval_set)
+    if fmt is VideoReportFormat.json:
+        text = json.dumps({name: report.to_dict() for name, report in reports.items()}, indent=2)
+    else:
+        text = "\n\n".join([render_timestamps_markdown(reports["timestamps"]),
+                            render_coverage_markdown(reports["coverage"]),
+                            render_grounding_markdown(reports["grounding"])])
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the top-level `ddft` app."""
+    app.command("timestamps")(timestamps)
+    app.command("ground")(ground)
+    app.command("report-video")(report_video)
+

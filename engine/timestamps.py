@@ -1,0 +1,505 @@
+"""Where in the video: asking a variant for each step's start and end time, reading the answer
+back, scoring it against the annotated segments, and the frame coverage of an eval set.
+
+The answer format ddft asks for, one step a line::
+
+    1. [12.0s - 31.5s] Chop the onion.
+
+The parser is liberal about what models write instead: times as seconds (`12`, `12.5`,
+`12.5s`, `12 sec`) or clock times (`0:12`, `01:02:03`, `1:05.5`), ranges joined by `-`, `–`,
+`—` or `to`, with or without brackets or parentheses, anywhere in the line, with or without
+a step number. A line that is neither a step with a time range nor a header ("Steps:",
+"Dish: …") is counted as unparsable, never silently dropped.
+
+**Matching.** Generated step i is compared with annotated segment i (both in order). Both the
+kitchen's and YouCook2's segments are in temporal order and follow the recipe's steps, and
+an in-order match uses nothing the model said about time, so it cannot hide a wrong order
+(a best-IoU matching would pair a step with whichever segment its times happen to hit) and it
+is the one matching the keyframe grounding can use too, where a best-frame matching would be
+circular. Steps beyond the annotated count, and segments beyond the generated count, are
+counted as unmatched.
+
+Intervals are closed: a frame or time equal to a segment's end lies inside it.
+
+Nothing here imports torch; the workbench may use it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+TASK = "timestamps"
+# Bump when the prompt below changes: stored answers keep the prompt they were asked with.
+TIMESTAMP_PROMPT_VERSION = "t1"
+TIMESTAMP_PROMPT = (
+    "List the steps of the recipe shown in the video, in the order they happen, one per line. "
+    "Start each line with the step's number and the time in seconds when the step starts and "
+    "ends in the video, in this format:\n"
+    "1. [12.0s - 31.5s] Chop the onion.\n"
+    "2. [31.5s - 50.0s] Fry the onion in the oil."
+)
+
+# ------------------------------------------------------------------ parsing
+
+_CLOCK = r"\d{1,2}(?::\d{1,2}){1,2}(?:\.\d+)?"
+_SECONDS = r"\d+(?:\.\d+)?(?:\s*(?:s|sec|secs|second|seconds)\b)?"
+_TIME = rf"(?:{_CLOCK}|{_SECONDS})"
+_RANGE = re.compile(
+    rf"[\[(]?\s*(?P<start>{_TIME})\s*(?:-|–|—|to)\s*(?P<end>{_TIME})\s*[\])]?", re.IGNORECASE
+)
+_STEP_MARKER = re.compile(
+    r"^\s*(?:[-*\u2022+]\s+|\(?\d{1,2}\s*[.):]\s+|step\s+\d{1,2}\s*[.):]?\s*)", re.IGNORECASE
+)
+_HEADER = re.compile(
+    r"^[#*\s]*(?:steps?|instructions|directions|method|dish|recipe|title|ingredients?)"
+    r"\s*:?(?:\s|$)", re.IGNORECASE
+)
+
+
+def parse_time(text: str) -> float:
+    """Seconds from `12`, `12.5s`, `12 sec`, `0:12`, `1:05.5` or `01:02:03`.
+    Raises ValueError when `text` is none of these."""
+    value = text.strip().lower()
+    value = re.sub(r"\s*(?:seconds|second|secs|sec|s)$", "", value)
+    if re.fullmatch(r"\d+(?:\.\d+)?", value):
+        return float(value)
+    if re.fullmatch(_CLOCK, value):
+        parts = [float(p) for p in value.split(":")]
+        seconds = 0.0
+        for part in parts:
+            seconds = seconds * 60 + part
+        return seconds
+    raise ValueError(f"expected a time like 12.5s or 1:05, found {text!r}")
+
+
+@dataclass(frozen=True)
+class TimedStep:
+    """One generated step with the times the model gave it."""
+
+    index: int  # 0-based, in the order the answer gives the steps
+    start: float
+    end: float
+    text: str
+    line: int  # 0-based line number in the answer
+
+
+@dataclass(frozen=True)
+class ParsedTimestamps:
+    steps: tuple[TimedStep, ...]
+    unparsable: tuple[str, ...]  # lines that were neither a timed step nor a header
+    headers: int = 0  # lines taken as headers ("Steps:", "Dish: …") and skipped
+
+
+def parse_timed_line(line: str) -> tuple[float, float, str] | None:
+    """(start, end, step text) of one answer line, or None when it holds no time range."""
+    body = _STEP_MARKER.sub("", line, count=1)
+    matches = list(_RANGE.finditer(body))
+    if not matches:
+        return None
+    # A bracketed range is the time the format asks for; "1-2 cups" in the text is not.
+    match = next((m for m in matches if m.group(0).lstrip()[:1] in "[("), matches[0])
+    try:
+        start, end = parse_time(match["start"]), parse_time(match["end"])
+    except ValueError:
+        return None
+    rest = (body[: match.start()] + " " + body[match.end():]).strip()
+    rest = re.sub(r"^[\s:,.\-–—]+|[\s:,\-–—]+$", "", rest)
+    return start, end, " ".join(rest.split())
+
+
+def parse_timestamped_steps(text: str) -> ParsedTimestamps:
+    """Every timed step of an answer to TIMESTAMP_PROMPT, in the order written, with the lines
+    that could not be read. Never raises on junk."""
+    steps: list[TimedStep] = []
+    unparsable: list[str] = []
+    headers = 0
+    for number, raw in enumerate(text.splitlines()):
+        line = raw.strip()
+        if not line:
+            continue
+        parsed = parse_timed_line(line)
+        if parsed is not None:
+            start, end, step_text = parsed
+            steps.append(TimedStep(len(steps), start, end, step_text, number))
+        elif _HEADER.match(line) and not _STEP_MARKER.match(line):
+            headers += 1
+        else:
+            unparsable.append(line)
+    return ParsedTimestamps(tuple(steps), tuple(unparsable), headers)
+
+
+# ------------------------------------------------------------------ segments and metrics
+
+
+@dataclass(frozen=True)
+class Segment:
+    """An annotated step: where it lies in the video and what it says."""
+
+    start: float
+    end: float
+    sentence: str = ""
+
+    def contains(self, time: float) -> bool:
+        return self.start <= time <= self.end
+
+
+def annotated_segments(meta: dict[str, Any]) -> list[Segment]:
+    """A sample's annotated step segments in time order, read from `meta["segments"]`
+    (YouCook2's layout, which the kitchen uses too: `{"segment": [start, end], "sentence"}`).
+    Malformed entries are left out; an absent key gives an empty list."""
+    found = []
+    for item in meta.get("segments") or []:
+        if not isinstance(item, dict):
+            continue
+        bounds = item.get("segment")
+        if (isinstance(bounds, (list, tuple)) and len(bounds) == 2
+                and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in bounds)):
+            found.append(Segment(float(bounds[0]), float(bounds[1]), str(item.get("sentence", ""))))
+    return sorted(found, key=lambda s: (s.start, s.end))
+
+
+def temporal_iou(start: float, end: float, segment: Segment) -> float:
+    """Intersection over union of [start, end] and the segment; 0 for an inverted or empty
+    predicted interval."""
+    if end <= start:
+        return 0.0
+    inter = max(0.0, min(end, segment.end) - max(start, segment.start))
+    union = (end - start) + (segment.end - segment.start) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class TimestampScore:
+    """The timestamp checks of one answer, as counts (shares are computed from them)."""
+
+    n_steps: int
+    unparsable_lines: int
+    n_times: int  # start and end of every step
+    beyond_duration: int  # times later than the video's duration (unknown duration: 0)
+    pairs: int  # consecutive step pairs
+    overlapping: int  # pairs where the next step starts before the previous one ends
+    identical: int  # pairs with the same start and end
+    order_violations: int  # pairs where the next step starts before the previous one starts
+    inverted: int  # steps ending before they start
+    matched: int  # steps with an annotated segment at the same position
+    unmatched_steps: int
+    missed_segments: int
+    iou_sum: float
+    ious: tuple[float, ...] = ()
+
+    @property
+    def mean_iou(self) -> float | None:
+        return self.iou_sum / self.matched if self.matched else None
+
+
+def score_timestamps(parsed: ParsedTimestamps, segments: Sequence[Segment],
+                     duration: float | None) -> TimestampScore:
+    """Score one parsed answer against the video's annotated segments and duration."""
+    steps = parsed.steps
+    pairs = list(pairwise(steps))
+    times = [t for s in steps for t in (s.start, s.end)]
+    ious = tuple(temporal_iou(step.start, step.end, segment)
+                 for step, segment in zip(steps, segments))
+    return TimestampScore(
+        n_steps=len(steps),
+        unparsable_lines=len(parsed.unparsable),
+        n_times=len(times),
+        beyond_duration=sum(t > duration for t in times) if duration else 0,
+        pairs=len(pairs),
+        overlapping=sum(b.start < a.end for a, b in pairs),
+        identical=sum(a.start == b.start and a.end == b.end for a, b in pairs),
+        order_violations=sum(b.start < a.start for a, b in pairs),
+        inverted=sum(s.end < s.start for s in steps),
+        matched=len(ious),
+        unmatched_steps=max(0, len(steps) - len(segments)),
+        missed_segments=max(0, len(segments) - len(steps)),
+        iou_sum=sum(ious),
+        ious=ious,
+    )
+
+
+def _share(count: int, n: int) -> float | None:
+    return count / n if n else None
+
+
+@dataclass(frozen=True)
+class TimestampRow:
+    """One variant's timestamp checks over an eval set's answers, counts and shares."""
+
+    variant: str
+    n: int  # answers
+    no_steps: int  # answers in which no timed step could be read
+    steps: int
+    unparsable_lines: int
+    times: int
+    beyond_duration: int
+    pairs: int
+    overlapping: int
+    identical: int
+    order_violations: int
+    inverted: int
+    matched: int
+    unmatched_steps: int
+    missed_segments: int
+    mean_iou: float | None
+    iou_at_05: int  # matched steps with tIoU >= 0.5
+
+    @property
+    def beyond_share(self) -> float | None:
+        return _share(self.beyond_duration, self.times)
+
+    @property
+    def overlap_share(self) -> float | None:
+        return _share(self.overlapping, self.pairs)
+
+    @property
+    def identical_share(self) -> float | None:
+        return _share(self.identical, self.pairs)
+
+    @property
+    def order_share(self) -> float | None:
+        return _share(self.order_violations, self.pairs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "beyond_share": self.beyond_share,
+                "overlap_share": self.overlap_share, "identical_share": self.identical_share,
+                "order_share": self.order_share}
+
+
+def aggregate_scores(variant: str, scores: Sequence[TimestampScore]) -> TimestampRow:
+    """Sum one variant's per-answer counts; the mean tIoU is over every matched step."""
+    total = lambda name: sum(getattr(s, name) for s in scores)
+    ious = [iou for s in scores for iou in s.ious]
+    return TimestampRow(
+        variant=variant, n=len(scores), no_steps=sum(s.n_steps == 0 for s in scores),
+        steps=total("n_steps"), unparsable_lines=total("unparsable_lines"), times=total("n_times"),
+        beyond_duration=total("beyond_duration"), pairs=total("pairs"),
+        overlapping=total("overlapping"), identical=total("identical"),
+        order_violations=total("order_violations"), inverted=total("inverted"),
+        matched=total("matched"), unmatched_steps=total("unmatched_steps"),
+        missed_segments=total("missed_segments"),
+        mean_iou=sum(ious) / len(ious) if ious else None,
+        iou_at_05=sum(iou >= 0.5 for iou in ious),
+    )
+
+
+@dataclass(frozen=True)
+class TimestampReport:
+    eval_set: str
+    prompt_version: str
+    rows: tuple[TimestampRow, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"eval_set": self.eval_set, "prompt_version": self.prompt_version,
+                "matching": "in order: generated step i with annotated segment i",
+                "rows": [row.to_dict() for row in self.rows]}
+
+
+def _latest_by_variant_and_sample(generations) -> dict[int, dict[int, Any]]:
+    latest: dict[int, dict[int, Any]] = defaultdict(dict)
+    for generation in generations:  # oldest first, so the newest wins
+        latest[generation.variant_id][generation.sample_id] = generation
+    return latest
+
+
+def timestamp_report(session: Session, *, dataset_id: int) -> TimestampReport:
+    """Per variant, the timestamp checks of its newest timestamp answer for each sample of the
+    eval set, with counts. Variants without timestamp answers are left out."""
+    from db import queries
+    from db.models import Dataset
+
+    dataset = session.get(Dataset, dataset_id)
+    samples = {s.id: s for s in queries.list_samples(session, dataset_id=dataset_id, limit=None)}
+    variants = {v.id: v.name for v in queries.list_variants(session)}
+    generations = queries.list_generations(session, dataset_id=dataset_id, task=TASK)
+    rows = []
+    for variant_id, by_sample in sorted(_latest_by_variant_and_sample(generations).items()):
+        scores = []
+        for sample_id, generation in sorted(by_sample.items()):
+            sample = samples[sample_id]
+            scores.append(score_timestamps(parse_timestamped_steps(generation.text),
+                                           annotated_segments(sample.meta), sample.duration_s))
+        rows.append(aggregate_scores(variants[variant_id], scores))
+    return TimestampReport(eval_set=dataset.name if dataset else str(dataset_id),
+                           prompt_version=TIMESTAMP_PROMPT_VERSION, rows=tuple(rows))
+
+
+# ------------------------------------------------------------------ frame coverage
+
+
+def frames_inside(times: Sequence[float], segment: Segment) -> int:
+    """How many of the sampled frame times lie inside the segment."""
+    return sum(segment.contains(t) for t in times)
+
+
+@dataclass(frozen=True)
+class VideoCoverage:
+    """Which annotated steps of one eval video none of the sampled frames falls in."""
+
+    sample_id: int
+    external_id: str
+    frame_times: tuple[float, ...]
+    source: str  # where the frame times came from: sample, generation, frame-count or none
+    segments: int
+    uncovered: tuple[tuple[int, Segment], ...]  # (position among the segments, segment)
+
+
+@dataclass(frozen=True)
+class CoverageReport:
+    eval_set: str
+    videos: tuple[VideoCoverage, ...]
+    without_segments: int  # eval videos with no annotated segments (not counted below)
+    without_frames: int  # videos whose sampled frame times are unknown
+
+    @property
+    def steps(self) -> int:
+        return sum(v.segments for v in self.videos if v.frame_times)
+
+    @property
+    def uncovered(self) -> int:
+        return sum(len(v.uncovered) for v in self.videos if v.frame_times)
+
+    @property
+    def uncovered_share(self) -> float | None:
+        return _share(self.uncovered, self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "eval_set": self.eval_set, "steps": self.steps, "uncovered": self.uncovered,
+            "uncovered_share": self.uncovered_share, "without_segments": self.without_segments,
+            "without_frames": self.without_frames,
+            "videos": [{"sample_id": v.sample_id, "external_id": v.external_id,
+                        "frame_times": list(v.frame_times), "source": v.source,
+                        "segments": v.segments,
+                        "uncovered": [{"position": i, "start": s.start, "end": s.end,
+                                       "sentence": s.sentence} for i, s in v.uncovered]}
+                       for v in self.videos],
+        }
+
+
+def sampled_frame_times(meta: dict[str, Any], generation_times: Sequence[float] | None,
+                        n: int = 8) -> tuple[tuple[float, ...], str]:
+    """The times of the frames the model sees, and where they came from: the sample's own
+    record, a stored generation's, or Video-LLaVA's uniform rule over the frame count and
+    rate `ddft data check` stored (no decoding)."""
+    if meta.get("frame_times"):
+        return tuple(float(t) for t in meta["frame_times"]), "sample"
+    if generation_times:
+        return tuple(float(t) for t in generation_times), "generation"
+    n_frames, fps = meta.get("n_frames"), meta.get("fps")
+    if isinstance(n_frames, (int, float)) and isinstance(fps, (int, float)) and fps > 0 \
+            and n_frames >= n:
+        from engine.media import uniform_indices
+
+        return tuple(round(i / float(fps), 3) for i in uniform_indices(int(n_frames), n)), \
+            "frame-count"
+    return (), "none"
+
+
+def video_coverage(sample_id: int, external_id: str, segments: Sequence[Segment],
+                   frame_times: Sequence[float], source: str) -> VideoCoverage:
+    uncovered = tuple((i, s) for i, s in enumerate(segments) if frames_inside(frame_times, s) == 0)
+    return VideoCoverage(sample_id, external_id, tuple(frame_times), source, len(segments),
+                         uncovered if frame_times else ())
+
+
+def coverage_report(session: Session, *, dataset_id: int) -> CoverageReport:
+    """For every eval video with annotated segments, the steps that got none of the sampled
+    frames: an upper bound on what the model could have seen."""
+    from db import queries
+    from db.models import Dataset
+
+    dataset = session.get(Dataset, dataset_id)
+    generation_times: dict[int, list[float]] = {}
+    for generation in queries.list_generations(session, dataset_id=dataset_id, task=None):
+        if generation.frame_times:
+            generation_times.setdefault(generation.sample_id, generation.frame_times)
+    videos, without_segments, without_frames = [], 0, 0
+    for sample in queries.list_samples(session, dataset_id=dataset_id, limit=None):
+        if sample.modality != "video":
+            continue
+        segments = annotated_segments(sample.meta)
+        if not segments:
+            without_segments += 1
+            continue
+        times, source = sampled_frame_times(sample.meta, generation_times.get(sample.id))
+        without_frames += not times
+        videos.append(video_coverage(sample.id, sample.external_id, segments, times, source))
+    return CoverageReport(eval_set=dataset.name if dataset else str(dataset_id),
+                          videos=tuple(videos), without_segments=without_segments,
+                          without_frames=without_frames)
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _of(count: int, n: int) -> str:
+    return f"{_pct(_share(count, n))} ({count}/{n})"
+
+
+def render_timestamps_markdown(report: TimestampReport) -> str:
+    lines = [f"## Timestamps on {report.eval_set} (prompt {report.prompt_version})", ""]
+    if not report.rows:
+        lines.append(f"No timestamp answers yet: run `ddft timestamps --variant NAME "
+                     f"--eval-set {report.eval_set}`.")
+        return "\n".join(lines)
+    lines += [
+        ("| Variant | n | Steps | Unparsable lines | No steps | Beyond duration | "
+         "Overlapping | Identical | Order violations | Inverted | Matched | Mean tIoU | "
+         "tIoU ≥ 0.5 |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report.rows:
+        iou = "—" if row.mean_iou is None else f"{row.mean_iou:.3f}"
+        lines.append(
+            f"| {row.variant} | {row.n} | {row.steps} | {row.unparsable_lines} | {row.no_steps} "
+            f"| {_of(row.beyond_duration, row.times)} | {_of(row.overlapping, row.pairs)} "
+            f"| {_of(row.identical, row.pairs)} | {_of(row.order_violations, row.pairs)} "
+            f"| {row.inverted} | {row.matched} (+{row.unmatched_steps} unmatched, "
+            f"{row.missed_segments} segments missed) | {iou} | {_of(row.iou_at_05, row.matched)} |"
+        )
+    lines += ["", ("Beyond duration counts start and end times; overlapping, identical and "
+                   "order violations count consecutive step pairs. Step i is matched with "
+                   "annotated segment i.")]
+    return "\n".join(lines)
+
+
+def _span(segment: Segment) -> str:
+    return f"{segment.start:g}–{segment.end:g}s"
+
+
+def render_coverage_markdown(report: CoverageReport) -> str:
+    lines = [f"## Frame coverage on {report.eval_set}", ""]
+    if not report.videos:
+        lines.append("No eval video has annotated step segments.")
+        return "\n".join(lines)
+    lines.append(f"Annotated steps that none of the 8 sampled frames falls in: "
+                 f"{_of(report.uncovered, report.steps)} over "
+                 f"{sum(1 for v in report.videos if v.frame_times)} videos.")
+    if report.without_frames:
+        lines.append(f"{report.without_frames} videos have no known frame times "
+                     "(run `ddft data check` or `ddft generate`).")
+    if report.without_segments:
+        lines.append(f"{report.without_segments} eval videos have no annotated segments.")
+    lines += ["", "| Video | Steps | Uncovered | Uncovered steps |", "|---|---:|---:|---|"]
+    for video in report.videos:
+        if not video.frame_times:
+            lines.append(f"| {video.external_id} | {video.segments} | — | frame times unknown |")
+            continue
+        names = "; ".join(f"{i + 1}. {s.sentence} ({_span(s)})" for i, s in video.uncovered)
+        lines.append(f"| {video.external_id} | {video.segments} | {len(video.uncovered)} "
+                     f"| {names or '—'} |")
+    return "\n".join(lines)
+
