@@ -232,6 +232,7 @@ class CampaignAgreement:
     ratings: int
     raters: int
     items: int  # items with at least one rating
+    total_items: int = 0  # items in the campaign (0: not known to the caller)
     kappa: Optional[float] = None  # human vs judge, yes/no at YES_THRESHOLD (single)
     kappa_n: int = 0
     spearman: Optional[float] = None  # human overall vs judge score (single)
@@ -310,7 +311,7 @@ def _single_summary(ratings: list[HumanRating], limit: int, confidence: float,
         if gap > 0:
             queue.append(Disagreement(item_id=item_id, sample=mine[0].sample,
                                       variants=(mine[0].variant,), human=f"{mean:.2f}",
-                                      judge=f"{mine[0].judge:g}", gap=gap, n=len(mine)))
+                                      judge=f"{mine[0].judge:.2f}", gap=gap, n=len(mine)))
     queue.sort(key=lambda d: (-d.gap, d.item_id))
     return dict(kappa=kappa, kappa_n=len(judged), spearman=rho, spearman_n=len(judged),
                 alpha=alpha, alpha_level="interval", alpha_units=alpha_units,
@@ -353,16 +354,21 @@ def _pairwise_summary(ratings: list[HumanRating], limit: int, confidence: float,
             stored_first, stored_second = first.judge, first.other_judge
             names = (first.variant, first.other_variant)
         judge = judge_choice(stored_first, stored_second)
-        votes = Counter(canonical_choice(r.choice, r.swapped) for r in rows)
+        # As in the agreement figure, "both bad" is no preference: the queue weighs only the
+        # preferences people gave.
+        preferences = [r for r in rows if r.choice != "both-bad"]
+        if not preferences:
+            continue
+        votes = Counter(canonical_choice(r.choice, r.swapped) for r in preferences)
         top = votes.most_common()
         majority = top[0][0] if len(top) == 1 or top[0][1] > top[1][1] else "no majority"
         if majority == judge:
             continue
-        against = sum(n for choice, n in votes.items() if choice != judge) / len(rows)
+        against = sum(n for choice, n in votes.items() if choice != judge) / len(preferences)
         queue.append(Disagreement(
             item_id=item_id, sample=first.sample, variants=tuple(names),
             human=_side_name(majority, names), judge=_side_name(judge, names),
-            gap=against, n=len(rows)))
+            gap=against, n=len(preferences)))
     queue.sort(key=lambda d: (-d.gap, -d.n, d.item_id))
     return dict(judge_agreement=agree / len(judged) if judged else None,
                 judge_agreement_n=len(judged), alpha=alpha, alpha_level="nominal",
@@ -389,7 +395,7 @@ def summarize_campaign(campaign: str, mode: str, ratings: Sequence[HumanRating],
     pairwise: the share of people's preferences (left, right, tie; both-bad is no preference)
     that the judge's scores share (higher score preferred, equal = tie); nominal alpha on the
     choices in the item's stored order; per variant the human win rate; the queue: items whose
-    human majority differs from the judge. A figure that cannot be computed is None, and
+    human majority preference (both-bad left out) differs from the judge. A figure that cannot be computed is None, and
     `notes` says why. Raises ValueError for an unknown mode."""
     if mode not in ("single", "pairwise"):
         raise ValueError(f"mode must be single or pairwise, got {mode!r}")
@@ -397,7 +403,8 @@ def summarize_campaign(campaign: str, mode: str, ratings: Sequence[HumanRating],
     if not ratings:
         notes.append("no ratings yet")
         return CampaignAgreement(campaign=campaign, mode=mode, judge=judge, ratings=0, raters=0,
-                                 items=0, notes=notes)
+                                 items=0, notes=notes,
+                                 alpha_level="interval" if mode == "single" else "nominal")
     summary = (_single_summary if mode == "single" else _pairwise_summary)(
         list(ratings), limit, confidence, notes)
     if not judge:

@@ -49,8 +49,8 @@ class CampaignCreated:
         text = (f"campaign {self.name}: {self.items} {self.mode} items over {self.samples} "
                 f"samples (seed {self.seed})")
         if self.left_out:
-            text += (f"; {self.left_out} samples left out because a chosen variant has no "
-                     f"recipe for them")
+            text += (f"; {self.left_out} sample{'' if self.left_out == 1 else 's'} left out "
+                     f"because a chosen variant has no recipe for them")
         return text
 
 
@@ -103,7 +103,12 @@ def create_campaign(
         if dataset is None:
             problems.append(f"no eval set named {eval_set!r}")
         if len(names) < 2:
-            problems.append(f"a campaign compares at least two variants, got {len(names)}")
+            given = [v.strip() for v in variants if v and v.strip()]
+            if len(given) > len(names):
+                problems.append(f"a campaign compares at least two different variants, got "
+                                f"{', '.join(given)}")
+            else:
+                problems.append(f"a campaign compares at least two variants, got {len(names)}")
         found = {n: get_variant(session, name=n) for n in names}
         unknown = [n for n, v in found.items() if v is None]
         if unknown:
@@ -293,8 +298,13 @@ def campaign_agreement(session: Session, campaign: Campaign, *, judge: str | Non
     """`engine.agreement.summarize_campaign` over the campaign's stored ratings."""
     from engine.agreement import summarize_campaign
 
+    from dataclasses import replace
+
+    from db.campaigns import campaign_items
+
     label, rows = agreement_rows(session, campaign, judge=judge, protocol=protocol)
-    return summarize_campaign(campaign.name, campaign.mode, rows, judge=label, limit=limit)
+    summary = summarize_campaign(campaign.name, campaign.mode, rows, judge=label, limit=limit)
+    return replace(summary, total_items=len(campaign_items(session, campaign_id=campaign.id)))
 
 
 # ---------------------------------------------------------------- export

@@ -605,12 +605,17 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def _items(rated: int, total: int) -> str:
+    """`5 of 12 items`, or `5 items` when the campaign's size is not known."""
+    return f"{rated} of {_count(total, 'item')}" if total else _count(rated, "item")
+
+
 def agreement_markdown(summary: Any, *, level: str = "95%") -> list[str]:
     """Markdown lines for one campaign's `engine.agreement.CampaignAgreement`."""
     s = summary
     lines = [f"## Human ratings: {s.campaign}", "",
              f"{s.mode} campaign: {_count(s.ratings, 'rating')} by {_count(s.raters, 'rater')} on "
-             f"{_count(s.items, 'item')}; "
+             f"{_items(s.items, s.total_items)}; "
              f"judge compared: {s.judge or '—'}", "",
              "| Agreement | Value (n) |", "|---|---:|"]
     if s.mode == "single":

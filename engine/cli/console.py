@@ -65,6 +65,62 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def write_output(path: Path, text: str) -> None:
+    """Write a command's output file: a regular file (new or replaced) through a temporary file
+    beside it, so a failure leaves no half file, with the mode an ordinary write would give;
+    through a symbolic link to its target; straight into a pipe or device. A path that cannot
+    be written ends the command with one line naming it."""
+    import os
+    import stat
+    import tempfile
+
+    path = path.expanduser()
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        if target.exists() and not target.is_file():
+            if target.is_dir():
+                fail(f"{path} is a folder; give a file name")
+            if stat.S_ISCHR(target.stat().st_mode) or stat.S_ISFIFO(target.stat().st_mode):
+                with open(target, "w", encoding="utf-8", newline="") as out:
+                    out.write(text)
+                return
+            fail(f"cannot write {path}: not a regular file")
+        if not target.parent.is_dir():
+            fail(f"cannot write {path}: no folder {target.parent}")
+        if target.exists():
+            mode = stat.S_IMODE(target.stat().st_mode)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+                out.write(text)
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def print_output(text: str) -> None:
+    """Print a command's output to stdout; a full disk or closed pipe is one line, not a
+    traceback."""
+    import sys
+
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] cannot write the output: {exc.strerror or exc}")
+        raise typer.Exit(1) from None
+
+
 def open_workspace(workspace: Path | None):
     """(workspace path, store engine) for a command."""
     from db.store import open_store, resolve_workspace

@@ -3,8 +3,6 @@ opens the workbench on the rating screen for one rater."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -12,7 +10,15 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from engine.cli.console import WorkspaceOption, console, fail, friendly, open_workspace
+from engine.cli.console import (
+    WorkspaceOption,
+    console,
+    fail,
+    friendly,
+    open_workspace,
+    print_output,
+    write_output,
+)
 
 app = typer.Typer(help="Blind human rating campaigns: make, list, show, export.",
                   no_args_is_help=True)
@@ -113,23 +119,6 @@ def show(name: str, workspace: WorkspaceOption = None) -> None:
     console.print(table)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file, so a failed export leaves no half file."""
-    path = path.expanduser()
-    if path.is_dir():
-        fail(f"{path} is a folder; give a file name for the export")
-    if not path.parent.is_dir():
-        fail(f"{path.parent}: no such folder")
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @app.command("export")
 @friendly
 def export(
@@ -151,10 +140,12 @@ def export(
         except CampaignError as exc:
             fail(str(exc))
             return
+    if not text.endswith("\n"):
+        text += "\n"
     if out is None:
-        typer.echo(text, nl=False)
+        print_output(text)
         return
-    _write_atomically(out, text)
+    write_output(out, text)
     console.print(f"wrote {out}")
 
 

@@ -47,7 +47,7 @@ def test_create_list_show(ddft_store, ddft_workspace):
     result = _create(ddft_workspace, "duel", "-k", "2", "--seed", "9")
     assert result.exit_code == 0, result.output
     assert "campaign duel: 3 pairwise items over 3 samples (seed 9)" in result.output
-    assert "1 samples left out" in result.output
+    assert "1 sample left out" in result.output
     _rate_all(ddft_store, "duel", "ana")
     listed = _ddft(ddft_workspace, "campaign", "list")
     assert listed.exit_code == 0
@@ -88,8 +88,23 @@ def test_export_to_stdout_and_to_a_file(ddft_store, ddft_workspace, tmp_path):
     assert data["campaign"]["name"] == "duel" and len(data["ratings"]) == 3
     missing = _ddft(ddft_workspace, "campaign", "export", "duel", "--out",
                     str(tmp_path / "no" / "such" / "f.csv"))
-    assert missing.exit_code == 1 and "no such folder" in missing.output
+    assert missing.exit_code == 1 and "no folder" in missing.output
     assert not (tmp_path / "no").exists()
+    # Through a symbolic link to its target, with the mode an ordinary write gives.
+    target = tmp_path / "real.csv"
+    target.write_text("old")
+    target.chmod(0o644)
+    (tmp_path / "link.csv").symlink_to(target)
+    linked = _ddft(ddft_workspace, "campaign", "export", "duel", "--out", str(tmp_path / "link.csv"))
+    assert linked.exit_code == 0
+    assert (tmp_path / "link.csv").is_symlink() and target.read_text().startswith("campaign,")
+    assert target.stat().st_mode & 0o777 == 0o644
+    fresh = tmp_path / "fresh.csv"
+    assert _ddft(ddft_workspace, "campaign", "export", "duel", "--out", str(fresh)).exit_code == 0
+    assert fresh.stat().st_mode & 0o044  # readable by others under the usual umask
+    # A folder given as the file: one line, nothing written.
+    folder = _ddft(ddft_workspace, "campaign", "export", "duel", "--out", str(tmp_path))
+    assert folder.exit_code == 1 and "is a folder" in folder.output
 
 
 @pytest.fixture

@@ -166,10 +166,15 @@ def test_pairwise_campaign_summary_by_hand():
     # A: wins item 1 ×2, item 3 r1; loses item 1 r3, item 3 r2; one tie, one both-bad.
     assert (a.win.wins, a.win.losses, a.win.ties, a.win.both_bad) == (3, 2, 1, 1)
     assert a.win.rate == pytest.approx(3.5 / 6) and b.win.rate == pytest.approx(2.5 / 6)
-    # Item 1's majority (A) is the judge's; item 2 (tie vs both-bad) and item 3 (1–1) have no
-    # majority, each with half the raters against the judge.
-    assert [(d.item_id, d.human, d.judge, d.gap) for d in s.disagreements] == [
-        (2, "no majority", "tie", 0.5), (3, "no majority", "B better", 0.5)]
+    # Item 1's majority (A) is the judge's; item 2's one preference (tie) is the judge's, its
+    # both-bad is no preference; item 3 (1–1) has no majority, half the raters against the judge.
+    assert [(d.item_id, d.human, d.judge, d.gap, d.n) for d in s.disagreements] == [
+        (3, "no majority", "B better", 0.5, 2)]
+    # An item only called "both bad" has no preference to set against the judge.
+    only_bad = summarize_campaign("b", "pairwise", [_pair(4, "r1", False, "both-bad", 4, 2),
+                                                    _pair(4, "r2", True, "both-bad", 4, 2)],
+                                  judge="offline (offline)")
+    assert only_bad.disagreements == []
 
 
 def test_degenerate_summaries_say_why_instead_of_crashing():

@@ -42,7 +42,7 @@ def test_pairwise_campaign_pairs_the_newest_recipes_and_counts_samples_left_out(
                               mode="pairwise", raters_per_item=2, seed=5)
     # Included samples 0, 1, 2, 4; sample 4 lacks "third" → 3 samples × 3 pairs.
     assert (created.items, created.samples, created.left_out, created.seed) == (9, 3, 1, 5)
-    assert "1 samples left out" in created.message
+    assert "1 sample left out" in created.message
     with session_scope(ddft_store) as session:
         campaign = c.get_campaign(session, name="p3")
         assert (campaign.mode, campaign.raters_per_item, campaign.seed) == ("pairwise", 2, 5)
@@ -75,7 +75,7 @@ def test_single_campaign_has_one_item_per_sample_and_variant_and_a_random_stored
 @pytest.mark.parametrize("change, message", [
     ({"eval_set": "nope"}, "no eval set named 'nope'"),
     ({"variants": [A, "ghost"]}, "no variant named 'ghost' (variants: zeta-base-7b, omega"),
-    ({"variants": [A, A]}, "at least two variants, got 1"),
+    ({"variants": [A, A]}, f"at least two different variants, got {A}, {A}"),
     ({"mode": "triple"}, "mode must be one of single, pairwise"),
     ({"raters_per_item": 0}, "at least 1, got 0"),
     ({"name": "  "}, "needs a name"),

@@ -29,7 +29,7 @@ async def test_the_report_shows_how_far_people_agree_with_the_judge(demo_store):
     # ana: tuned 4 (yes) ×10, base 2 (no) ×10. Offline judge (conftest), base's unparsable
     # sample left out → 19 pairs: tuned yes/yes 7, yes/no 3; base no/yes 3, no/no 6.
     # p_o = 13/19; p_e = (10·10 + 9·9)/19² = 181/361; kappa = (247 − 181)/(361 − 181) = 0.367
-    assert "Human ratings: blind-1 — single, 20 ratings by 1 rater on 20 items" in text
+    assert "Human ratings: blind-1 — single, 20 ratings by 1 rater on 20 of 20 items" in text
     assert "judge offline (offline)" in text
     assert "Cohen's kappa (yes/no at 3.5) 0.367 (n=19)" in text
     assert "tuned: human overall 4.00" in text and "base: human overall 2.00" in text

@@ -217,12 +217,13 @@ def agreement_lines(summary: Any) -> list[tuple[str, str]]:
     """One campaign's agreement as (text, style) lines for the Report screen: people against
     the judge, between raters, per variant, the disagreement queue and why a figure is missing."""
     s = summary
+
     def count(n: int, noun: str) -> str:
         return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
+    items = f"{s.items} of {count(s.total_items, 'item')}" if s.total_items else count(s.items, "item")
     lines = [(f"Human ratings: {s.campaign} — {s.mode}, {count(s.ratings, 'rating')} by "
-              f"{count(s.raters, 'rater')} on {count(s.items, 'item')} · judge {s.judge or '—'}",
-              "bold")]
+              f"{count(s.raters, 'rater')} on {items} · judge {s.judge or '—'}", "bold")]
     if s.mode == "single":
         lines.append((f"  people vs judge: Cohen's kappa (yes/no at 3.5) "
                       f"{_figure(s.kappa, s.kappa_n)} · Spearman (overall vs score) "

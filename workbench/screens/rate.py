@@ -58,12 +58,16 @@ RATING_NOTES = (
     "If the connection drops, run the same `ddft rate` command again: you continue where you "
     "stopped. u takes back the last rating or skip and shows that item again; s skips an item "
     "(it is not shown again unless you undo the skip).\n\n"
+    "Item n of N: N counts the items you have done and those still open to you. Each item is "
+    "meant for a set number of raters, so N can shrink while other people rate.\n\n"
     "Tab moves the focus between the rating controls and the text panes; arrows, PageUp/PageDown "
     "and Home/End scroll a focused pane. With the rating controls focused, j/k and "
     "PageUp/PageDown scroll the recipe(s) being rated.\n\n"
     "The recipes are shown without saying which model wrote them, in an order and on sides "
     "chosen at random for you: rate what you read."
 )
+NOTHING_LEFT = ("Nothing in campaign {campaign} is left for you, {rater}: every item has as many "
+                "raters as it is meant for.\n\nPress q to quit.")
 COMPLETE = ("Campaign {campaign} is complete — thank you, {rater}.\n\n"
             "You went through all {done} items: {rated} rated, {skipped} skipped. "
             "Every rating is saved.\n\n"
@@ -180,7 +184,8 @@ class RateScreen(WorkbenchScreen):
     TITLE = "ddft · blind rating"
     SUB_TITLE = "Rating"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "digit(1)", "Rate", key_display="1–5", id="rate.digit_1",
+        # Hidden in the footer: the scales (1–5) and the pairwise choices (1–4) show their keys.
+        Binding("1", "digit(1)", "Rate", key_display="1–5", show=False, id="rate.digit_1",
                 tooltip="Single: score the highlighted scale 1–5 and move to the next. "
                         "Pairwise: 1 A is closer, 2 B is closer, 3 tie, 4 both bad"),
         Binding("2", "digit(2)", "Rate 2", show=False, id="rate.digit_2"),
@@ -416,7 +421,8 @@ class RateScreen(WorkbenchScreen):
         if item is None:
             self.query_one("#rate-position", Static).update(
                 Text(f"complete · {place.done} of {place.total} done", style="bold"))
-            self.query_one("#rate-note", Static).update(Text(COMPLETE.format(
+            note = COMPLETE if place.done else NOTHING_LEFT
+            self.query_one("#rate-note", Static).update(Text(note.format(
                 campaign=place.campaign, rater=place.rater, done=place.done, rated=place.rated,
                 skipped=place.done - place.rated)))
             self._switch("complete", "rate-note-scroll")
@@ -496,14 +502,14 @@ class RateScreen(WorkbenchScreen):
                 self.app.bell()
                 self.notify("Choose first: " + ", ".join(
                     f"{k} {CHOICE_LABELS[c]}" for k, c in enumerate(PAIRWISE_CHOICES, start=1))
-                    + " — then Enter.", title="Not saved yet", severity="warning", timeout=5)
+                    + " — then Enter.", title="Not saved yet", severity="warning", timeout=3)
                 return
         else:
             scales = self.query_one("#rate-scales", ScoreScales)
             if scales.missing:
                 self.app.bell()
                 self.notify(f"Score {' and '.join(scales.missing)} first (1–5), then Enter.",
-                            title="Not saved yet", severity="warning", timeout=5)
+                            title="Not saved yet", severity="warning", timeout=3)
                 return
             scores = dict(scales.scores)
         seconds = time.monotonic() - self._shown_at
