@@ -21,6 +21,8 @@ TINY_MODEL_DIR = Path("models") / "tiny-videollava"
 # What the demo's run uses: the tiny model's measured settings, with checkpoints along the way.
 DEMO_TRAINING: dict[str, Any] = {**TINY_TRAINING, "save_every": 250, "seed": 0}
 GENERATION = {"batch_size": 6, "max_new_tokens": 200}
+# The demo's blind rating campaign: waiting for people, never filled in by the demo itself.
+DEMO_CAMPAIGN = "demo-pairwise"
 
 
 def _steps_bar(console: Console) -> Progress:
@@ -75,6 +77,15 @@ def _stored_generations(engine: Engine, variant: str, eval_set: str) -> tuple[in
     return stored, total
 
 
+def _ungrounded(engine: Engine, variant: str, eval_set: str) -> int:
+    """Recipe generations of `variant` on `eval_set` with no grounding stored yet."""
+    with session_scope(engine) as session:
+        v = queries.get_variant(session, name=variant)
+        d = queries.get_dataset(session, name=eval_set)
+        return sum(1 for g in queries.list_generations(session, variant_id=v.id, dataset_id=d.id)
+                   if not queries.groundings_for_generation(session, generation_id=g.id))
+
+
 def _unjudged(engine: Engine, eval_set: str) -> int:
     from engine.judge import offline
 
@@ -103,12 +114,12 @@ def run_demo(workspace: str | Path | None, *, console: Console) -> Path:
     engine = open_store(path)
     console.rule(f"ddft demo · {path}")
 
-    console.print("[bold]1/6[/] synthetic kitchen")
+    console.print("[bold]1/8[/] synthetic kitchen")
     for summary in build_and_import_kitchen(engine, path / "kitchen", console=console):
         console.print(f"    {summary.dataset}: {summary.imported} imported, "
                       f"{summary.skipped} already there")
 
-    console.print("[bold]2/6[/] tiny Video-LLaVA (built offline)")
+    console.print("[bold]2/8[/] tiny Video-LLaVA (built offline)")
     model_dir = build_tiny_model(path / TINY_MODEL_DIR, kitchen_corpus(engine), seed=0)
     with session_scope(engine) as session:
         if queries.get_variant(session, name=BASE_VARIANT) is None:
@@ -116,7 +127,7 @@ def run_demo(workspace: str | Path | None, *, console: Console) -> Path:
                                    description="tiny Video-LLaVA, random weights")
     console.print(f"    {model_dir}")
 
-    console.print("[bold]3/6[/] LoRA training on images, videos and questions")
+    console.print("[bold]3/8[/] LoRA training on images, videos and questions")
     with session_scope(engine) as session:
         tuned = queries.get_variant(session, name=TUNED_VARIANT)
     if tuned is None:
@@ -130,7 +141,7 @@ def run_demo(workspace: str | Path | None, *, console: Console) -> Path:
     else:
         console.print(f"    {TUNED_VARIANT} exists already (job {tuned.job_id})")
 
-    console.print("[bold]4/6[/] generating recipes for held-out videos")
+    console.print("[bold]4/8[/] generating recipes for held-out videos")
     for variant in (BASE_VARIANT, TUNED_VARIANT):
         stored, total = _stored_generations(engine, variant, EVAL_SET)
         if stored >= total:
@@ -141,7 +152,7 @@ def run_demo(workspace: str | Path | None, *, console: Console) -> Path:
         job = run_foreground(engine, job_id, workspace=path, description=variant, out=console)
         console.print(f"    job {job_id} {job.status}: {job.result}")
 
-    console.print("[bold]5/6[/] offline judge")
+    console.print("[bold]5/8[/] offline judge")
     if _unjudged(engine, EVAL_SET):
         job_id = create_job(engine, kind="judge", params={"eval_set": EVAL_SET, "judge": "offline"},
                             title=f"judge {EVAL_SET}")
@@ -150,10 +161,42 @@ def run_demo(workspace: str | Path | None, *, console: Console) -> Path:
     else:
         console.print("    every generation judged already")
 
-    console.print("[bold]6/6[/] report (the paper's Table 1)")
+    console.print(f"[bold]6/8[/] keyframe grounding of {TUNED_VARIANT}'s recipes")
+    if _ungrounded(engine, TUNED_VARIANT, EVAL_SET):
+        job_id = create_job(engine, kind="ground",
+                            params={"variant": TUNED_VARIANT, "eval_set": EVAL_SET},
+                            title=f"ground {TUNED_VARIANT}")
+        job = run_foreground(engine, job_id, workspace=path, description="ground", out=console)
+        console.print(f"    job {job_id} {job.status}: {job.result.get('grounded', 0)} grounded")
+    else:
+        console.print("    every recipe grounded already")
+
+    console.print("[bold]7/8[/] a blind rating campaign, waiting for raters")
+    _demo_campaign(engine, console)
+
+    console.print("[bold]8/8[/] report (the paper's Table 1, and what comes with it)")
     from engine.cli.main import print_report
 
     print_report(path, eval_set=EVAL_SET, judge=None, fmt="md", out=console)
     console.print(f"\ndemo ready in {time.monotonic() - started:.0f} s · workspace {path}")
-    console.print(f"open it again with `ddft tui --workspace {path}`")
+    console.print(f"open it again with `ddft tui --workspace {path}`; rate blind with "
+                  f"`ddft rate --rater YOUR-NAME --workspace {path}`")
     return path
+
+
+def _demo_campaign(engine: Engine, console: Console) -> None:
+    """A pairwise campaign of the base against the tuned variant, two raters per item, with a
+    fixed seed; the demo rates nothing itself."""
+    from db.campaigns import get_campaign
+    from engine.rating import create_campaign
+
+    with session_scope(engine) as session:
+        exists = get_campaign(session, name=DEMO_CAMPAIGN) is not None
+    if exists:
+        console.print(f"    {DEMO_CAMPAIGN} exists already")
+        return
+    created = create_campaign(engine, name=DEMO_CAMPAIGN, eval_set=EVAL_SET,
+                              variants=[BASE_VARIANT, TUNED_VARIANT], mode="pairwise",
+                              raters_per_item=2, seed=0,
+                              description="the demo's base against its LoRA run")
+    console.print(f"    {DEMO_CAMPAIGN}: {created.items} pairwise items, 2 raters each")

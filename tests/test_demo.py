@@ -71,6 +71,30 @@ def test_the_training_run_left_metrics_checkpoints_and_a_variant(demo_workspace)
     assert all(len(g.frame_indices) == 8 and len(g.frame_times) == 8 for g in generations)
 
 
+def test_the_demo_grounds_the_tuned_recipes_and_opens_a_campaign_it_does_not_rate(demo_workspace):
+    from db.campaigns import campaign_items, campaign_ratings, get_campaign
+    from engine.demo import DEMO_CAMPAIGN
+
+    workspace, output, _ = demo_workspace
+    engine = open_store(workspace)
+    with session_scope(engine) as session:
+        tuned = queries.get_variant(session, name=TUNED_VARIANT)
+        generations = queries.list_generations(session, variant_id=tuned.id)
+        groundings = [queries.groundings_for_generation(session, generation_id=g.id)
+                      for g in generations]
+        campaign = get_campaign(session, name=DEMO_CAMPAIGN)
+        items = campaign_items(session, campaign_id=campaign.id)
+        ratings = campaign_ratings(session, campaign_id=campaign.id)
+    # Every recipe grounded once; a recipe without a step line has no step to ground.
+    assert all(len(found) == 1 for found in groundings)
+    assert sum(len(found[0].steps) for found in groundings) >= len(groundings)
+    assert campaign.mode == "pairwise" and campaign.raters_per_item == 2
+    assert len(items) == 12 and ratings == []
+    assert "## Keyframe grounding on kitchen-eval" in output
+    assert "## Frame coverage on kitchen-eval" in output
+    assert f"## Human ratings: {DEMO_CAMPAIGN}" in output and "0 of 12 items" in output
+
+
 def test_a_second_demo_run_reuses_everything(demo_workspace):
     workspace, _, _ = demo_workspace
     engine = open_store(workspace)
@@ -84,6 +108,7 @@ def test_a_second_demo_run_reuses_everything(demo_workspace):
         assert len(queries.list_jobs(session)) == jobs_before
     assert "exists already" in output.getvalue()
     assert "every generation judged already" in output.getvalue()
+    assert "every recipe grounded already" in output.getvalue()
 
 
 async def test_every_workbench_screen_is_populated_from_the_demo_workspace(demo_workspace):
@@ -100,9 +125,9 @@ async def test_every_workbench_screen_is_populated_from_the_demo_workspace(demo_
         await app.workers.wait_for_complete()
         await pilot.pause()
         jobs = app.screen.query_one("#jobs-table", DataTable)
-        assert jobs.row_count == 4
-        statuses = [str(jobs.get_row_at(i)[jobs.get_column_index("status")]) for i in range(4)]
-        assert statuses == ["succeeded"] * 4
+        assert jobs.row_count == 5
+        statuses = [str(jobs.get_row_at(i)[jobs.get_column_index("status")]) for i in range(5)]
+        assert statuses == ["succeeded"] * 5
 
         await pilot.press("3")
         await app.workers.wait_for_complete()
@@ -123,3 +148,5 @@ async def test_every_workbench_screen_is_populated_from_the_demo_workspace(demo_
         table = app.screen.query_one("#table1", DataTable)
         variants = [table.get_row_at(i)[0] for i in range(table.row_count)]
         assert sorted(map(str, variants)) == sorted([BASE_VARIANT, TUNED_VARIANT])
+        video = str(app.screen.query_one("#report-video").content)
+        assert "Keyframe grounding" in video and f"{TUNED_VARIANT} [" in video
