@@ -98,3 +98,24 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
             return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise MediaError(f"{file}: cannot read image ({exc})") from None
+
+
+def check_media(path: str | os.PathLike[str], modality: str, n: int = DEFAULT_FRAMES) -> None:
+    """Open an image or a video far enough to know it can be read, without decoding pixels: an
+    image's header is verified, a video's container opened and its frames counted (at least
+    `n`). Raises MediaError naming the file otherwise."""
+    if modality == "video":
+        reader = _open(path)
+        if len(reader) < n:
+            raise MediaError(f"{path}: video too short: {n} frames needed, it has {len(reader)}")
+        return
+    from PIL import Image, UnidentifiedImageError
+
+    file = Path(path)
+    if not file.is_file():
+        raise MediaError(f"{file}: image file not found")
+    try:
+        with Image.open(file) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise MediaError(f"{file}: cannot read image ({exc})") from None

@@ -46,7 +46,8 @@ def _train_examples(ctx: JobContext, datasets: dict[str, float]) -> list[Any]:
                     continue  # `ddft data check` found it unusable; its reasons are on the row
                 examples.append(TrainExample(modality=sample.modality, prompt=sample.prompt,
                                              answer=sample.answer, media_path=sample.media_path,
-                                             sample_id=sample.id, dataset=name))
+                                             sample_id=sample.id, dataset=name,
+                                             checked=sample.check_status in ("ok", "warn")))
     if not examples:
         raise JobError("no included samples in " + ", ".join(datasets))
     return examples

@@ -420,3 +420,101 @@ def test_gradient_checkpointing_and_eager_attention_give_the_same_losses(
     assert curves[1] == pytest.approx(curves[0], rel=1e-4)
     assert json.loads((tmp_path / "eager" / "final" / "train_config.json").read_text())[
         "attention"] == "eager"
+
+
+# ---------------------------------------------------------------- streamed media
+
+
+def test_the_stream_decodes_ahead_and_keeps_only_the_next_batches(engine_tiny_model,
+                                                                  engine_media_dir):
+    import torch
+
+    from engine.model.loading import load_model
+    from engine.train import MediaStream, decode_media, media_shapes
+
+    processor = load_model(str(engine_tiny_model), device="cpu").processor
+    paths = [str(engine_media_dir / f"{c}{i}.mp4") for c in ("red", "green") for i in range(2)]
+    examples = [TrainExample("video", "What is the recipe?", RECIPE, p) for p in paths]
+    shapes = media_shapes(processor, examples, 8)
+    # The stand-in has the decoded shape and tells encode_example the same placeholder count.
+    real, frames = decode_media(processor, paths[0], "video", 8)
+    assert shapes["video"]["pixel_values_videos"].shape == real["pixel_values_videos"].shape
+    assert (encode_example(processor, examples[0], shapes["video"]).input_ids
+            == encode_example(processor, examples[0], real).input_ids)
+    # Micro-batches 0..3: red0; red1; red0 again; green0+green1.
+    order = [[(paths[0], "video")], [(paths[1], "video")], [(paths[0], "video")],
+             [(paths[2], "video"), (paths[3], "video")]]
+    # No cache: only what the next micro-batch needs is held.
+    stream = MediaStream(processor, order, 8, shapes, lookahead=1, workers=2, cache_bytes=0)
+    decoded: list[str] = []
+    decode = stream._decode
+    stream._decode = lambda path, modality: decoded.append(path) or decode(path, modality)
+    try:
+        first = stream.get(0)
+        assert torch.equal(first[paths[0]]["pixel_values_videos"], real["pixel_values_videos"])
+        assert set(stream.pending) == {paths[1]}  # red0 is needed again at 2, not at 1
+        stream.get(1)
+        assert set(stream.pending) == {paths[0]}
+        stream.get(2)
+        last = stream.get(3)
+        assert set(last) == {paths[2], paths[3]} and stream.pending == {}
+        assert sorted(decoded) == sorted([paths[0], paths[1], paths[0], paths[2], paths[3]])
+        # Each video's frames once, in the order first decoded.
+        logged = stream.take_frames()
+        assert [f["media_path"] for f in logged] == [paths[0], paths[1], paths[2], paths[3]]
+        assert logged[0] == frames and stream.take_frames() == []
+    finally:
+        stream.close()
+    # With room for them, files are decoded once and kept for their next use.
+    one = real["pixel_values_videos"].numel() * real["pixel_values_videos"].element_size()
+    stream = MediaStream(processor, order, 8, shapes, lookahead=1, workers=2,
+                         cache_bytes=3 * one)
+    decoded.clear()
+    decode = stream._decode
+    stream._decode = lambda path, modality: decoded.append(path) or decode(path, modality)
+    try:
+        for index in range(4):
+            stream.get(index)
+        assert sorted(decoded) == sorted(paths)  # red0 once, though used twice
+        # Room for three: red1, used longest ago (red0 was used again at 2), is dropped.
+        assert list(stream.cache) == [paths[0], paths[2], paths[3]]
+        assert stream.cached_bytes == 3 * one
+    finally:
+        stream.close()
+
+
+def test_a_file_decoded_to_another_shape_stops_the_run_naming_it(engine_tiny_model,
+                                                                 engine_media_dir):
+    import torch
+
+    from engine.model.loading import load_model
+    from engine.train import MediaStream
+
+    processor = load_model(str(engine_tiny_model), device="cpu").processor
+    path = str(engine_media_dir / "red0.mp4")
+    wrong = {"video": {"pixel_values_videos": torch.zeros(8, 3, 32, 32)}}
+    stream = MediaStream(processor, [[(path, "video")]], 8, wrong, workers=1)
+    try:
+        with pytest.raises(TrainError, match="red0.mp4: its video came out of the processor as"):
+            stream.get(0)
+    finally:
+        stream.close()
+
+
+def test_checked_media_are_not_opened_again_before_the_run(engine_tiny_model, engine_media_dir):
+    from engine.model.loading import load_model
+    from engine.train import media_shapes
+
+    processor = load_model(str(engine_tiny_model), device="cpu").processor
+    good = TrainExample("video", "What is the recipe?", RECIPE, str(engine_media_dir / "red0.mp4"))
+    broken = str(engine_media_dir / "broken.mp4")
+    unchecked = TrainExample("video", "What is the recipe?", RECIPE, broken)
+    with pytest.raises(MediaError, match="broken.mp4: cannot read video"):
+        media_shapes(processor, [good, unchecked], 8)
+    # `ddft data check` passed it: only its existence is confirmed before the run.
+    checked = TrainExample("video", "What is the recipe?", RECIPE, broken, checked=True)
+    assert set(media_shapes(processor, [good, checked], 8)) == {"video"}
+    missing = TrainExample("image", "What is the dish?", "Soup", str(engine_media_dir / "no.png"),
+                           checked=True)
+    with pytest.raises(MediaError, match="no.png: no such file"):
+        media_shapes(processor, [good, missing], 8)
