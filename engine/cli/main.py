@@ -200,8 +200,14 @@ def generate(
     with session_scope(engine) as session:
         if queries.get_variant(session, name=variant) is None:
             fail(f"no model variant named {variant!r}; `ddft variants list` shows them")
-        if queries.get_dataset(session, name=eval_set) is None:
+        dataset = queries.get_dataset(session, name=eval_set)
+        if dataset is None:
             fail(f"no eval set named {eval_set!r}; `ddft data list` shows the datasets")
+        if dataset.purpose != "eval":
+            # Allowed (it shows how well a variant fits what it learned), but never a held-out
+            # score: say so before the numbers are mistaken for one.
+            console.print(f"[yellow]note:[/] {eval_set} is a training set; its scores measure "
+                          "how well a variant fits its training data, not held-out videos")
     params = {"variant": variant, "eval_set": eval_set, "batch_size": batch_size,
               "max_new_tokens": max_new_tokens, "num_frames": 8}
     _launch(engine, path, kind="generate", params=params, title=f"generate {variant}",

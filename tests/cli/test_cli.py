@@ -125,3 +125,15 @@ def test_a_variant_whose_base_is_gone_fails_its_job_with_one_line(ddft_store, dd
     with session_scope(ddft_store) as session:
         (job,) = queries.list_jobs(session)
     assert job.status == "failed" and "model directory not found" in job.error
+
+
+def test_generating_on_a_training_set_says_its_scores_are_not_held_out(ddft_store,
+                                                                        ddft_workspace):
+    with session_scope(ddft_store) as session:
+        dataset = queries.get_or_create_dataset(session, name="qa", modality="text")
+        queries.add_samples(session, dataset_id=dataset.id, samples=[
+            {"external_id": "q", "modality": "text", "prompt": "p", "answer": "a"}])
+        queries.create_variant(session, name="gone", base_model="/no/such/model")
+    result = invoke(ddft_workspace, "generate", "--variant", "gone", "--eval-set", "qa")
+    assert "qa is a training set; its scores measure how well a variant fits" in " ".join(
+        result.output.split())
