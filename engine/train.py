@@ -284,7 +284,10 @@ def decode_media(
         return {"pixel_values_videos": out["pixel_values_videos"][0]}, frames
     out = processor.image_processor(images=[load_image(path)], return_tensors="pt",
                                     return_legacy_image_output=False)
-    return {"pixel_values": out["pixel_values"][0]}, None
+    # transformers before 5.23 names an image's pixels `pixel_values_images` (and its model
+    # takes them under that name); later releases `pixel_values`. Keep the processor's name.
+    key = "pixel_values" if "pixel_values" in out else "pixel_values_images"
+    return {key: out[key][0]}, None
 
 
 def _media_of(examples: list[TrainExample]) -> dict[str, str]:
@@ -496,8 +499,7 @@ def encode_example(
     token = {"video": processor.video_token, "image": processor.image_token}.get(example.modality)
     if token is not None:
         # The processor's own rule for how many placeholders one image/video becomes.
-        kind = "pixel_values_videos" if example.modality == "video" else "pixel_values"
-        inputs = {kind: media[kind][None]}
+        inputs = {kind: pixels[None] for kind, pixels in media.items()}
         if example.modality == "video":
             expanded = processor.replace_video_token(inputs, 0)
         else:
