@@ -164,3 +164,14 @@ def test_tui_fast_path_takes_only_a_workspace_option():
     for args in (["tui", "--help"], ["tui", "-w"], ["tui", "--nope"], ["demo"], [],
                  ["tui", "--workspace="]):
         assert tui_workspace(args) == (False, None)
+
+
+async def test_the_rating_app_opens_its_screen_once_the_store_is_open(demo_store):
+    app = build_app(url=demo_store.url, rater="ann", lazy_store=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert type(app.screen).__name__ == "RateScreen"
+        await pilot.press("2")  # no way to the screens that name variants
+        await settle(pilot)
+        assert type(app.screen).__name__ == "RateScreen"
+        assert not app.use_command_palette
