@@ -355,6 +355,33 @@ def latest_metrics(session: Session, *, job_id: int) -> dict[str, float]:
     return latest
 
 
+def recent_metrics(
+    session: Session, *, job_ids: Sequence[int], names: Sequence[str], per_name: int
+) -> dict[tuple[int, str], list[tuple[int, float, datetime]]]:
+    """The last `per_name` points of each metric of each job, in one windowed query (screens
+    refresh every second): {(job_id, name): [(step, value, logged_at), …] oldest first}."""
+    grouped: dict[tuple[int, str], list[tuple[int, float, datetime]]] = {}
+    if not job_ids:
+        return grouped
+    rank = func.row_number().over(
+        partition_by=(Metric.job_id, Metric.name),
+        order_by=(col(Metric.step).desc(), col(Metric.id).desc()),
+    ).label("rank")
+    ranked = (
+        select(Metric.job_id, Metric.name, Metric.step, Metric.value, Metric.created_at, rank)
+        .where(col(Metric.job_id).in_(list(job_ids)), col(Metric.name).in_(list(names)))
+        .subquery()
+    )
+    rows = session.execute(
+        select(ranked.c.job_id, ranked.c.name, ranked.c.step, ranked.c.value, ranked.c.created_at)
+        .where(ranked.c.rank <= per_name)
+        .order_by(ranked.c.job_id, ranked.c.name, ranked.c.step, ranked.c.created_at)
+    )
+    for job_id, name, step, value, logged_at in rows:
+        grouped.setdefault((int(job_id), str(name)), []).append((int(step), float(value), logged_at))
+    return grouped
+
+
 def add_checkpoint(
     session: Session, *, job_id: int, step: int, path: str, final: bool = False
 ) -> Checkpoint:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -141,45 +140,16 @@ def _progress(step: int, total: int) -> str:
     return f"{step}/{total}" if total else str(step)
 
 
-def _recent_metrics(session: Any, job_ids: list[int], names: tuple[str, ...], per_name: int):
-    """The last `per_name` points of each metric of each job, in one query:
-    {(job_id, name): [(step, value, logged_at), …] oldest first}."""
-    # One windowed query instead of latest_metrics per run: the table refreshes every second.
-    from sqlalchemy import func, select
-
-    from db.models import Metric
-
-    grouped: dict[tuple[int, str], list[tuple[int, float, datetime]]] = defaultdict(list)
-    if not job_ids:
-        return grouped
-    rank = func.row_number().over(
-        partition_by=(Metric.job_id, Metric.name),
-        order_by=(Metric.step.desc(), Metric.id.desc()),  # type: ignore[attr-defined]
-    ).label("rank")
-    ranked = (
-        select(Metric.job_id, Metric.name, Metric.step, Metric.value, Metric.created_at, rank)
-        .where(Metric.job_id.in_(job_ids), Metric.name.in_(names))  # type: ignore[attr-defined]
-        .subquery()
-    )
-    rows = session.execute(
-        select(ranked.c.job_id, ranked.c.name, ranked.c.step, ranked.c.value, ranked.c.created_at)
-        .where(ranked.c.rank <= per_name)
-        .order_by(ranked.c.job_id, ranked.c.name, ranked.c.step, ranked.c.created_at)
-    )
-    for job_id, name, step, value, logged_at in rows:
-        grouped[(int(job_id), str(name))].append((int(step), float(value), logged_at))
-    return grouped
-
-
 def load_runs(engine: Engine) -> tuple[RunRow, ...]:
     """Every training run, newest first."""
-    from db.queries import list_jobs
+    from db.queries import list_jobs, recent_metrics
     from db.store import session_scope
 
     rows = []
     with session_scope(engine) as session:
         jobs = list_jobs(session, kind=RUN_KIND)
-        recent = _recent_metrics(session, [job.id for job in jobs], ROW_METRICS, RATE_POINTS)
+        recent = recent_metrics(session, job_ids=[job.id for job in jobs], names=ROW_METRICS,
+                                per_name=RATE_POINTS)
         for job in jobs:
             def last(name: str, job_id: int = job.id) -> float | None:
                 points = recent.get((job_id, name))
@@ -224,7 +194,7 @@ def load_run_detail(engine: Engine, job_id: int, *, overlay_id: int | None = Non
                     ) -> tuple[RunDetail | None, Overlay | None]:
     """The detail of one run, or None when it no longer exists, and the loss curve of
     `overlay_id` when that is another run still in the store."""
-    from db.queries import get_job, list_checkpoints, metric_series
+    from db.queries import get_job, list_checkpoints, metric_series, recent_metrics
     from db.store import session_scope
 
     with session_scope(engine) as session:
@@ -233,7 +203,7 @@ def load_run_detail(engine: Engine, job_id: int, *, overlay_id: int | None = Non
             return None, None
         names = ("loss", "lr", "projector_lr", "samples_per_s", "tokens_per_s", "gpu_memory_gb",
                  "grad_norm")
-        recent = _recent_metrics(session, [job_id], names, RATE_POINTS)
+        recent = recent_metrics(session, job_ids=[job_id], names=names, per_name=RATE_POINTS)
         latest = tuple((name, points[-1][1]) for name in names
                        if (points := recent.get((job_id, name))))
         log_tail: tuple[str, ...] | None = None
