@@ -172,16 +172,22 @@ class StepSpan:
 
 def step_spans(text: str) -> list[StepSpan]:
     """The steps `parse_recipe` reads from `text`, each with its line's character span."""
-    from engine.recipe import parse_recipe
+    from engine.recipe import item_text, parse_recipe
 
     lines, offset = [], 0
     for line in text.splitlines(keepends=True):
         lines.append((offset, line.rstrip("\r\n")))
         offset += len(line)
+    def holds(line: str, item: str) -> bool:
+        # The line is the item with its marker ("2. ", "- ", "Step 2:"), or a header whose
+        # text after the colon is the item ("Steps: Mix well"); never a mere substring, so a
+        # short step cannot land on the title or an ingredient.
+        return item_text(line) == item or (":" in line and item_text(line.split(":", 1)[1]) == item)
+
     spans, cursor = [], 0
     for item in parse_recipe(text).steps:
         # parse_recipe gives the items in order; find each one's line from where the last was.
-        while cursor < len(lines) and item not in " ".join(lines[cursor][1].split()):
+        while cursor < len(lines) and not holds(lines[cursor][1], item):
             cursor += 1
         if cursor == len(lines):
             break
@@ -291,8 +297,14 @@ def capture_frame_attention(loaded: LoadedModel, *, prompt: str, text: str, fram
             captured[layer] = mass.cpu().numpy()
         return hook
 
-    handles = [modules[layer].register_forward_hook(hook_for(layer)) for layer in layers]
+    missing = [layer for layer in layers if layer not in modules]
+    if missing:
+        raise GroundingError(f"layers: the model has no decoder layer {missing[0]} (it has "
+                             f"{len(modules)}: 0 to {len(modules) - 1})")
+    handles = []
     try:
+        for layer in layers:
+            handles.append(modules[layer].register_forward_hook(hook_for(layer)))
         batch = {k: v.to(loaded.device, loaded.dtype) if v.is_floating_point()
                  else v.to(loaded.device) for k, v in inputs.items()}
         with torch.inference_mode():

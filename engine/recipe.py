@@ -62,7 +62,9 @@ _MARKER = re.compile(
 )
 
 
-def _item(line: str) -> str:
+def item_text(line: str) -> str:
+    """A list line without its marker ("2. ", "- ", "Step 2:") and with its spaces collapsed:
+    the item as `parse_recipe` gives it."""
     return " ".join(_MARKER.sub("", line.strip(), count=1).split())
 
 
@@ -97,8 +99,8 @@ def parse_recipe(text: str) -> ParsedRecipe:
                 continue
             if name in _SECTIONS:
                 section = _SECTIONS[name]
-                if _item(rest):
-                    parsed[section].append(_item(rest))
+                if item_text(rest):
+                    parsed[section].append(item_text(rest))
                 continue
             if " " not in name and not rest:
                 # An unknown one-word header ("Notes:") closes the section; a line like
@@ -106,7 +108,7 @@ def parse_recipe(text: str) -> ParsedRecipe:
                 section = None
                 continue
         if section is not None:
-            item = _item(line)
+            item = item_text(line)
             if item:
                 parsed[section].append(item)
     return ParsedRecipe(dish=dish, ingredients=parsed["ingredients"], steps=parsed["steps"])

@@ -56,8 +56,10 @@ _RANGE = re.compile(
     rf"[\[(]?\s*(?P<start>{_TIME})\s*(?:-|–|—|to)\s*(?P<end>{_TIME})\s*[\])]?", re.IGNORECASE
 )
 _STEP_MARKER = re.compile(
-    r"^\s*(?:[-*\u2022+]\s+|\(?\d{1,2}\s*[.):]\s+|step\s+\d{1,2}\s*[.):]?\s*)", re.IGNORECASE
+    r"^\s*(?:[-*\u2022+]\s+|\(?\d{1,2}\s*[.):](?!\d)\s*|step\s+\d{1,2}\s*[.):]?\s*)",
+    re.IGNORECASE,
 )
+_INGREDIENTS = re.compile(r"^[#*\s]*ingredients?\s*:?\s*$", re.IGNORECASE)
 _HEADER = re.compile(
     r"^[#*\s]*(?:steps?|instructions|directions|method|dish|recipe|title|ingredients?)"
     r"\s*:?(?:\s|$)", re.IGNORECASE
@@ -95,17 +97,32 @@ class TimedStep:
 class ParsedTimestamps:
     steps: tuple[TimedStep, ...]
     unparsable: tuple[str, ...]  # lines that were neither a timed step nor a header
-    headers: int = 0  # lines taken as headers ("Steps:", "Dish: …") and skipped
+    headers: int = 0  # lines skipped: headers ("Steps:", "Dish: …") and ingredient lines
+
+
+def _bracketed(match: re.Match[str]) -> bool:
+    text = match.group(0).strip()
+    return text[:1] in "[(" and text[-1:] in "])"
+
+
+def _is_time_range(match: re.Match[str], body: str) -> bool:
+    ends = match["start"] + " " + match["end"]
+    # A bare range that opens the step as its label ("10 - 20: stir") is a time too.
+    label = match.start() == 0 and body[match.end():].lstrip().startswith(":")
+    return (_bracketed(match) or label or ":" in ends
+            or re.search(r"[a-z]", ends, re.IGNORECASE) is not None)
 
 
 def parse_timed_line(line: str) -> tuple[float, float, str] | None:
     """(start, end, step text) of one answer line, or None when it holds no time range."""
     body = _STEP_MARKER.sub("", line, count=1)
-    matches = list(_RANGE.finditer(body))
+    # A range is a time when it is bracketed, a clock time, in seconds or the step's label:
+    # "[12s - 31s]", "0:12-0:31", "12 to 31 seconds", "10 - 20: stir"; "simmer 2-3 minutes"
+    # and "2-3 cloves" are not.
+    matches = [m for m in _RANGE.finditer(body) if _is_time_range(m, body)]
     if not matches:
         return None
-    # A bracketed range is the time the format asks for; "1-2 cups" in the text is not.
-    match = next((m for m in matches if m.group(0).lstrip()[:1] in "[("), matches[0])
+    match = next((m for m in matches if _bracketed(m)), matches[0])
     try:
         start, end = parse_time(match["start"]), parse_time(match["end"])
     except ValueError:
@@ -121,10 +138,24 @@ def parse_timestamped_steps(text: str) -> ParsedTimestamps:
     steps: list[TimedStep] = []
     unparsable: list[str] = []
     headers = 0
+    in_ingredients = False
     for number, raw in enumerate(text.splitlines()):
         line = raw.strip()
         if not line:
             continue
+        if _INGREDIENTS.match(line):
+            in_ingredients = True  # an ingredient list is not steps, whatever numbers it holds
+            headers += 1
+            continue
+        if in_ingredients:
+            if _HEADER.match(line) and not _STEP_MARKER.match(line):
+                in_ingredients = False  # "Steps:" or another section ends the list
+                headers += 1
+                continue
+            if _STEP_MARKER.match(line) and parse_timed_line(line) is None:
+                headers += 1  # an ingredient line, skipped like a header
+                continue
+            in_ingredients = False  # a timed line: the steps began without a header
         parsed = parse_timed_line(line)
         if parsed is not None:
             start, end, step_text = parsed

@@ -454,15 +454,22 @@ class MediaStream:
     def get(self, index: int) -> dict[str, dict[str, Any]]:
         for ahead in range(index, index + self.lookahead + 1):
             self._want(ahead)
+        batch = self.order[index]
+        for path, _ in batch:  # this batch's cached files are the last to be dropped
+            if path in self.cache:
+                self.cache.move_to_end(path)
         out: dict[str, dict[str, Any]] = {}
-        for path, _ in self.order[index]:
+        for path, modality in batch:
             if path in out:
                 continue
             if path in self.cache:
                 self.cache.move_to_end(path)
                 out[path] = self.cache[path]
                 continue
-            pixels, frames = self.pending.pop(path).result()
+            future = self.pending.pop(path, None)
+            if future is None:  # dropped from a full cache by this batch's own new files
+                future = self.pool.submit(self._decode, path, modality)
+            pixels, frames = future.result()
             out[path] = pixels
             self._keep(path, pixels)
             if frames is not None and path not in self.seen_videos:

@@ -332,3 +332,11 @@ def test_a_lora_wrapped_model_is_captured_through_its_wrapper(engine_tiny_model,
     assert captured.masses.shape[:2] == (1, 4) and captured.masses.shape[-1] == 8
     # Each generated token's attention on the 136 visual tokens is a share of one.
     assert (captured.masses.sum(-1) > 0).all() and (captured.masses.sum(-1) <= 1 + 1e-5).all()
+
+
+def test_a_short_step_is_found_on_its_own_line_not_in_the_title():
+    from engine.recipe import format_recipe
+
+    text = format_recipe("Mixed salad", ["1 cucumber", "salt"], ["Mix", "Chop the cucumber"])
+    spans = step_spans(text)
+    assert [text[s.start:s.end] for s in spans] == ["1. Mix", "2. Chop the cucumber"]

@@ -215,3 +215,21 @@ def test_frame_times_come_from_the_sample_a_generation_or_the_frame_count():
     assert source == "frame-count"
     assert times == (0.0, 0.375, 0.875, 1.25, 1.625, 2.0, 2.5, 2.875)  # frames 0,3,7,...,23
     assert sampled_frame_times({"n_frames": 4, "fps": 8}, None) == ((), "none")
+
+
+@pytest.mark.parametrize("line", ["1. Simmer for 2-3 minutes", "Bake at 180-200 degrees",
+                                  "- 2-3 cloves garlic", "5. Cook (2-3 minutes) until soft"])
+def test_quantities_are_not_times(line):
+    assert parse_timed_line(line) is None
+
+
+def test_a_marker_without_a_space_and_an_ingredient_list_do_not_shift_the_steps():
+    assert parse_timed_line("1.[12.0s - 31.5s] Chop") == (12.0, 31.5, "Chop")
+    answer = ("Dish: Garlic pasta\nIngredients:\n- 200 g pasta\n- 2-3 cloves garlic\n"
+              "1. 1-2 tbsp olive oil\nSteps:\n1. [0.0s - 10.0s] Boil the pasta.\n"
+              "2. [10.0s - 20.0s] Fry the garlic.\n3. [20.0s - 30.0s] Mix.")
+    parsed = parse_timestamped_steps(answer)
+    assert [(s.start, s.end) for s in parsed.steps] == [(0.0, 10.0), (10.0, 20.0), (20.0, 30.0)]
+    assert parsed.unparsable == () and parsed.headers == 6  # 3 headers, 3 ingredient lines
+    score = score_timestamps(parsed, [Segment(0, 10), Segment(10, 20), Segment(20, 30)], 30.0)
+    assert score.ious == (1.0, 1.0, 1.0) and score.order_violations == 0

@@ -518,3 +518,22 @@ def test_checked_media_are_not_opened_again_before_the_run(engine_tiny_model, en
                            checked=True)
     with pytest.raises(MediaError, match="no.png: no such file"):
         media_shapes(processor, [good, missing], 8)
+
+
+def test_a_file_dropped_from_a_full_cache_by_its_own_batch_is_decoded_again(monkeypatch):
+    import torch
+
+    import engine.train as train
+
+    # Each file decodes to 1 KiB; the cache holds two.
+    monkeypatch.setattr(train, "decode_media",
+                        lambda processor, path, modality, n: ({"pixel_values": torch.zeros(256)},
+                                                              None))
+    shapes = {"image": {"pixel_values": torch.zeros(256)}}
+    order = [[("A", "image")], [("B", "image")], [("C", "image"), ("A", "image")],
+             [("A", "image"), ("B", "image"), ("C", "image")]]
+    stream = train.MediaStream(None, order, 8, shapes, lookahead=0, workers=0,
+                               cache_bytes=2 * 1024)
+    for index, paths in enumerate(order):
+        assert set(stream.get(index)) == {path for path, _ in paths}
+    assert stream.cached_bytes <= 2 * 1024
