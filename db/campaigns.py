@@ -123,6 +123,7 @@ def get_or_create_rater(session: Session, *, name: str) -> Rater:
     cleaned = validate_rater_name(name)
     rater = get_rater(session, name=cleaned)
     if rater is not None:
+        session.commit()  # ends the read, as every writer here does
         return rater
     _begin_write(session)
     rater = get_rater(session, name=cleaned)
@@ -385,7 +386,9 @@ def _own_assignment(session: Session, assignment_id: int) -> Assignment:
     assignment = session.get(Assignment, assignment_id)
     if assignment is None:
         raise CampaignError(f"no assignment with id {assignment_id}")
-    session.refresh(assignment)  # another session of the same rater may have changed it
+    # Read afresh (another session of the same rater may have changed it), and on databases
+    # other than SQLite (whose write lock `_begin_write` took) lock the row until commit.
+    session.refresh(assignment, with_for_update=session.bind.dialect.name != "sqlite")
     return assignment
 
 
@@ -441,6 +444,8 @@ def save_rating(
         return rating
     except IntegrityError as exc:
         session.rollback()
+        if "unique" not in str(exc.orig).lower():
+            raise
         raise CampaignError(f"assignment {assignment_id} is already rated") from exc
     except BaseException:
         session.rollback()
@@ -470,7 +475,10 @@ def skip_item(session: Session, *, assignment_id: int) -> None:
 def undo_last(session: Session, *, campaign_id: int, rater_id: int) -> Optional[int]:
     """Take back this rater's most recent rating or skip in the campaign: the rating row is
     deleted and the assignment reopened, so `next_item` shows that item again. Returns the
-    item id, None when the rater has nothing to undo. Commits."""
+    item id, None when the rater has nothing to undo. Commits.
+
+    Raises CampaignError when the last action was a skip and the item has since reached its k
+    raters (reopening it would give it one too many)."""
     _begin_write(session, campaign_id)
     try:
         last = session.exec(
@@ -483,6 +491,17 @@ def undo_last(session: Session, *, campaign_id: int, rater_id: int) -> Optional[
         if last is None:
             session.commit()  # nothing written; ends the locked transaction without expiring
             return None
+        if last.state == "skipped":
+            # The skip handed the item on: reopen it only while it still lacks raters.
+            campaign = _campaign_by_id(session, campaign_id)
+            cutoff = utcnow() - CLAIM_TIMEOUT
+            others = sum(1 for a in campaign_assignments(session, campaign_id=campaign_id)
+                         if a.item_id == last.item_id and a.rater_id != rater_id
+                         and _active(a, cutoff))
+            if others >= campaign.raters_per_item:
+                session.commit()
+                raise CampaignError("the skipped item has gone to other raters since; "
+                                    "there is nothing to take back")
         for rating in session.exec(select(Rating).where(Rating.item_id == last.item_id,
                                                         Rating.rater_id == rater_id)):
             session.delete(rating)

@@ -181,6 +181,13 @@ def test_a_skip_hands_the_item_on_and_undo_brings_back_the_last(ddft_store):
         choices = [r.choice for r in c.campaign_ratings(session, campaign_id=campaign_id)]
         assert choices == ["both-bad"]
         assert c.undo_last(session, campaign_id=campaign_id, rater_id=ana) == second.item_id
+        # Bo holds the item ana skipped (k=1): taking the skip back would give it two raters.
+        with pytest.raises(c.CampaignError, match="gone to other raters"):
+            c.undo_last(session, campaign_id=campaign_id, rater_id=ana)
+    with session_scope(ddft_store) as session:
+        held = c.next_item(session, campaign_id=campaign_id, rater_id=bo)
+        c.skip_item(session, assignment_id=held.assignment_id)  # bo lets it go as well
+    with session_scope(ddft_store) as session:
         assert c.undo_last(session, campaign_id=campaign_id, rater_id=ana) == first.item_id
         assert c.undo_last(session, campaign_id=campaign_id, rater_id=ana) is None
         states = sorted(a.state for a in c.campaign_assignments(session, campaign_id=campaign_id)
