@@ -45,6 +45,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -80,6 +81,9 @@ def parse_index_spec(spec: str, n: int | None, what: str) -> tuple[int, ...]:
     Raises GroundingError naming `what` when the text is malformed or an index is not below
     `n`."""
     text = spec.strip().lower()
+    if text == "late" and "head" in what:
+        raise GroundingError(f"{what}: expected 'all' or numbers and ranges like 0-7, "
+                             f"found {spec!r}")
     if text in ("all", "late"):
         if n is None:
             return ()
@@ -87,7 +91,8 @@ def parse_index_spec(spec: str, n: int | None, what: str) -> tuple[int, ...]:
     chosen: set[int] = set()
     for part in (p.strip() for p in text.split(",")):
         if not _SPEC.match(part):
-            raise GroundingError(f"{what}: expected 'all', 'late' or numbers and ranges like "
+            named = "'all'" if "head" in what else "'all', 'late'"
+            raise GroundingError(f"{what}: expected {named} or numbers and ranges like "
                                  f"12-31, found {spec!r}")
         low, _, high = part.partition("-")
         first, last = int(low), int(high or low)
@@ -97,6 +102,20 @@ def parse_index_spec(spec: str, n: int | None, what: str) -> tuple[int, ...]:
             raise GroundingError(f"{what}: expected indices from 0 to {n - 1}, found {part!r}")
         chosen.update(range(first, last + 1))
     return tuple(sorted(chosen))
+
+
+def language_shape(base_model: str) -> tuple[int, int] | None:
+    """(decoder layers, attention heads) from a local model directory's config.json, without
+    loading the model; None for a hub id or a config that does not say."""
+    path = Path(base_model).expanduser() / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text())
+        text = config.get("text_config") or config
+        return int(text["num_hidden_layers"]), int(text["num_attention_heads"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def check_index_spec(spec: str, what: str) -> None:

@@ -411,7 +411,8 @@ def ground_task(ctx: JobContext) -> dict[str, Any]:
                              frame_indices=generation.frame_indices,
                              frame_times=generation.frame_times, top_k=chosen.top_k)
         for step in steps:
-            step["strip"] = str(strip)
+            # Relative to the workspace, so a moved or copied workspace keeps its thumbnails.
+            step["strip"] = str(strip.relative_to(ctx.workspace))
         with session_scope(ctx.engine) as session:
             add_grounding(session, generation_id=generation.id, params_key=chosen.key,
                           params=chosen.as_dict(), steps=steps, job_id=ctx.job_id)

@@ -56,10 +56,11 @@ _RANGE = re.compile(
     rf"[\[(]?\s*(?P<start>{_TIME})\s*(?:-|–|—|to)\s*(?P<end>{_TIME})\s*[\])]?", re.IGNORECASE
 )
 _STEP_MARKER = re.compile(
-    r"^\s*(?:[-*\u2022+]\s+|\(?\d{1,2}\s*[.):](?!\d)\s*|step\s+\d{1,2}\s*[.):]?\s*)",
+    r"^\s*(?:[-*\u2022+]\s+|\(?\d{1,3}\s*[.):](?!\d)\s*|step\s+\d{1,3}\s*[.):]?\s*)",
     re.IGNORECASE,
 )
-_INGREDIENTS = re.compile(r"^[#*\s]*ingredients?\s*:?\s*$", re.IGNORECASE)
+_INGREDIENTS = re.compile(r"^[#*\s]*ingredients?\s*:?[*\s]*$", re.IGNORECASE)
+_NUMBERED = re.compile(r"^\s*(?:\(?\d{1,3}\s*[.):](?!\d)|step\s+\d)", re.IGNORECASE)
 _HEADER = re.compile(
     r"^[#*\s]*(?:steps?|instructions|directions|method|dish|recipe|title|ingredients?)"
     r"\s*:?(?:\s|$)", re.IGNORECASE
@@ -75,6 +76,8 @@ def parse_time(text: str) -> float:
         return float(value)
     if re.fullmatch(_CLOCK, value):
         parts = [float(p) for p in value.split(":")]
+        if any(part >= 60 for part in parts[1:]):
+            raise ValueError(f"expected minutes and seconds below 60, found {text!r}")
         seconds = 0.0
         for part in parts:
             seconds = seconds * 60 + part
@@ -132,6 +135,11 @@ def parse_timed_line(line: str) -> tuple[float, float, str] | None:
     return start, end, " ".join(rest.split())
 
 
+def _is_header(line: str) -> bool:
+    bare = line.replace("**", "").strip()  # markdown bold: "**Steps:**"
+    return bool(_HEADER.match(bare)) and not _STEP_MARKER.match(bare)
+
+
 def parse_timestamped_steps(text: str) -> ParsedTimestamps:
     """Every timed step of an answer to TIMESTAMP_PROMPT, in the order written, with the lines
     that could not be read. Never raises on junk."""
@@ -148,19 +156,20 @@ def parse_timestamped_steps(text: str) -> ParsedTimestamps:
             headers += 1
             continue
         if in_ingredients:
-            if _HEADER.match(line) and not _STEP_MARKER.match(line):
+            if _is_header(line):
                 in_ingredients = False  # "Steps:" or another section ends the list
                 headers += 1
                 continue
-            if _STEP_MARKER.match(line) and parse_timed_line(line) is None:
+            if not _NUMBERED.match(line) and parse_timed_line(line) is None:
                 headers += 1  # an ingredient line, skipped like a header
                 continue
-            in_ingredients = False  # a timed line: the steps began without a header
+            # A numbered or timed line: the steps began without a "Steps:" header.
+            in_ingredients = False
         parsed = parse_timed_line(line)
         if parsed is not None:
             start, end, step_text = parsed
             steps.append(TimedStep(len(steps), start, end, step_text, number))
-        elif _HEADER.match(line) and not _STEP_MARKER.match(line):
+        elif _is_header(line):
             headers += 1
         else:
             unparsable.append(line)
@@ -242,7 +251,8 @@ def score_timestamps(parsed: ParsedTimestamps, segments: Sequence[Segment],
     return TimestampScore(
         n_steps=len(steps),
         unparsable_lines=len(parsed.unparsable),
-        n_times=len(times),
+        # Times are checked against the duration only when it is known.
+        n_times=len(times) if duration else 0,
         beyond_duration=sum(t > duration for t in times) if duration else 0,
         pairs=len(pairs),
         overlapping=sum(b.start < a.end for a, b in pairs),
@@ -280,8 +290,11 @@ class TimestampRow:
     matched: int
     unmatched_steps: int
     missed_segments: int
-    mean_iou: float | None
+    mean_iou: float | None  # over matched steps
     iou_at_05: int  # matched steps with tIoU >= 0.5
+    # Over every annotated segment, a segment without a step counting 0: a model that gives
+    # one lucky step per video cannot look good here.
+    mean_iou_segments: float | None = None
 
     @property
     def beyond_share(self) -> float | None:
@@ -319,6 +332,8 @@ def aggregate_scores(variant: str, scores: Sequence[TimestampScore]) -> Timestam
         missed_segments=total("missed_segments"),
         mean_iou=sum(ious) / len(ious) if ious else None,
         iou_at_05=sum(iou >= 0.5 for iou in ious),
+        mean_iou_segments=(sum(ious) / (len(ious) + total("missed_segments"))
+                           if ious or total("missed_segments") else None),
     )
 
 
@@ -489,21 +504,24 @@ def render_timestamps_markdown(report: TimestampReport) -> str:
     lines += [
         ("| Variant | n | Steps | Unparsable lines | No steps | Beyond duration | "
          "Overlapping | Identical | Order violations | Inverted | Matched | Mean tIoU | "
-         "tIoU ≥ 0.5 |"),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+         "tIoU ≥ 0.5 | Mean tIoU, every segment |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report.rows:
         iou = "—" if row.mean_iou is None else f"{row.mean_iou:.3f}"
+        every = "—" if row.mean_iou_segments is None else f"{row.mean_iou_segments:.3f}"
         lines.append(
             f"| {row.variant} | {row.n} | {row.steps} | {row.unparsable_lines} | {row.no_steps} "
             f"| {_of(row.beyond_duration, row.times)} | {_of(row.overlapping, row.pairs)} "
             f"| {_of(row.identical, row.pairs)} | {_of(row.order_violations, row.pairs)} "
             f"| {row.inverted} | {row.matched} (+{row.unmatched_steps} unmatched, "
-            f"{row.missed_segments} segments missed) | {iou} | {_of(row.iou_at_05, row.matched)} |"
+            f"{row.missed_segments} segments missed) | {iou} | {_of(row.iou_at_05, row.matched)} "
+            f"| {every} |"
         )
-    lines += ["", ("Beyond duration counts start and end times; overlapping, identical and "
-                   "order violations count consecutive step pairs. Step i is matched with "
-                   "annotated segment i.")]
+    lines += ["", ("Beyond duration counts start and end times (of videos whose duration is "
+                   "known); overlapping, identical and order violations count consecutive step "
+                   "pairs. Step i is matched with annotated segment i. Mean tIoU is over matched "
+                   "steps; over every segment, a segment without a step counts 0.")]
     return "\n".join(lines)
 
 

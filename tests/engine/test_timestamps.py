@@ -226,10 +226,28 @@ def test_quantities_are_not_times(line):
 def test_a_marker_without_a_space_and_an_ingredient_list_do_not_shift_the_steps():
     assert parse_timed_line("1.[12.0s - 31.5s] Chop") == (12.0, 31.5, "Chop")
     answer = ("Dish: Garlic pasta\nIngredients:\n- 200 g pasta\n- 2-3 cloves garlic\n"
-              "1. 1-2 tbsp olive oil\nSteps:\n1. [0.0s - 10.0s] Boil the pasta.\n"
+              "- 1-2 tbsp olive oil\nSteps:\n1. [0.0s - 10.0s] Boil the pasta.\n"
               "2. [10.0s - 20.0s] Fry the garlic.\n3. [20.0s - 30.0s] Mix.")
     parsed = parse_timestamped_steps(answer)
     assert [(s.start, s.end) for s in parsed.steps] == [(0.0, 10.0), (10.0, 20.0), (20.0, 30.0)]
     assert parsed.unparsable == () and parsed.headers == 6  # 3 headers, 3 ingredient lines
     score = score_timestamps(parsed, [Segment(0, 10), Segment(10, 20), Segment(20, 30)], 30.0)
     assert score.ious == (1.0, 1.0, 1.0) and score.order_violations == 0
+
+
+def test_missed_segments_count_zero_over_every_segment_and_unknown_durations_are_not_checked():
+    lucky = score_timestamps(parse_timestamped_steps("1. [0s - 3s] Beat."), SEGMENTS, None)
+    assert (lucky.n_times, lucky.beyond_duration) == (0, 0)  # no duration: nothing to check
+    row = aggregate_scores("lucky", [lucky])
+    assert row.mean_iou == 1.0  # its one step matches perfectly ...
+    assert row.mean_iou_segments == pytest.approx(1 / 3)  # ... but two of three segments missed
+    assert row.beyond_share is None
+
+
+def test_untimed_steps_after_ingredients_are_unparsable_not_hidden():
+    parsed = parse_timestamped_steps("Ingredients:\n- flour\n1. Whisk the flour.\n2. Fry it.")
+    assert parsed.steps == () and parsed.unparsable == ("1. Whisk the flour.", "2. Fry it.")
+    bold = parse_timestamped_steps("**Steps:**\n1. [0s - 3s] Beat.")
+    assert len(bold.steps) == 1 and bold.unparsable == () and bold.headers == 1
+    assert parse_timed_line("1. [1:70 - 2:00] x") is None  # no such clock time
+    assert parse_timed_line("100. [3s - 4s] Serve.") == (3.0, 4.0, "Serve.")

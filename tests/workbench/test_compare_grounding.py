@@ -120,3 +120,26 @@ def test_a_thumbnail_is_the_chosen_frame_of_the_strip(tmp_path):
     # A grounding without steps has nothing to draw and no missing strip to mention.
     assert grounding_view([], PARAMS, segments, 8, None).strip_note == ""
     assert "no frame strip saved" in grounding_view(steps, PARAMS, segments, 8, None).strip_note
+
+
+def test_with_top_k_above_one_any_kept_frame_inside_is_a_hit():
+    segments = (AnnotatedStep(0.0, 1.0, "heat the oil", (0,)),)
+    steps = [{"index": 0, "text": "Heat.", "frames": [7, 0], "times": [7.9, 0.0],
+              "weights": [0.3, 0, 0, 0, 0, 0, 0, 0.7]}]
+    (step,) = grounding_view(steps, PARAMS, segments, 8, None).steps
+    assert (step.frame, step.time, step.also) == (7, 7.9, ((0, 0.0),))
+    assert step.hit is True  # as the report counts it: frame 1 (0.0 s) lies in 0–1 s
+
+
+def test_a_thumbnail_stored_relative_to_the_workspace_is_found_there(demo_store):
+    from workbench.data.compare import load_choices, load_view
+
+    (demo_store.root / "thumbs").mkdir()
+    write_strip(demo_store.root / "thumbs" / "s.png")
+    _ground_tuned(demo_store, "thumbs/s.png")
+    choices = load_choices(demo_store.engine)
+    sample = next(s for s in choices.samples if s.id == demo_store.eval_sample_ids[0])
+    view = load_view(demo_store.engine, sample=sample, variants=choices.variants,
+                     workspace=demo_store.root)
+    (tuned,) = [side for side in view.sides if side.variant.name == "tuned"]
+    assert tuned.grounding.strip_note == "" and tuned.grounding.steps[0].thumb

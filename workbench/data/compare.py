@@ -4,6 +4,7 @@ and the filters that find the samples worth reading (judges disagree, variants f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -109,12 +110,16 @@ class GroundedStep:
     weight: float | None  # the frame's share of the step's attention on all sampled frames
     segment: AnnotatedStep | None
     thumb: tuple[tuple[RGB, ...], ...] = ()  # the frame's pixels, rows of THUMB_CELLS
+    # With top-k above 1, the other frames kept: (position, time), most attended first.
+    also: tuple[tuple[int, float | None], ...] = ()
 
     @property
     def hit(self) -> bool | None:
-        if self.segment is None or self.time is None:
+        """Whether any kept frame lies in the annotated step (the report's hit)."""
+        times = [t for t in (self.time, *(t for _, t in self.also)) if t is not None]
+        if self.segment is None or not times:
             return None
-        return self.segment.start <= self.time <= self.segment.end
+        return any(self.segment.start <= t <= self.segment.end for t in times)
 
 
 @dataclass(frozen=True)
@@ -253,9 +258,11 @@ def grounding_view(steps: list[dict], params: dict, segments: tuple[AnnotatedSte
         frame = int(chosen[0]) if chosen else None
         times, weights = step.get("times") or [], step.get("weights") or []
         total = sum(weights)
+        also = tuple((int(f), float(times[i]) if i < len(times) else None)
+                     for i, f in enumerate(chosen) if i > 0)
         shown.append(GroundedStep(
             index=index, text=str(step.get("text", "")), frame=frame,
-            time=float(times[0]) if times else None,
+            time=float(times[0]) if times else None, also=also,
             weight=weights[frame] / total if frame is not None and total > 0
             and frame < len(weights) else None,
             segment=segments[index] if index < len(segments) else None,
@@ -265,7 +272,8 @@ def grounding_view(steps: list[dict], params: dict, segments: tuple[AnnotatedSte
                          strip_note=note)
 
 
-def _grounding_for(session, generation, segments, sample_meta) -> GroundingView | None:
+def _grounding_for(session, generation, segments, sample_meta,
+                   workspace: Path | None = None) -> GroundingView | None:
     from db.queries import groundings_for_generation
 
     stored = groundings_for_generation(session, generation_id=generation.id)
@@ -273,6 +281,8 @@ def _grounding_for(session, generation, segments, sample_meta) -> GroundingView 
         return None
     latest = stored[-1]
     strip = next((step.get("strip") for step in latest.steps if step.get("strip")), None)
+    if strip is not None and not Path(strip).is_absolute() and workspace is not None:
+        strip = str(workspace / strip)  # `ddft ground` stores it relative to the workspace
     if strip is None and sample_meta.get("frame_strip"):
         strip = sample_meta["frame_strip"]  # `ddft data check` saves the same 8 frames
     n_frames = len(generation.frame_times) or 8
@@ -307,9 +317,11 @@ def load_choices(engine: Engine) -> CompareChoices:
 
 
 def load_view(engine: Engine, *, sample: EvalSampleChoice,
-              variants: tuple[VariantChoice, ...]) -> CompareView | None:
+              variants: tuple[VariantChoice, ...],
+              workspace: Path | None = None) -> CompareView | None:
     """The comparison for one sample across `variants`, each by its latest generation;
-    None when the sample no longer exists."""
+    None when the sample no longer exists. `workspace` resolves the thumbnails `ddft ground`
+    stores relative to it."""
     from db.queries import get_sample, judgments_for_generation
     from db.store import session_scope
     from workbench.data.jobs import format_local
@@ -342,7 +354,8 @@ def load_view(engine: Engine, *, sample: EvalSampleChoice,
             )
             sides.append(VariantSide(variant, view, judgments,
                                      mark_ingredients(stored.answer, view.text),
-                                     _grounding_for(session, generation, segments, stored.meta)))
+                                     _grounding_for(session, generation, segments, stored.meta,
+                                                    workspace)))
         return CompareView(
             sample_id=stored.id,
             external_id=stored.external_id,

@@ -107,7 +107,8 @@ class CompareScreen(WorkbenchScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare-view")
     def _load_view(self, engine: Engine, sample: EvalSampleChoice,
                    variants: tuple[VariantChoice, ...]) -> None:
-        view = load_view(engine, sample=sample, variants=variants)
+        view = load_view(engine, sample=sample, variants=variants,
+                         workspace=getattr(self.app, "workspace", None))
         if not get_current_worker().is_cancelled:
             self.post_message(self.ViewLoaded(view))
 

@@ -41,6 +41,10 @@ def _step_facts(step: GroundedStep, n_frames: int) -> list[Text]:
                  if step.time is not None else f"frame {step.frame + 1}/{n_frames}")
     if step.weight is not None:
         frame.append(f" · {100 * step.weight:.0f}% attn", style="dim")
+    if step.also:
+        frame.append(" · also " + ", ".join(
+            f"{f + 1}/{n_frames}" + (f" {t:.1f}s" if t is not None else "") for f, t in step.also),
+            style="dim")
     segment = step.segment
     if segment is None:
         return [frame, Text("no annotated step at this position", style="dim")]
