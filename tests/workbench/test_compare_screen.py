@@ -116,3 +116,19 @@ async def test_a_variant_without_generations_says_what_to_run(demo_store):
         assert "Generation · tuned" in panes["tuned"]
         assert "Dish: Tomato omelette 0" in panes["reference"]
         assert "marks: tuned base\n" in panes["reference"]
+
+
+async def test_the_columns_share_the_width_and_scroll_only_when_too_narrow(demo_store):
+    async with running(demo_store.url) as (app, pilot):  # 160 columns wide
+        await pilot.press("3")
+        await settle(pilot)
+        await pilot.pause()
+        columns = list(app.screen.query(".compare-column"))
+        assert len(columns) == 3  # the reference and two variants
+        assert all(c.region.right <= 160 and c.region.width >= 40 for c in columns)
+        await pilot.resize_terminal(100, 40)
+        await settle(pilot)
+        await pilot.pause()
+        # Too narrow for three: each keeps 40 cells and the row scrolls sideways.
+        assert all(c.styles.width.value == 40 for c in columns)
+        assert app.screen.query_one("#compare-columns").virtual_size.width >= 3 * 40

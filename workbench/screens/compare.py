@@ -43,6 +43,10 @@ NO_VARIANTS = ("No model variants yet — train one with `ddft train --variant N
 NONE_LEFT = "No sample passes the filters — press d or g to turn one off."
 
 
+# The narrowest a recipe column gets before the columns scroll sideways.
+MIN_COLUMN = 40
+
+
 class CompareScreen(WorkbenchScreen):
     """Pick an eval sample on the left; read the reference and every variant's recipe side by side."""
 
@@ -151,6 +155,22 @@ class CompareScreen(WorkbenchScreen):
                            classes="compare-column generation-scroll")
             for v in variants
         )
+        self.call_after_refresh(self._fit_columns)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._fit_columns)
+
+    def _fit_columns(self) -> None:
+        """Share the width among the reference and the variants' columns, each at least
+        MIN_COLUMN cells; beyond that the columns scroll sideways (Tab moves between them)."""
+        columns = self.query_one("#compare-columns", HorizontalScroll)
+        panes = list(columns.query(".compare-column"))
+        available = columns.size.width
+        if not panes or available <= 0:
+            return
+        width = max(MIN_COLUMN, available // len(panes))
+        for pane in panes:
+            pane.styles.width = width
 
     def _show_samples(self) -> None:
         """Fill the sample list with what the filters leave, keeping the highlighted sample."""
