@@ -754,7 +754,8 @@ VIDEO_COLUMNS = ("ts_answers", "ts_steps", "ts_beyond_share", "ts_overlap_share"
 
 def video_columns(video: Mapping[str, Any]) -> list[str]:
     """CSV columns for the per-variant timestamp checks and grounding hit rate (the variant's
-    first grounding setting; the md and json renderings carry every setting)."""
+    most used grounding setting, named in `grounding_setting`; md and json carry every
+    setting)."""
     return list(VIDEO_COLUMNS) if "timestamps" in video or "grounding" in video else []
 
 
@@ -768,8 +769,11 @@ def video_cells(video: Mapping[str, Any], variant: str) -> list[Any]:
         cells = [row.n, row.steps, _cell(row.beyond_share), _cell(row.overlap_share),
                  _cell(row.identical_share), _cell(row.order_share), _cell(row.mean_iou)]
     grounding = video.get("grounding")
-    grounded = (next((r for r in grounding.rows if r.variant == variant and r.generations),
-                     None) if grounding else None)
+    # The variant's setting with the most grounded generations (then matched steps): the one
+    # its recipes were grounded with throughout, when another was tried on a few.
+    candidates = [r for r in grounding.rows if r.variant == variant and r.generations] \
+        if grounding else []
+    grounded = max(candidates, key=lambda r: (r.generations, r.matched), default=None)
     if grounded is None:
         return cells + [""] * 4
     return cells + [grounded.params, grounded.matched, _cell(grounded.hit_rate),
