@@ -74,7 +74,7 @@ def format_age(seconds: float) -> str:
 
 
 def format_local(moment: datetime | None) -> str:
-    """A store timestamp (naive UTC) in the user's local time."""
+    """A store timestamp (UTC; naive ones are taken as UTC) in the user's local time."""
     if moment is None:
         return "—"
     return moment.replace(tzinfo=timezone.utc).astimezone().strftime("%m-%d %H:%M:%S")
