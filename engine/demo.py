@@ -87,7 +87,7 @@ def _ungrounded(engine: Engine, variant: str, eval_set: str) -> int:
 
 
 def _unjudged(engine: Engine, eval_set: str) -> int:
-    from engine.judge import offline
+    from engine.evaluation import offline_judge as offline
 
     with session_scope(engine) as session:
         d = queries.get_dataset(session, name=eval_set)
@@ -188,7 +188,7 @@ def _demo_campaign(engine: Engine, console: Console) -> None:
     """A pairwise campaign of the base against the tuned variant, two raters per item, with a
     fixed seed; the demo rates nothing itself."""
     from db.campaigns import get_campaign
-    from engine.rating import create_campaign
+    from engine.evaluation.rating import create_campaign
 
     with session_scope(engine) as session:
         exists = get_campaign(session, name=DEMO_CAMPAIGN) is not None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_FRAMES = 8
+from engine.evaluation.frames import DEFAULT_FRAMES, uniform_indices  # noqa: F401 (re-exported)
 
 
 class MediaError(ValueError):
@@ -35,13 +35,6 @@ class SampledFrames:
     times: list[float]  # seconds from the start of the video, one per frame
     fps: float
     duration_s: float
-
-
-def uniform_indices(n_total: int, n: int) -> list[int]:
-    """`n` frame indices spread evenly from the first frame to the last (Video-LLaVA's rule)."""
-    if n_total < n:
-        raise ValueError(f"need at least {n} frames, the video has {n_total}")
-    return [int(i) for i in np.linspace(0, n_total - 1, n).round().astype(int)]
 
 
 def _open(path: str | os.PathLike[str]):

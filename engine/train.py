@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from engine.jobs.train_settings import TrainConfig, TrainError
 from engine.media import DEFAULT_FRAMES
 from engine.model.loading import MODALITIES, format_prompt
 
@@ -60,18 +61,12 @@ CONFIG_FILE = "train_config.json"
 STATE_FILE = "trainer_state.pt"
 FRAMES_FILE = "frames.jsonl"
 STATE_FORMAT = 1
-ATTENTION = ("sdpa", "eager")
 # Length grouping sorts this many batches' worth of examples at a time (as transformers'
 # LengthGroupedSampler does with its mega-batches): enough to pair similar lengths, small enough
 # that the order still changes from epoch to epoch.
 GROUP_BATCHES = 32
 
 Modality = Literal["image", "video", "text"]
-
-
-class TrainError(ValueError):
-    """Training cannot start or go on: a bad setting, bad examples, a checkpoint that does not
-    match, or out of GPU memory."""
 
 
 @dataclass
@@ -86,126 +81,6 @@ class TrainExample:
     dataset: str | None = None  # the dataset it came from; mixture weights are keyed by it
     # `ddft data check` opened its media already: training does not check it again.
     checked: bool = False
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of a LoRA run. Stored as train_config.json in every checkpoint; the
-    preset files in engine/presets/ document the same fields for users."""
-
-    lora_r: int = 16
-    """LoRA rank on every linear layer of the language model."""
-    lora_alpha: int = 32
-    """LoRA scaling numerator (the update is scaled by alpha / r)."""
-    lora_dropout: float = 0.05
-    """Dropout on the LoRA input."""
-    learning_rate: float = 2e-4
-    """Peak learning rate of the LoRA weights."""
-    projector_learning_rate: float = 2e-5
-    """Peak learning rate of the multimodal projector, which is trained in full."""
-    weight_decay: float = 0.0
-    """AdamW weight decay, for both groups."""
-    max_steps: int | None = None
-    """Optimizer steps to run; when None, `epochs` passes over the data decide."""
-    epochs: int = 1
-    """Passes over the (weighted) examples when `max_steps` is None."""
-    batch_size: int = 4
-    """Examples per micro-batch on one device (one modality per batch)."""
-    grad_accum: int | None = None
-    """Micro-batches per optimizer step on each device; None derives it from
-    `samples_per_step`, or uses 1 when that is None too."""
-    samples_per_step: int | None = None
-    """Samples per optimizer step over all devices (batch_size x grad_accum x gpus); None lets
-    `grad_accum` decide."""
-    warmup_ratio: float = 0.03
-    """Fraction of the steps spent warming the learning rate up linearly from zero."""
-    min_lr_ratio: float = 0.1
-    """The cosine schedule ends at this fraction of the peak learning rates."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping over all trainable parameters; 0 turns it off."""
-    seed: int = 0
-    """Seeds LoRA initialisation, dropout, the mixture sampling and the data order."""
-    num_frames: int = DEFAULT_FRAMES
-    """Frames sampled uniformly from each video (Video-LLaVA needs 8)."""
-    max_length: int | None = None
-    """Longest sequence in text tokens, an image or a video counting as one token (Video-LLaVA's
-    model_max_length: its 2,056 visual tokens come on top); longer answers are cut (never the
-    prompt or the visual tokens). None keeps every token."""
-    group_by_length: bool = True
-    """Within each modality, put examples of similar length in the same batch (less padding)."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass: much less memory, about a third slower."""
-    attention: str = "sdpa"
-    """Attention kernel: sdpa (PyTorch's scaled-dot-product attention) or eager."""
-    fused_optimizer: bool = True
-    """Use torch's fused AdamW kernel on CUDA (ignored on CPU)."""
-    bf16: bool = True
-    """On CUDA: frozen weights and the forward pass in bfloat16, trainable weights and optimizer
-    state in float32. CPU always runs float32."""
-    save_every: int = 0
-    """Write step-NNNNNN/ checkpoints every this many optimizer steps; 0 writes only final/
-    (and the checkpoint a cancel writes)."""
-    log_every: int = 1
-    """Report loss, learning rate and throughput every this many optimizer steps."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Free-form notes stored with the checkpoint (the run id, the data version)."""
-
-    def accumulation(self, world_size: int = 1) -> int:
-        """Micro-batches per optimizer step on each of `world_size` devices."""
-        if self.grad_accum is not None:
-            return self.grad_accum
-        if self.samples_per_step is not None:
-            return max(1, self.samples_per_step // (self.batch_size * world_size))
-        return 1
-
-    def problems(self, world_size: int = 1) -> list[str]:
-        """Every invalid setting, each as `field: expected ..., got ...`."""
-        out: list[str] = []
-
-        def need(ok: bool, name: str, expected: str) -> None:
-            if not ok:
-                out.append(f"{name}: expected {expected}, got {getattr(self, name)!r}")
-
-        need(self.lora_r >= 1, "lora_r", "an integer >= 1")
-        need(self.lora_alpha > 0, "lora_alpha", "a number > 0")
-        need(0 <= self.lora_dropout < 1, "lora_dropout", "a number in [0, 1)")
-        need(self.learning_rate > 0, "learning_rate", "a number > 0")
-        need(self.projector_learning_rate >= 0, "projector_learning_rate", "a number >= 0")
-        need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
-        need(self.max_steps is None or self.max_steps >= 1, "max_steps",
-             "none or an integer >= 1")
-        need(self.epochs >= 1, "epochs", "an integer >= 1")
-        need(self.batch_size >= 1, "batch_size", "an integer >= 1")
-        need(self.grad_accum is None or self.grad_accum >= 1, "grad_accum",
-             "none or an integer >= 1")
-        need(self.samples_per_step is None or self.samples_per_step >= 1, "samples_per_step",
-             "none or an integer >= 1")
-        if self.samples_per_step and self.batch_size >= 1 and (
-            self.grad_accum is None or self.grad_accum >= 1
-        ):
-            per_pass = self.batch_size * world_size
-            if self.grad_accum is None and self.samples_per_step % per_pass:
-                out.append(f"samples_per_step: expected a multiple of batch_size x gpus = "
-                           f"{per_pass}, got {self.samples_per_step}")
-            elif self.grad_accum is not None and per_pass * self.grad_accum != self.samples_per_step:
-                out.append(f"samples_per_step: expected batch_size x grad_accum x gpus = "
-                           f"{per_pass * self.grad_accum}, got {self.samples_per_step} "
-                           "(set one of them to none)")
-        need(0 <= self.warmup_ratio < 1, "warmup_ratio", "a number in [0, 1)")
-        need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "a number in [0, 1]")
-        need(self.max_grad_norm >= 0, "max_grad_norm", "a number >= 0")
-        need(self.num_frames >= 1, "num_frames", "an integer >= 1")
-        need(self.max_length is None or self.max_length >= 8, "max_length", "none or >= 8")
-        need(self.attention in ATTENTION, "attention", " or ".join(ATTENTION))
-        need(self.save_every >= 0, "save_every", "an integer >= 0")
-        need(self.log_every >= 1, "log_every", "an integer >= 1")
-        return out
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """A config from stored values; keys that are not fields are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 class TrainCallbacks(Protocol):
@@ -1065,7 +940,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workspace", type=Path, required=True)
     args = parser.parse_args(argv)
     # The glue lives with the other job handlers; imported here so engine.train stays a library.
-    from engine.tasks import train_worker
+    from engine.jobs.handlers import train_worker
 
     train_worker(args.job, args.workspace)
 

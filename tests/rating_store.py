@@ -6,7 +6,7 @@ from typing import Sequence
 
 from db import queries
 from db.store import session_scope
-from engine.recipe import format_recipe
+from engine.evaluation.recipe import format_recipe
 
 EVAL_SET = "kitchen-eval"
 # Names and paths a rater must never see; the rating texts never contain them.

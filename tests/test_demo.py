@@ -14,7 +14,7 @@ from db import queries
 from db.store import open_store, session_scope
 from engine.demo import BASE_VARIANT, TUNED_VARIANT, run_demo
 from engine.importers.kitchen import EVAL_SET, TRAIN_SETS
-from engine.report import table1
+from engine.evaluation.report import table1
 from workbench.app import build_app
 
 

@@ -24,7 +24,7 @@ def test_the_workbench_never_imports_the_heavy_engine(statement):
 
 @pytest.mark.parametrize(
     "statement",
-    ["import db.store, db.queries", "import engine.jobs, engine.report, engine.tasks",
+    ["import db.store, db.queries", "import engine.jobs, engine.evaluation.report, engine.jobs.handlers",
      "import engine.cli.main", "import engine.model.loading", "import engine.train",
      "import engine.generate"],
 )

@@ -77,7 +77,7 @@ def ground(
     """Find the sampled frame each generated recipe step attends to most (teacher-forced
     attention); generations grounded with the same settings are skipped."""
     from engine.cli.main import _launch
-    from engine.grounding import GroundingError, check_index_spec, language_shape, parse_index_spec
+    from engine.evaluation.grounding import GroundingError, check_index_spec, language_shape, parse_index_spec
 
     try:
         check_index_spec(layers, "--layers")
@@ -110,8 +110,8 @@ def video_report(engine, *, eval_set: str) -> dict:
     """The timestamp, coverage and grounding reports of an eval set, as report objects."""
     from db import queries
     from db.store import session_scope
-    from engine.grounding import grounding_report
-    from engine.timestamps import coverage_report, timestamp_report
+    from engine.evaluation.grounding import grounding_report
+    from engine.evaluation.timestamps import coverage_report, timestamp_report
 
     with session_scope(engine) as session:
         dataset = queries.get_dataset(session, name=eval_set)
@@ -131,8 +131,8 @@ def report_video(
 ) -> None:
     """Where in the video: timestamp checks per variant, frame coverage of the annotated
     steps, and keyframe-grounding hit rates against a random frame."""
-    from engine.grounding import render_grounding_markdown
-    from engine.timestamps import render_coverage_markdown, render_timestamps_markdown
+    from engine.evaluation.grounding import render_grounding_markdown
+    from engine.evaluation.timestamps import render_coverage_markdown, render_timestamps_markdown
 
     _, engine = open_workspace(workspace)
     reports = video_report(engine, eval_set=eval_set)

@@ -133,7 +133,7 @@ def train(
     """
     from db.store import session_scope
     from engine.importers.kitchen import TRAIN_SETS
-    from engine.run_request import TrainRequest, parse_dataset_arg, parse_set_arg
+    from engine.jobs.requests import TrainRequest, parse_dataset_arg, parse_set_arg
 
     path, engine = open_workspace(workspace)
     if resume is not None:
@@ -302,15 +302,15 @@ def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fm
 
     from db import queries
     from db.store import session_scope
-    from engine.grounding import grounding_report
-    from engine.report import (
+    from engine.evaluation.grounding import grounding_report
+    from engine.evaluation.report import (
         build_report,
         render_csv,
         render_json,
         render_markdown,
         video_sections,
     )
-    from engine.timestamps import coverage_report, timestamp_report
+    from engine.evaluation.timestamps import coverage_report, timestamp_report
 
     _, engine = open_workspace(workspace)
     with session_scope(engine) as session:

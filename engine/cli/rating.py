@@ -53,7 +53,7 @@ def create(
 ) -> None:
     """Make a blind rating campaign over the newest recipes of two or more variants."""
     from db.campaigns import CampaignError
-    from engine.rating import create_campaign
+    from engine.evaluation.rating import create_campaign
 
     _, engine = open_workspace(workspace)
     try:
@@ -73,7 +73,7 @@ def list_(workspace: WorkspaceOption = None) -> None:
     """Every campaign with its mode, eval set, variants and progress."""
     from db.campaigns import list_campaigns
     from db.store import session_scope
-    from engine.rating import campaign_progress
+    from engine.evaluation.rating import campaign_progress
 
     _, engine = open_workspace(workspace)
     with session_scope(engine) as session:
@@ -94,7 +94,7 @@ def show(name: str, workspace: WorkspaceOption = None) -> None:
     """A campaign's settings and each rater's progress."""
     from db.campaigns import CampaignError
     from db.store import session_scope
-    from engine.rating import campaign_progress, require_campaign
+    from engine.evaluation.rating import campaign_progress, require_campaign
 
     _, engine = open_workspace(workspace)
     with session_scope(engine) as session:
@@ -131,7 +131,7 @@ def export(
     """Every rating of a campaign with the blinding key: which variant wrote each side."""
     from db.campaigns import CampaignError
     from db.store import session_scope
-    from engine.rating import render_export, require_campaign
+    from engine.evaluation.rating import render_export, require_campaign
 
     _, engine = open_workspace(workspace)
     with session_scope(engine) as session:
@@ -153,7 +153,7 @@ def choose_campaign(session, *, rater: str, campaign: str | None) -> str:
     """The campaign `ddft rate` opens: the one named (it must exist), else the only one with
     work left for this rater. Raises CampaignError with the campaigns to choose from."""
     from db.campaigns import CampaignError, get_rater, list_campaigns, open_campaigns_for
-    from engine.rating import require_campaign
+    from engine.evaluation.rating import require_campaign
 
     if campaign is not None:
         return require_campaign(session, campaign).name
@@ -208,11 +208,11 @@ def open_rating(path: Path, *, rater: str, campaign: str) -> None:
 
 def report_agreements(session, *, dataset_id: int, eval_set: str, campaign: str | None,
                       judge: str | None, protocol: str | None) -> list[Any]:
-    """Agreement summaries (engine.agreement.CampaignAgreement) for `ddft report`: the named
+    """Agreement summaries (engine.evaluation.agreement.CampaignAgreement) for `ddft report`: the named
     campaign, else every campaign on the eval set. Raises CampaignError for an unknown campaign
     or one on another eval set."""
     from db.campaigns import CampaignError, list_campaigns
-    from engine.rating import campaign_agreement, require_campaign
+    from engine.evaluation.rating import campaign_agreement, require_campaign
 
     if campaign is not None:
         chosen = [require_campaign(session, campaign)]
@@ -250,7 +250,7 @@ def print_agreement_only(agreements: list[Any], *, eval_set: str, fmt: str, out=
     import json
     from dataclasses import asdict
 
-    from engine.report import agreement_markdown, render_agreement_csv
+    from engine.evaluation.report import agreement_markdown, render_agreement_csv
 
     if fmt == "json":
         text = json.dumps({"eval_set": eval_set, "agreement": [asdict(a) for a in agreements]},

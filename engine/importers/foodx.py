@@ -17,7 +17,7 @@ from engine.importers.base import (
     Progress,
     read_text_file,
 )
-from engine.recipe import DISH_PROMPT
+from engine.evaluation.recipe import DISH_PROMPT
 
 SPLITS = ("train", "val", "test")
 SOURCE = "foodx251"

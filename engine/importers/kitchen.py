@@ -15,7 +15,7 @@ from engine.importers.base import (
     apply_plan,
 )
 from engine.media import DEFAULT_FRAMES, uniform_indices
-from engine.recipe import DISH_PROMPT, RECIPE_PROMPT
+from engine.evaluation.recipe import DISH_PROMPT, RECIPE_PROMPT
 
 # Dataset names the demo and tests use.
 IMAGE_SET = "kitchen-images"

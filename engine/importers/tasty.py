@@ -14,7 +14,7 @@ from engine.importers.base import (
     Progress,
     read_text_file,
 )
-from engine.recipe import RECIPE_PROMPT, format_recipe
+from engine.evaluation.recipe import RECIPE_PROMPT, format_recipe
 
 SOURCE = "tasty"
 # The official archive keeps the recipe folders one level down, next to SPLITS/.

@@ -19,7 +19,7 @@ from engine.importers.base import (
     Progress,
     read_text_file,
 )
-from engine.recipe import RECIPE_PROMPT, format_recipe
+from engine.evaluation.recipe import RECIPE_PROMPT, format_recipe
 
 SOURCE = "youcook2"
 ANNOTATIONS_NAME = "youcookii_annotations_trainval.json"

@@ -18,8 +18,8 @@ from typing import Any
 from db import queries
 from db.models import Generation
 from db.store import session_scope
-from engine.judge import prompts
-from engine.judge.prompts import PROMPT_VERSIONS, PROTOCOLS, YES_THRESHOLD, Messages
+from engine.evaluation import judge_prompts as prompts
+from engine.evaluation.judge_prompts import PROMPT_VERSIONS, PROTOCOLS, YES_THRESHOLD, Messages
 
 # One implementation of back-off, Retry-After and prices for every command that calls a model.
 from engine.questions import DEFAULT_BASE_URL, _retry_after, backoff_delay, request_cost

@@ -12,7 +12,7 @@ from engine.kitchen.build import (
 )
 from engine.kitchen.questions import QUESTIONS
 from engine.kitchen.recipes import DISHES, Dish, dish_by_slug, format_recipe
-from engine.recipe import ParsedRecipe, parse_recipe
+from engine.evaluation.recipe import ParsedRecipe, parse_recipe
 from engine.kitchen.render import RenderedVideo, RenderError, render_dish_image, render_video
 
 __all__ = [

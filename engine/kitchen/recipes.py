@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.recipe import format_recipe as recipe_text
+from engine.evaluation.recipe import format_recipe as recipe_text
 
 Colour = tuple[int, int, int]
 
@@ -317,5 +317,5 @@ def dish_by_slug(slug: str) -> Dish:
 
 
 def format_recipe(dish: Dish) -> str:
-    """The dish's recipe as the text a model is trained to write (engine.recipe's layout)."""
+    """The dish's recipe as the text a model is trained to write (engine.evaluation.recipe's layout)."""
     return recipe_text(dish.name, dish.ingredients, dish.steps)

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from db import queries
 from db.store import session_scope
 from engine.cli.main import app
-from engine.recipe import format_recipe
+from engine.evaluation.recipe import format_recipe
 
 runner = CliRunner()
 REFERENCE = format_recipe("Pancakes", ["1 cup flour", "2 eggs", "1 cup milk"],

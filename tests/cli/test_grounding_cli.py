@@ -11,12 +11,12 @@ from typer.testing import CliRunner
 from db import queries
 from db.store import session_scope
 from engine.cli.main import app
-from engine.grounding import chance_of_hit
+from engine.evaluation.grounding import chance_of_hit
 from engine.importers.kitchen import EVAL_SET, import_kitchen
 from engine.kitchen.build import build_kitchen
 from engine.media import sample_frames
 from engine.model.loading import format_prompt
-from engine.timestamps import annotated_segments
+from engine.evaluation.timestamps import annotated_segments
 
 runner = CliRunner()
 

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from db import queries
 from db.store import session_scope
 from engine.cli.main import app
-from engine.recipe import format_recipe
+from engine.evaluation.recipe import format_recipe
 from tests.fake_openai import API_KEY, fake_openai_server, reply  # noqa: F401
 
 runner = CliRunner()

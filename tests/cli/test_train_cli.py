@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from db import queries
 from db.store import open_store, session_scope
 from engine.cli.main import app
-from engine.run_request import TrainRequest
+from engine.jobs.requests import TrainRequest
 from tests.engine.conftest import engine_tiny_model  # noqa: F401  (a fixture)
 
 runner = CliRunner()

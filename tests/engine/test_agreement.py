@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.agreement import (
+from engine.evaluation.agreement import (
     HumanRating,
     average_ranks,
     canonical_choice,

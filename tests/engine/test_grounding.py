@@ -14,14 +14,13 @@ from db import queries
 from db.models import Generation
 from db.queries import groundings_for_generation
 from db.store import session_scope
-from engine.grounding import (
+from engine.attention import capture_frame_attention, frame_token_positions
+from engine.evaluation.grounding import (
     FrameAttention,
     GroundingError,
     StepSpan,
-    capture_frame_attention,
     chance_of_hit,
     compact_indices,
-    frame_token_positions,
     ground_steps,
     grounding_report,
     parse_index_spec,
@@ -35,8 +34,8 @@ from engine.jobs import create_job, run_job
 from engine.kitchen.build import build_kitchen
 from engine.media import sample_frames
 from engine.model.loading import format_prompt, load_model
-from engine.recipe import RECIPE_PROMPT
-from engine.timestamps import TIMESTAMP_PROMPT, Segment, annotated_segments
+from engine.evaluation.recipe import RECIPE_PROMPT
+from engine.evaluation.timestamps import TIMESTAMP_PROMPT, Segment, annotated_segments
 
 RECIPE = ("Dish: Tomato Soup\nIngredients:\n- 4 cups chopped tomatoes\n- 1/2 tsp salt\n"
           "Steps:\n1. Simmer the tomatoes for 20 minutes.\n2. Blend until smooth.")
@@ -306,7 +305,7 @@ def test_timestamp_answers_are_their_own_rows_and_resume(ddft_store, ddft_worksp
 
     # Recipes are still keyed as they always were: prompt and decoding, no task.
     from engine.generate import decoding_params
-    from engine.tasks import generation_key
+    from engine.jobs.handlers import generation_key
 
     recipe_params = {key: value for key, value in params.items() if key != "task"}
     job = _run(ddft_store, ddft_workspace, "generate", recipe_params)
@@ -321,7 +320,7 @@ def test_timestamp_answers_are_their_own_rows_and_resume(ddft_store, ddft_worksp
 
 def test_a_lora_wrapped_model_is_captured_through_its_wrapper(engine_tiny_model,
                                                               engine_media_dir):
-    from engine.grounding import decoder_attention_modules
+    from engine.attention import decoder_attention_modules
     from engine.model.loading import attach_lora
 
     loaded = load_model(str(engine_tiny_model), device="cpu")
@@ -337,7 +336,7 @@ def test_a_lora_wrapped_model_is_captured_through_its_wrapper(engine_tiny_model,
 
 
 def test_a_short_step_is_found_on_its_own_line_not_in_the_title():
-    from engine.recipe import format_recipe
+    from engine.evaluation.recipe import format_recipe
 
     text = format_recipe("Mixed salad", ["1 cucumber", "salt"], ["Mix", "Chop the cucumber"])
     spans = step_spans(text)

@@ -11,7 +11,7 @@ from db import queries
 from db.store import session_scope
 from engine.importers.base import apply_plan
 from engine.importers.foodx import dish_name, read_class_list, read_foodx
-from engine.recipe import DISH_PROMPT
+from engine.evaluation.recipe import DISH_PROMPT
 
 REAL = Path("/work/shared/fixtures/real/ifood2019_foodx251")
 CLASSES = {0: "macaron", 1: "apple_pie", 2: "hot_and_sour_soup"}

@@ -19,7 +19,7 @@ from engine.importers.kitchen import (
 from engine.kitchen.build import build_kitchen
 from engine.kitchen.questions import QUESTIONS
 from engine.media import sample_frames
-from engine.recipe import DISH_PROMPT, RECIPE_PROMPT, parse_recipe
+from engine.evaluation.recipe import DISH_PROMPT, RECIPE_PROMPT, parse_recipe
 
 DISHES = ("tomato-soup", "garden-salad", "berry-smoothie")
 

@@ -12,7 +12,7 @@ from db import queries
 from db.store import session_scope
 from engine.importers.base import ImportFailed, apply_plan
 from engine.importers.llava import LlavaExportError, export_llava_json, read_llava_json
-from engine.recipe import RECIPE_PROMPT
+from engine.evaluation.recipe import RECIPE_PROMPT
 
 REAL = Path("/work/shared/fixtures/real/videollava_llava_json")
 

@@ -12,7 +12,7 @@ from db import queries
 from db.store import session_scope
 from engine.importers.base import ImportFailed, apply_plan
 from engine.importers.tasty import read_tasty
-from engine.recipe import RECIPE_PROMPT, format_recipe, parse_recipe
+from engine.evaluation.recipe import RECIPE_PROMPT, format_recipe, parse_recipe
 
 REAL = Path("/work/shared/fixtures/real/tasty_videos")
 

@@ -12,7 +12,7 @@ from db import queries
 from db.store import session_scope
 from engine.importers.base import apply_plan
 from engine.importers.youcook2 import read_youcook2
-from engine.recipe import RECIPE_PROMPT, format_recipe, parse_recipe
+from engine.evaluation.recipe import RECIPE_PROMPT, format_recipe, parse_recipe
 
 REAL = Path("/work/shared/fixtures/real/youcook2")
 # The real label file has a stray trailing space after one name (408).

@@ -12,8 +12,8 @@ import pytest
 
 from db import queries
 from db.store import session_scope
-from engine import jobs
-from engine.recipe import format_recipe
+from engine.jobs import runner as jobs
+from engine.evaluation.recipe import format_recipe
 
 REFERENCE = format_recipe("Tomato Soup", ["2 cups tomatoes", "1 tbsp olive oil"],
                           ["Chop the tomatoes.", "Simmer the tomatoes in olive oil."])

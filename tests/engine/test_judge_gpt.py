@@ -14,9 +14,10 @@ from db import queries
 from db.models import Judgment
 from db.store import open_store, session_scope
 from engine import questions
-from engine.judge import gpt, prompts
+from engine.evaluation import judge_prompts as prompts
+from engine.judge import gpt
 from engine.judge.gpt import CACHE_FILE, JudgeError, judge_generations
-from engine.judge.prompts import (
+from engine.evaluation.judge_prompts import (
     PROMPT_VERSIONS,
     parse_choice,
     parse_score,

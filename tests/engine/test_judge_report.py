@@ -8,9 +8,9 @@ import json
 import pytest
 
 from db.queries import JudgedRow
-from engine.judge.offline import score_recipe
-from engine.recipe import format_recipe, has_measurement, ingredient_food, parse_recipe
-from engine.report import accuracy_percent, build_report, render_csv, render_json, render_markdown, table1
+from engine.evaluation.offline_judge import score_recipe
+from engine.evaluation.recipe import format_recipe, has_measurement, ingredient_food, parse_recipe
+from engine.evaluation.report import accuracy_percent, build_report, render_csv, render_json, render_markdown, table1
 
 SOUP_STEPS = ["Heat the olive oil in a pot.", "Fry the garlic until golden.",
               "Add the tomatoes and simmer for ten minutes.", "Season with salt and blend smooth."]

@@ -18,7 +18,7 @@ from engine.kitchen.build import (
 )
 from engine.kitchen.questions import QUESTIONS
 from engine.kitchen.recipes import DISHES, VESSELS, dish_by_slug, format_recipe
-from engine.recipe import parse_recipe
+from engine.evaluation.recipe import parse_recipe
 from engine.kitchen.render import render_dish_image, render_video
 
 MEASURED = re.compile(r"^\d+( \d+/\d+|/\d+)? \S")

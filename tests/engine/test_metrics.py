@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.judge.offline import score_recipe
-from engine.metrics import kendall_tau, match_ingredients, parse_ingredient, recipe_metrics
-from engine.recipe import format_recipe
+from engine.evaluation.offline_judge import score_recipe
+from engine.evaluation.metrics import kendall_tau, match_ingredients, parse_ingredient, recipe_metrics
+from engine.evaluation.recipe import format_recipe
 
 INGREDIENTS = ["2 cups diced tomatoes", "1 tbsp olive oil", "3 cloves garlic, minced",
                "1/2 tsp salt"]

@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from engine.model.tiny import MARKER, TINY_TRAINING
-from engine.presets import PRESET_DIR, apply_overrides, load_preset, preset_names
-from engine.run_request import TrainRequest, parse_dataset_arg, parse_set_arg
-from engine.train import TrainConfig, TrainError
+from engine.jobs.train_settings import PRESET_DIR, apply_overrides, load_preset, preset_names
+from engine.jobs.requests import TrainRequest, parse_dataset_arg, parse_set_arg
+from engine.jobs.train_settings import TrainConfig, TrainError
 
 
 def test_the_paper_preset_is_video_llavas_lora_recipe():
@@ -146,7 +146,7 @@ def test_a_request_lists_every_problem_against_the_store(ddft_store):
 
 
 def test_the_request_module_imports_no_torch():
-    code = "import sys, engine.run_request; print(' '.join(sys.modules))"
+    code = "import sys, engine.jobs.requests; print(' '.join(sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = {name.split(".")[0] for name in out.stdout.split()}
     assert not loaded & {"torch", "transformers", "peft", "accelerate", "textual"}

@@ -14,14 +14,14 @@ from db import campaigns as c
 from db import queries
 from db.models import Campaign, CampaignItem, Generation
 from db.store import session_scope
-from engine.rating import (
+from engine.evaluation.rating import (
     agreement_rows,
     campaign_agreement,
     campaign_progress,
     create_campaign,
     render_export,
 )
-from engine.report import build_report, render_csv, render_json, render_markdown
+from engine.evaluation.report import build_report, render_csv, render_json, render_markdown
 from tests.rating_store import EVAL_SET, VARIANTS, fill_store
 
 A, B = VARIANTS

@@ -8,9 +8,9 @@ import io
 import json
 
 from db.queries import JudgedRow
-from engine.grounding import GroundingReport, GroundingRow
-from engine.report import build_report, render_csv, render_json, render_markdown, video_sections
-from engine.timestamps import (
+from engine.evaluation.grounding import GroundingReport, GroundingRow
+from engine.evaluation.report import build_report, render_csv, render_json, render_markdown, video_sections
+from engine.evaluation.timestamps import (
     CoverageReport,
     Segment,
     TimestampReport,

@@ -121,7 +121,7 @@ def test_kill_9_of_a_detached_run_shows_interrupted_and_resume_finishes_from_the
     from db.store import session_scope
     from engine.cli.main import app
     from engine.jobs import create_job, refresh_job_states, spawn_job
-    from engine.run_request import TrainRequest
+    from engine.jobs.requests import TrainRequest
 
     with session_scope(ddft_store) as session:
         dataset = queries.get_or_create_dataset(session, name="qa", modality="text")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.stats import (
+from engine.evaluation.stats import (
     binomial_cdf,
     cluster_bootstrap_mean,
     mcnemar,

@@ -10,7 +10,7 @@ from db.store import session_scope
 from engine.importers.kitchen import EVAL_SET, import_kitchen
 from engine.kitchen.build import build_kitchen
 from engine.media import sample_frames
-from engine.timestamps import (
+from engine.evaluation.timestamps import (
     TIMESTAMP_PROMPT,
     Segment,
     aggregate_scores,
@@ -199,7 +199,7 @@ def test_coverage_finds_the_steps_no_sampled_frame_falls_in(ddft_store, kitchen_
 
 
 def test_coverage_with_a_made_up_video_whose_middle_step_is_missed():
-    from engine.timestamps import video_coverage
+    from engine.evaluation.timestamps import video_coverage
 
     # Frames at 0, 1, 2, 10, 11, 12, 13, 14 s; the step from 3 to 9 s gets none.
     times = [0, 1, 2, 10, 11, 12, 13, 14]

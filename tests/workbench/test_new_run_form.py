@@ -17,9 +17,9 @@ TRAIN_DATASETS = {"kitchen-images": 1.0, "kitchen-videos": 1.0, "kitchen-text": 
 
 def _train_request():
     try:
-        from engine.run_request import TrainRequest
+        from engine.jobs.requests import TrainRequest
     except ImportError as exc:
-        pytest.skip(f"engine.run_request (TrainRequest) is not in the tree yet: {exc}")
+        pytest.skip(f"engine.jobs.requests (TrainRequest) is not in the tree yet: {exc}")
     return TrainRequest
 
 

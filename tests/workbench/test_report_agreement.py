@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from db import campaigns as c
-from engine.rating import create_campaign
+from engine.evaluation.rating import create_campaign
 
 from .conftest import TUNED_TEXT, running, settle
 

@@ -73,7 +73,7 @@ class GenerationView:
 
 @dataclass(frozen=True)
 class IngredientMarks:
-    """Where ingredient lines of a reference and a generation meet (engine.metrics' matching)."""
+    """Where ingredient lines of a reference and a generation meet (engine.evaluation.metrics' matching)."""
 
     matched: frozenset[int]  # reference line numbers paired with a generated ingredient
     missing: frozenset[int]  # reference line numbers with no generated partner
@@ -165,7 +165,7 @@ class CompareView:
 
 def _ingredient_lines(text: str) -> list[tuple[int, str]]:
     """(line number, ingredient) for each ingredient parse_recipe reads from `text`, in order."""
-    from engine.recipe import parse_recipe
+    from engine.evaluation.recipe import parse_recipe
 
     lines = text.splitlines()
     found, line_no = [], 0
@@ -182,9 +182,9 @@ def _ingredient_lines(text: str) -> list[tuple[int, str]]:
 
 def mark_ingredients(reference: str, generation: str) -> IngredientMarks:
     """Matched and missing reference lines, and extra generation lines, by
-    `engine.metrics.match_ingredients` (foods read by ingredient_slicer)."""
-    # Imported here: engine.metrics loads ingredient_slicer, too slow for the app's start.
-    from engine.metrics import match_ingredients
+    `engine.evaluation.metrics.match_ingredients` (foods read by ingredient_slicer)."""
+    # Imported here: engine.evaluation.metrics loads ingredient_slicer, too slow for the app's start.
+    from engine.evaluation.metrics import match_ingredients
 
     ref, gen = _ingredient_lines(reference), _ingredient_lines(generation)
     match = match_ingredients([item for _, item in gen], [item for _, item in ref])
@@ -221,7 +221,7 @@ def _sample_flags(judgments_by_variant: dict[int, list]) -> tuple[bool, tuple[tu
 
 def annotated_steps(meta: dict, frame_times: tuple[float, ...]) -> tuple[AnnotatedStep, ...]:
     """The sample's annotated segments in time order, each with the sampled frames inside it."""
-    from engine.timestamps import annotated_segments
+    from engine.evaluation.timestamps import annotated_segments
 
     return tuple(
         AnnotatedStep(s.start, s.end, s.sentence,
@@ -247,7 +247,7 @@ def grounding_view(steps: list[dict], params: dict, segments: tuple[AnnotatedSte
                    n_frames: int, strip_path: str | None) -> GroundingView:
     """A stored grounding's steps beside the annotated steps at the same positions, with a
     thumbnail of each step's first frame when the video's strip can be read."""
-    from engine.grounding import describe_params
+    from engine.evaluation.grounding import describe_params
 
     # Without steps there is nothing to draw, and nothing to say about a missing strip.
     frames, note = _strip_frames(strip_path, n_frames) if steps else ((), "")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.evaluation.frames import DEFAULT_FRAMES
+
 # Each frame is drawn 12 cells wide; a cell shows two pixels, one above the other (▀).
 FRAME_CELLS = 12
 MAX_FRAME_ROWS = 8
-DEFAULT_FRAMES = 8  # Video-LLaVA's sampled frames; engine.media is not imported here.
 
 RGB = tuple[int, int, int]
 

@@ -16,7 +16,7 @@ PRESETS = ("tiny", "paper")
 
 
 class RunRequestUnavailable(RuntimeError):
-    """engine.run_request cannot be imported, so the form cannot build a `ddft train` command."""
+    """engine.jobs.requests cannot be imported, so the form cannot build a `ddft train` command."""
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,16 @@ class RunForm:
 
 
 def train_request_class() -> type:
-    """engine.run_request.TrainRequest. Raises RunRequestUnavailable when it cannot be imported."""
+    """engine.jobs.requests.TrainRequest. Raises RunRequestUnavailable when it cannot be imported."""
     try:
-        from engine.run_request import TrainRequest
+        from engine.jobs.requests import TrainRequest
     except ImportError as exc:
-        raise RunRequestUnavailable(f"engine.run_request is not available ({exc})") from exc
+        raise RunRequestUnavailable(f"engine.jobs.requests is not available ({exc})") from exc
     return TrainRequest
 
 
 def load_run_form(engine: Engine) -> RunFormDefaults:
-    """The form's starting values. Also imports engine.run_request here, in a worker thread,
+    """The form's starting values. Also imports engine.jobs.requests here, in a worker thread,
     so that typing in the form never waits on an import."""
     from db.queries import list_datasets, list_jobs, list_variants
     from db.store import session_scope
@@ -83,7 +83,7 @@ def load_run_form(engine: Engine) -> RunFormDefaults:
     preset = "paper"
     if request_error is None and base:
         # The module's own rule: `tiny` for a directory holding ddft's tiny model, else `paper`.
-        from engine.run_request import default_preset
+        from engine.jobs.requests import default_preset
 
         preset = default_preset(base)
     return RunFormDefaults(variant=f"lora-{number}", base=base, bases=tuple(bases), preset=preset,

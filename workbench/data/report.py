@@ -21,17 +21,17 @@ class ReportView:
     protocol: str | None
     prompt_versions: tuple[str, ...]
     prompt_version: str | None
-    rows: tuple[Any, ...]  # engine.report.Table1Row
-    stats: tuple[Any, ...]  # engine.report.VariantStats, one per row, same order
-    comparisons: tuple[Any, ...]  # engine.report.Comparison, each variant against `baseline`
+    rows: tuple[Any, ...]  # engine.evaluation.report.Table1Row
+    stats: tuple[Any, ...]  # engine.evaluation.report.VariantStats, one per row, same order
+    comparisons: tuple[Any, ...]  # engine.evaluation.report.Comparison, each variant against `baseline`
     baseline: str | None  # the variant the comparisons are against
-    histograms: tuple[tuple[str, tuple[str, ...]], ...]  # variant → engine.report.histogram_bars
+    histograms: tuple[tuple[str, tuple[str, ...]], ...]  # variant → engine.evaluation.report.histogram_bars
     n_samples: int  # distinct eval samples behind the table
     decodings: int  # distinct decoding settings mixed in the table
-    # engine.agreement.CampaignAgreement per rating campaign on the eval set, against the
+    # engine.evaluation.agreement.CampaignAgreement per rating campaign on the eval set, against the
     # judge and protocol of the table
     agreements: tuple[Any, ...] = ()
-    # engine.report.video_sections of the eval set: timestamps, frame coverage, grounding.
+    # engine.evaluation.report.video_sections of the eval set: timestamps, frame coverage, grounding.
     video: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -78,12 +78,12 @@ def load_report(
     baseline: str | None = None,
 ) -> ReportView:
     """Table 1 over one judge, protocol and prompt version, so that scores on different scales
-    never share a row, with `engine.report.build_report`'s intervals and every other variant
+    never share a row, with `engine.evaluation.report.build_report`'s intervals and every other variant
     compared with `baseline`. A choice that does not exist falls back to the most used one;
     the baseline to the first variant."""
     from db.queries import judged_rows, list_datasets
     from db.store import session_scope
-    from engine.report import build_report, histogram_bars
+    from engine.evaluation.report import build_report, histogram_bars
 
     with session_scope(engine) as session:
         eval_sets = tuple((d.id, d.name) for d in list_datasets(session, purpose="eval"))
@@ -135,13 +135,13 @@ def load_report(
 
 def load_agreements(engine: Engine, *, dataset_id: int | None, judge: str | None,
                     protocol: str | None) -> tuple[Any, ...]:
-    """People against the judge (`engine.rating.campaign_agreement`) for every rating campaign
+    """People against the judge (`engine.evaluation.rating.campaign_agreement`) for every rating campaign
     on the eval set, oldest first."""
     if dataset_id is None:
         return ()
     from db.campaigns import list_campaigns
     from db.store import session_scope
-    from engine.rating import campaign_agreement
+    from engine.evaluation.rating import campaign_agreement
 
     with session_scope(engine) as session:
         return tuple(campaign_agreement(session, campaign, judge=judge, protocol=protocol)
@@ -154,9 +154,9 @@ def load_video(engine: Engine, *, dataset_id: int | None) -> dict[str, Any]:
     if dataset_id is None:
         return {}
     from db.store import session_scope
-    from engine.grounding import grounding_report
-    from engine.report import video_sections
-    from engine.timestamps import coverage_report, timestamp_report
+    from engine.evaluation.grounding import grounding_report
+    from engine.evaluation.report import video_sections
+    from engine.evaluation.timestamps import coverage_report, timestamp_report
 
     with session_scope(engine) as session:
         return video_sections(timestamp_report(session, dataset_id=dataset_id),

@@ -49,7 +49,7 @@ def no_judgments(eval_set: str) -> str:
 
 
 def table1_cells(row, stats) -> tuple[str | Text, ...]:
-    """Table 1's cells for one variant, then its intervals (`stats`: engine.report.VariantStats)."""
+    """Table 1's cells for one variant, then its intervals (`stats`: engine.evaluation.report.VariantStats)."""
     return (
         Text(row.variant, style="bold"),
         Text(str(row.yes), justify="right"),
@@ -66,7 +66,7 @@ def table1_cells(row, stats) -> tuple[str | Text, ...]:
 
 
 def comparison_cells(c) -> tuple[str | Text, ...]:
-    """One paired comparison (engine.report.Comparison) as table cells."""
+    """One paired comparison (engine.evaluation.report.Comparison) as table cells."""
     def right(value: str) -> Text:
         return Text(value, justify="right")
 

@@ -33,11 +33,11 @@ STALE_AFTER_S = 60.0
 # What `ddft jobs run` executes for each kind: "module:function", imported only when run, so
 # that listing or cancelling jobs never imports torch.
 HANDLERS: dict[str, str] = {
-    "train": "engine.tasks:train_task",
-    "generate": "engine.tasks:generate_task",
-    "judge": "engine.tasks:judge_task",
-    "check": "engine.tasks:check_task",
-    "ground": "engine.tasks:ground_task",
+    "train": "engine.jobs.handlers:train_task",
+    "generate": "engine.jobs.handlers:generate_task",
+    "judge": "engine.jobs.handlers:judge_task",
+    "check": "engine.jobs.handlers:check_task",
+    "ground": "engine.jobs.handlers:ground_task",
 }
 
 
@@ -211,7 +211,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean the input was wrong, not ddft: logged as one line, not a traceback."""
     from engine.media import MediaError
     from engine.model.loading import ModelLoadError
-    from engine.train import TrainError
+    from engine.jobs.train_settings import TrainError
 
     return (JobError, MediaError, ModelLoadError, TrainError)
 

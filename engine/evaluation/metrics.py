@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Callable, Optional, Sequence
 
-from engine.judge.offline import FOOD_MATCH, STEP_MATCH
-from engine.recipe import content_words, ingredient_food, parse_recipe
+from engine.evaluation.offline_judge import FOOD_MATCH, STEP_MATCH
+from engine.evaluation.recipe import content_words, ingredient_food, parse_recipe
 
 _LETTERS = re.compile(r"[a-z]+(?:-[a-z]+)*")
 
@@ -81,7 +81,7 @@ def parse_ingredient(line: str) -> Ingredient:
 
     ingredient_slicer keeps a counted unit in the food ("3 cloves garlic" → "cloves garlic"), so
     the unit's words are dropped from the food unless nothing else is left ("2 eggs"). Should the
-    parser fail on a line, the food falls back to `engine.recipe.ingredient_food` and the
+    parser fail on a line, the food falls back to `engine.evaluation.recipe.ingredient_food` and the
     quantity to None. Cached: references repeat across variants."""
     # Imported here: ingredient_slicer loads its tables on import (~0.4 s).
     from ingredient_slicer import IngredientSlicer
@@ -183,7 +183,7 @@ def _f1(precision: float, recall: float) -> float:
 
 def recipe_metrics(generated: str, reference: str) -> RecipeMetrics:
     """Offline metrics of `generated` against `reference` (both recipe texts, read with
-    `engine.recipe.parse_recipe`). Ingredients match by food (ingredient_slicer's parse) and
+    `engine.evaluation.recipe.parse_recipe`). Ingredients match by food (ingredient_slicer's parse) and
     steps by content-word coverage, with the offline judge's thresholds; Kendall's tau compares
     the order of matched steps in the reference and in the generation. Never raises on junk."""
     gen, ref = parse_recipe(generated), parse_recipe(reference)

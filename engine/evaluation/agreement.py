@@ -2,7 +2,7 @@
 Krippendorff's alpha, human win rates and the queue of items where people and judge disagree.
 
 Pure functions over plain values (numpy only), so the workbench may import them; the rows they
-summarise are read from the store by `engine.rating.agreement_rows`.
+summarise are read from the store by `engine.evaluation.rating.agreement_rows`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Hashable, Iterable, Optional, Sequence
 
-from engine.stats import cluster_bootstrap_mean, wilson_interval
+from engine.evaluation.stats import cluster_bootstrap_mean, wilson_interval
 
 # A score at or above this is a "yes", as in the paper's judge.
 YES_THRESHOLD = 3.5

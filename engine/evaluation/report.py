@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Optional
 
 from db.queries import JudgedRow
-from engine.judge.prompts import STAGES as TWO_STAGES
-from engine.stats import cluster_bootstrap_mean, mcnemar, paired_bootstrap_diff, wilson_interval
+from engine.evaluation.judge_prompts import STAGES as TWO_STAGES
+from engine.evaluation.stats import cluster_bootstrap_mean, mcnemar, paired_bootstrap_diff, wilson_interval
 
 SCORE_BINS = (1, 2, 3, 4, 5)
 
@@ -74,7 +74,7 @@ class Comparison:
 
 @dataclass(frozen=True)
 class OfflineSummary:
-    """`engine.metrics.recipe_metrics` averaged over a variant's generations; a mean over the
+    """`engine.evaluation.metrics.recipe_metrics` averaged over a variant's generations; a mean over the
     generations where the metric is defined, None when it never is."""
 
     variant: str
@@ -105,11 +105,11 @@ class Report:
     confidence: float = 0.95
     n_boot: int = 10_000
     seed: int = 0
-    # engine.agreement.CampaignAgreement per rating campaign on the eval set; rendered only
+    # engine.evaluation.agreement.CampaignAgreement per rating campaign on the eval set; rendered only
     # when there is one.
     agreement: list[Any] = field(default_factory=list)
-    # Where in the video: "timestamps" (engine.timestamps.TimestampReport), "coverage"
-    # (CoverageReport) and "grounding" (engine.grounding.GroundingReport), each only when the
+    # Where in the video: "timestamps" (engine.evaluation.timestamps.TimestampReport), "coverage"
+    # (CoverageReport) and "grounding" (engine.evaluation.grounding.GroundingReport), each only when the
     # eval set has something to show for it.
     video: dict[str, Any] = field(default_factory=dict)
 
@@ -174,7 +174,7 @@ def score_histogram(scores: Iterable[float]) -> dict[int, int]:
 def stage_scores(details: Mapping[str, Any] | None) -> dict[str, float]:
     """Per-stage scores from a judgment's details. The two-stage GPT judge stores each stage's
     score under the stage's name (`details["ingredients"]`, `details["steps"]`, as named in
-    `engine.judge.prompts.STAGES`); a `details["stages"]` mapping of stage name to a number or
+    `engine.evaluation.judge_prompts.STAGES`); a `details["stages"]` mapping of stage name to a number or
     to a mapping with a numeric "score" is read too. A stage whose reply was unparsable (None)
     is left out."""
     details = details or {}
@@ -314,9 +314,9 @@ def _defined(metrics: list, name: str) -> list[float]:
 
 
 def offline_summary(generations: Iterable[tuple[str, str, str]]) -> list[OfflineSummary]:
-    """`engine.metrics.recipe_metrics` over (variant, generated text, reference text) triples,
+    """`engine.evaluation.metrics.recipe_metrics` over (variant, generated text, reference text) triples,
     averaged per variant in the order variants first appear."""
-    from engine.metrics import recipe_metrics
+    from engine.evaluation.metrics import recipe_metrics
 
     grouped: dict[str, list] = {}
     for variant, generated, reference in generations:
@@ -611,7 +611,7 @@ def _items(rated: int, total: int) -> str:
 
 
 def agreement_markdown(summary: Any, *, level: str = "95%") -> list[str]:
-    """Markdown lines for one campaign's `engine.agreement.CampaignAgreement`."""
+    """Markdown lines for one campaign's `engine.evaluation.agreement.CampaignAgreement`."""
     s = summary
     lines = [f"## Human ratings: {s.campaign}", "",
              f"{s.mode} campaign: {_count(s.ratings, 'rating')} by {_count(s.raters, 'rater')} on "
@@ -735,8 +735,8 @@ def video_sections(timestamps: Any, coverage: Any, grounding: Any) -> dict[str, 
 
 def video_markdown(video: Mapping[str, Any]) -> list[str]:
     """Markdown lines of the timestamp, frame-coverage and grounding sections present."""
-    from engine.grounding import render_grounding_markdown
-    from engine.timestamps import render_coverage_markdown, render_timestamps_markdown
+    from engine.evaluation.grounding import render_grounding_markdown
+    from engine.evaluation.timestamps import render_coverage_markdown, render_timestamps_markdown
 
     renderers = {"timestamps": render_timestamps_markdown, "coverage": render_coverage_markdown,
                  "grounding": render_grounding_markdown}

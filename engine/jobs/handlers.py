@@ -56,8 +56,8 @@ def _train_examples(ctx: JobContext, datasets: dict[str, float]) -> list[Any]:
 def _train_config(params: dict[str, Any]) -> Any:
     """The run's TrainConfig: the preset (or, for older params, TrainConfig's defaults), then
     `config` values, then `overrides`. Raises JobError listing every bad setting."""
-    from engine.presets import apply_overrides, load_preset
-    from engine.train import TrainConfig, TrainError
+    from engine.jobs.train_settings import apply_overrides, load_preset
+    from engine.jobs.train_settings import TrainConfig, TrainError
 
     try:
         config = load_preset(params["preset"]) if params.get("preset") else TrainConfig()
@@ -245,7 +245,7 @@ def _task_prompt(sample_prompt: str, task: str) -> str:
         raise JobError(f"unknown generation task {task!r}; expected one of "
                        f"{', '.join(GENERATION_TASKS)}")
     if task == "timestamps":
-        from engine.timestamps import TIMESTAMP_PROMPT
+        from engine.evaluation.timestamps import TIMESTAMP_PROMPT
 
         return TIMESTAMP_PROMPT
     return sample_prompt
@@ -262,7 +262,7 @@ def generate_task(ctx: JobContext) -> dict[str, Any]:
     already (same variant, sample, prompt, decoding and task) is skipped, so a rerun resumes.
 
     params: variant, eval_set, batch_size, max_new_tokens, num_frames, task ("recipe", the
-    default, answers the sample's prompt; "timestamps" asks engine.timestamps.TIMESTAMP_PROMPT
+    default, answers the sample's prompt; "timestamps" asks engine.evaluation.timestamps.TIMESTAMP_PROMPT
     and stores rows with task "timestamps").
     """
     params = ctx.params
@@ -334,7 +334,7 @@ def generate_task(ctx: JobContext) -> dict[str, Any]:
 
 def ground_task(ctx: JobContext) -> dict[str, Any]:
     """Ground every generated step of one variant's recipe generations on an eval set on the
-    sampled frame its tokens attend to most (engine.grounding); generations grounded with the
+    sampled frame its tokens attend to most (engine.evaluation.grounding); generations grounded with the
     same settings are skipped, so a rerun resumes.
 
     params: variant, eval_set, layers ("late", "all" or a list like "12-31"), heads ("all" or
@@ -343,11 +343,10 @@ def ground_task(ctx: JobContext) -> dict[str, Any]:
     video that no longer gives the frames its generation saw.
     """
     from db.queries import add_grounding, find_grounding
-    from engine.grounding import (
+    from engine.attention import capture_frame_attention, language_config
+    from engine.evaluation.grounding import (
         GroundingError,
-        capture_frame_attention,
         ground_steps,
-        language_config,
         resolve_params,
         step_spans,
     )
@@ -439,7 +438,7 @@ def judge_task(ctx: JobContext) -> dict[str, Any]:
         return _gpt_judge(ctx)
     if judge != "offline":
         raise JobError(f"unknown judge {judge!r}; expected offline or gpt")
-    from engine.judge import offline
+    from engine.evaluation import offline_judge as offline
 
     with session_scope(ctx.engine) as session:
         dataset = queries.get_dataset(session, name=params["eval_set"])

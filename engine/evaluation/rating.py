@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlmodel import Session
 
-    from engine.agreement import CampaignAgreement, HumanRating
+    from engine.evaluation.agreement import CampaignAgreement, HumanRating
 
 EXPORT_FORMATS = ("csv", "json")
 EXPORT_COLUMNS = ("campaign", "mode", "eval_set", "item", "position", "sample", "rater",
@@ -250,7 +250,7 @@ def agreement_rows(session: Session, campaign: Campaign, *, judge: str | None = 
                    protocol: str | None = None) -> tuple[str, list[HumanRating]]:
     """(judge setting, one HumanRating per stored rating of the campaign, with its blinding key
     and the judge's scores of what was rated)."""
-    from engine.agreement import HumanRating
+    from engine.evaluation.agreement import HumanRating
 
     items = {i.id: i for i in campaign_items(session, campaign_id=campaign.id)}
     ratings = campaign_ratings(session, campaign_id=campaign.id)
@@ -295,8 +295,8 @@ def _generation_keys(session: Session, ids: set[int]) -> tuple[dict[int, str], d
 
 def campaign_agreement(session: Session, campaign: Campaign, *, judge: str | None = None,
                        protocol: str | None = None, limit: int = 20) -> CampaignAgreement:
-    """`engine.agreement.summarize_campaign` over the campaign's stored ratings."""
-    from engine.agreement import summarize_campaign
+    """`engine.evaluation.agreement.summarize_campaign` over the campaign's stored ratings."""
+    from engine.evaluation.agreement import summarize_campaign
 
     from dataclasses import replace
 

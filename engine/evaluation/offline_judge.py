@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from engine.recipe import content_words, has_measurement, ingredient_food, parse_recipe
+from engine.evaluation.recipe import content_words, has_measurement, ingredient_food, parse_recipe
 
 JUDGE_NAME = "offline"
 PROTOCOL = "offline"

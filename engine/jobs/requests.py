@@ -93,7 +93,7 @@ class TrainRequest:
         return shlex.join(self.command())
 
     def params(self) -> dict[str, Any]:
-        """The train job's params (what engine.tasks.train_task reads)."""
+        """The train job's params (what engine.jobs.handlers.train_task reads)."""
         return {"variant": self.variant, "base": self.base, "preset": self.preset,
                 "datasets": dict(self.datasets), "overrides": dict(self.overrides),
                 "gpus": self.gpus}
@@ -112,8 +112,8 @@ class TrainRequest:
         variant name, an unknown preset, unknown datasets, datasets with no usable samples, bad
         weights, bad override keys or values, a bad GPU count."""
         from db import queries
-        from engine.presets import load_preset, override_problems
-        from engine.train import TrainError
+        from engine.jobs.train_settings import load_preset, override_problems
+        from engine.jobs.train_settings import TrainError
 
         out: list[str] = []
         if not self.variant.strip():
@@ -163,6 +163,6 @@ class TrainRequest:
 
 
 def _config_with(config: Any, overrides: dict[str, str]) -> Any:
-    from engine.presets import apply_overrides
+    from engine.jobs.train_settings import apply_overrides
 
     return apply_overrides(config, overrides)

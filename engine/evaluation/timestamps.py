@@ -443,7 +443,7 @@ def sampled_frame_times(meta: dict[str, Any], generation_times: Sequence[float] 
     n_frames, fps = meta.get("n_frames"), meta.get("fps")
     if isinstance(n_frames, (int, float)) and isinstance(fps, (int, float)) and fps > 0 \
             and n_frames >= n:
-        from engine.media import uniform_indices
+        from engine.evaluation.frames import uniform_indices
 
         return tuple(round(i / float(fps), 3) for i in uniform_indices(int(n_frames), n)), \
             "frame-count"

@@ -22,7 +22,7 @@ PROMPT_VERSIONS: dict[str, str] = {
     "two-stage": "two-stage-v1",
     "pairwise": "pairwise-v1",
 }
-# The paper counts a score of 3.5 and above as a match (as engine.judge.offline does).
+# The paper counts a score of 3.5 and above as a match (as engine.evaluation.offline_judge does).
 YES_THRESHOLD = 3.5
 
 Messages = list[dict[str, str]]
