@@ -97,7 +97,7 @@ async def test_the_form_shows_the_command_and_follows_the_fields(demo_store, tin
 
 async def test_submit_shows_the_stores_problems_then_starts_the_run(demo_store, tiny_base, monkeypatch):
     TrainRequest = _train_request()
-    jobs = pytest.importorskip("engine.jobs")
+    jobs = pytest.importorskip("engine.jobs.runner")  # where submit and resume find spawn_job
     spawned: list[int] = []
     monkeypatch.setattr(jobs, "spawn_job", lambda engine, job_id, *, workspace: spawned.append(job_id) or 1)
     async with running(demo_store.url) as (app, pilot):
