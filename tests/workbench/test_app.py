@@ -110,9 +110,22 @@ def test_importing_the_app_loads_neither_the_store_nor_the_engine():
 
 
 async def test_a_lazily_opened_store_fills_the_first_screen_once_it_is_open(demo_store):
+    import asyncio
+
+    from workbench.screens.samples import SamplesScreen
+
     app = build_app(url=demo_store.url, lazy_store=True)
     assert app.engine is None
-    async with app.run_test(size=SIZE) as pilot:
+    page_loaded = asyncio.Event()
+
+    def hook(message) -> None:
+        if isinstance(message, SamplesScreen.PageLoaded):
+            page_loaded.set()
+
+    # The store opens in a worker started after the first refresh, so waiting for the workers
+    # of the moment can return before it has begun: wait for the page itself.
+    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        await asyncio.wait_for(page_loaded.wait(), timeout=300)  # a safety net, not a timing
         await settle(pilot)
         assert app.engine is not None
         assert type(app.screen).__name__ == "SamplesScreen"
