@@ -113,6 +113,7 @@ def validate_rater_name(name: str) -> str:
 
 
 def get_rater(session: Session, *, name: str) -> Optional[Rater]:
+    """The rater called `name`, None when there is none."""
     return session.exec(select(Rater).where(Rater.name == name.strip())).first()
 
 
@@ -141,6 +142,7 @@ def get_or_create_rater(session: Session, *, name: str) -> Rater:
 
 
 def get_campaign(session: Session, *, name: str) -> Optional[Campaign]:
+    """The campaign called `name`, None when there is none."""
     return session.exec(select(Campaign).where(Campaign.name == name)).first()
 
 
@@ -190,6 +192,7 @@ def add_campaign(
 
 
 def campaign_items(session: Session, *, campaign_id: int) -> list[CampaignItem]:
+    """A campaign's items in canonical order."""
     return list(session.exec(select(CampaignItem).where(CampaignItem.campaign_id == campaign_id)
                              .order_by(CampaignItem.position)))
 
@@ -203,11 +206,13 @@ def campaign_assignments(session: Session, *, campaign_id: int) -> list[Assignme
 
 
 def campaign_ratings(session: Session, *, campaign_id: int) -> list[Rating]:
+    """A campaign's ratings, oldest first."""
     return list(session.exec(select(Rating).where(Rating.campaign_id == campaign_id)
                              .order_by(Rating.id)))
 
 
 def list_raters(session: Session) -> list[Rater]:
+    """Every rater in id order."""
     return list(session.exec(select(Rater).order_by(Rater.id)))
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Optional, Sequence
+from enum import Enum
+from typing import Any, Iterable, Literal, Optional, Sequence
 
 from sqlalchemy import func, insert, or_, text
 from sqlmodel import Session, col, select
 
 from db.models import (
+    CHECK_STATUSES,
+    GENERATION_TASKS,
     Checkpoint,
     Dataset,
     Generation,
@@ -23,10 +26,20 @@ from db.models import (
 )
 
 
+class _Keep(Enum):
+    """The default of `update_job`'s fields: leave the column as it is (None is a value)."""
+
+    KEEP = "keep"
+
+
+KEEP: Literal[_Keep.KEEP] = _Keep.KEEP
+
+
 # ---------------------------------------------------------------- datasets and samples
 
 
 def get_dataset(session: Session, *, name: str) -> Optional[Dataset]:
+    """The dataset called `name`, None when there is none."""
     return session.exec(select(Dataset).where(Dataset.name == name)).first()
 
 
@@ -58,11 +71,21 @@ def get_or_create_dataset(
     return dataset
 
 
+def get_dataset_by_id(session: Session, *, dataset_id: int) -> Optional[Dataset]:
+    """The dataset with this id, None when there is none."""
+    return session.get(Dataset, dataset_id)
+
+
 def list_datasets(session: Session, *, purpose: str | None = None) -> list[Dataset]:
+    """Datasets in id order, optionally only those of one purpose (train or eval)."""
     query = select(Dataset).order_by(Dataset.id)
     if purpose:
         query = query.where(Dataset.purpose == purpose)
     return list(session.exec(query))
+
+
+# What add_samples accepts per sample; the store sets the dataset and the creation time itself.
+_SAMPLE_FIELDS = frozenset(Sample.model_fields) - {"id", "dataset_id", "created_at"}
 
 
 def add_samples(
@@ -71,6 +94,7 @@ def add_samples(
     """Insert samples that the dataset does not hold yet (by external_id), in bulk.
 
     Returns (inserted, skipped). Safe to call again with the same input.
+    Raises TypeError naming a field that Sample does not have (nothing is inserted then).
     """
     existing = set(
         session.exec(select(Sample.external_id).where(Sample.dataset_id == dataset_id))
@@ -79,6 +103,11 @@ def add_samples(
     rows: list[dict[str, Any]] = []
     skipped = 0
     for fields in samples:
+        # Checked before anything is inserted: rows are built in full first.
+        unknown = sorted(set(fields) - _SAMPLE_FIELDS)
+        if unknown:
+            raise TypeError(f"add_samples: Sample has no field {', '.join(map(repr, unknown))} "
+                            f"(sample {fields.get('external_id')!r})")
         if fields["external_id"] in existing:
             skipped += 1
             continue
@@ -214,6 +243,7 @@ def count_samples(
     search: str | None = None,
     check_status: str | None = None,
 ) -> int:
+    """How many samples the filter selects (the same filters as `list_samples`)."""
     if _fts_alone(session, search, dataset_id, modality, split, included, check_status):
         counted = session.execute(
             text("SELECT count(*) FROM sample_fts WHERE sample_fts MATCH :fts"),
@@ -234,10 +264,12 @@ def count_samples(
 
 
 def sample_splits(session: Session) -> list[str]:
+    """Every split name the samples use, sorted."""
     return sorted(set(session.exec(select(Sample.split).distinct())))
 
 
 def get_sample(session: Session, *, sample_id: int) -> Optional[Sample]:
+    """The sample with this id, None when there is none."""
     return session.get(Sample, sample_id)
 
 
@@ -289,12 +321,41 @@ def filtered_sample_ids(
     return [int(i) for i in session.exec(query)]
 
 
+@dataclass(frozen=True)
+class SampleCheck:
+    """What `ddft data check` found for one sample."""
+
+    sample_id: int
+    status: str  # one of CHECK_STATUSES
+    reasons: list[str]
+    meta: dict[str, Any]  # the sample's whole meta, with what the check learnt merged in
+    checked_at: datetime
+
+
+def record_sample_checks(session: Session, *, checks: Sequence[SampleCheck]) -> None:
+    """Store check outcomes on their samples in bulk. Raises ValueError for an unknown status."""
+    from sqlalchemy import update
+
+    for check in checks:
+        if check.status not in CHECK_STATUSES:
+            raise ValueError(f"sample {check.sample_id}: check status must be one of "
+                             f"{', '.join(CHECK_STATUSES)}, got {check.status!r}")
+    if not checks:
+        return
+    # Bulk UPDATE by primary key: a row per sample through the ORM costs a query each.
+    session.execute(update(Sample), [
+        {"id": c.sample_id, "check_status": c.status, "check_reasons": list(c.reasons),
+         "checked_at": c.checked_at, "meta": c.meta} for c in checks])
+    session.flush()
+
+
 # ---------------------------------------------------------------- jobs and progress
 
 
 def create_job(
     session: Session, *, kind: str, params: dict[str, Any], title: str = ""
 ) -> Job:
+    """Add a queued job row (flushed, so it has its id)."""
     job = Job(kind=kind, params=params, title=title or kind)
     session.add(job)
     session.flush()
@@ -302,12 +363,14 @@ def create_job(
 
 
 def get_job(session: Session, *, job_id: int) -> Optional[Job]:
+    """The job with this id, None when there is none."""
     return session.get(Job, job_id)
 
 
 def list_jobs(
     session: Session, *, kind: str | None = None, status: Sequence[str] | None = None
 ) -> list[Job]:
+    """Jobs newest first, optionally of one kind and in some statuses."""
     query = select(Job).order_by(col(Job.id).desc())
     if kind:
         query = query.where(Job.kind == kind)
@@ -316,19 +379,47 @@ def list_jobs(
     return list(session.exec(query))
 
 
-def update_job(session: Session, *, job_id: int, **fields: Any) -> Job:
-    """Set fields of a job row. Raises KeyError for an unknown id."""
+def update_job(
+    session: Session,
+    *,
+    job_id: int,
+    status: str | _Keep = KEEP,
+    title: str | _Keep = KEEP,
+    params: dict[str, Any] | _Keep = KEEP,
+    pid: int | None | _Keep = KEEP,
+    host: str | _Keep = KEEP,
+    step: int | _Keep = KEEP,
+    total: int | _Keep = KEEP,
+    message: str | _Keep = KEEP,
+    cancel_requested: bool | _Keep = KEEP,
+    error: str | None | _Keep = KEEP,
+    result: dict[str, Any] | _Keep = KEEP,
+    log_path: str | _Keep = KEEP,
+    started_at: datetime | None | _Keep = KEEP,
+    heartbeat_at: datetime | None | _Keep = KEEP,
+    finished_at: datetime | None | _Keep = KEEP,
+) -> Job:
+    """Set the given fields of a job row (the others keep their values).
+
+    Raises KeyError for an unknown id; a misspelled field is a TypeError at the call."""
     job = session.get(Job, job_id)
     if job is None:
         raise KeyError(f"no job with id {job_id}")
-    for key, value in fields.items():
-        setattr(job, key, value)
+    given = {"status": status, "title": title, "params": params, "pid": pid, "host": host,
+             "step": step, "total": total, "message": message,
+             "cancel_requested": cancel_requested, "error": error, "result": result,
+             "log_path": log_path, "started_at": started_at, "heartbeat_at": heartbeat_at,
+             "finished_at": finished_at}
+    for key, value in given.items():
+        if value is not KEEP:
+            setattr(job, key, value)
     session.add(job)
     session.flush()
     return job
 
 
 def add_metrics(session: Session, *, job_id: int, step: int, values: dict[str, float]) -> None:
+    """Store one value per metric name for a job's step."""
     now = utcnow()
     for name, value in values.items():
         session.add(Metric(job_id=job_id, step=step, name=name, value=float(value), created_at=now))
@@ -336,6 +427,7 @@ def add_metrics(session: Session, *, job_id: int, step: int, values: dict[str, f
 
 
 def metric_series(session: Session, *, job_id: int, name: str) -> list[tuple[int, float]]:
+    """(step, value) of one metric of a job, in step order."""
     rows = session.exec(
         select(Metric.step, Metric.value)
         .where(Metric.job_id == job_id, Metric.name == name)
@@ -385,6 +477,7 @@ def recent_metrics(
 def add_checkpoint(
     session: Session, *, job_id: int, step: int, path: str, final: bool = False
 ) -> Checkpoint:
+    """Record a checkpoint a training job saved."""
     checkpoint = Checkpoint(job_id=job_id, step=step, path=path, final=final)
     session.add(checkpoint)
     session.flush()
@@ -392,6 +485,7 @@ def add_checkpoint(
 
 
 def list_checkpoints(session: Session, *, job_id: int) -> list[Checkpoint]:
+    """A job's checkpoints in step order."""
     return list(
         session.exec(select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step))
     )
@@ -401,6 +495,7 @@ def list_checkpoints(session: Session, *, job_id: int) -> list[Checkpoint]:
 
 
 def get_variant(session: Session, *, name: str) -> Optional[ModelVariant]:
+    """The variant called `name`, None when there is none."""
     return session.exec(select(ModelVariant).where(ModelVariant.name == name)).first()
 
 
@@ -414,6 +509,7 @@ def create_variant(
     checkpoint_id: int | None = None,
     description: str = "",
 ) -> ModelVariant:
+    """Add a model variant (a base model, optionally with a LoRA adapter)."""
     variant = ModelVariant(
         name=name,
         base_model=base_model,
@@ -428,12 +524,14 @@ def create_variant(
 
 
 def list_variants(session: Session) -> list[ModelVariant]:
+    """Every model variant in id order."""
     return list(session.exec(select(ModelVariant).order_by(ModelVariant.id)))
 
 
 def find_generation(
     session: Session, *, variant_id: int, sample_id: int, params_key: str
 ) -> Optional[Generation]:
+    """The generation stored under this key, None when there is none."""
     return session.exec(
         select(Generation).where(
             Generation.variant_id == variant_id,
@@ -443,8 +541,31 @@ def find_generation(
     ).first()
 
 
-def add_generation(session: Session, **fields: Any) -> Generation:
-    generation = Generation(**fields)
+def add_generation(
+    session: Session,
+    *,
+    variant_id: int,
+    sample_id: int,
+    prompt: str,
+    text: str,
+    params_key: str,
+    decoding: dict[str, Any] | None = None,
+    frame_indices: Sequence[int] = (),
+    frame_times: Sequence[float] = (),
+    n_tokens: int = 0,
+    task: str = "recipe",
+    job_id: int | None = None,
+) -> Generation:
+    """Store a text a variant generated for a sample.
+
+    Raises ValueError for a task outside GENERATION_TASKS."""
+    if task not in GENERATION_TASKS:
+        raise ValueError(f"a generation's task must be one of {', '.join(GENERATION_TASKS)}, "
+                         f"got {task!r}")
+    generation = Generation(
+        variant_id=variant_id, sample_id=sample_id, prompt=prompt, text=text,
+        params_key=params_key, decoding=dict(decoding or {}), frame_indices=list(frame_indices),
+        frame_times=list(frame_times), n_tokens=n_tokens, task=task, job_id=job_id)
     session.add(generation)
     session.flush()
     return generation
@@ -476,6 +597,7 @@ def list_generations(
 def find_judgment(
     session: Session, *, generation_id: int, judge: str, protocol: str, prompt_version: str
 ) -> Optional[Judgment]:
+    """The judgment stored under this key, None when there is none."""
     return session.exec(
         select(Judgment).where(
             Judgment.generation_id == generation_id,
@@ -486,14 +608,31 @@ def find_judgment(
     ).first()
 
 
-def add_judgment(session: Session, **fields: Any) -> Judgment:
-    judgment = Judgment(**fields)
+def add_judgment(
+    session: Session,
+    *,
+    generation_id: int,
+    judge: str,
+    protocol: str,
+    prompt_version: str,
+    score: float | None = None,
+    verdict: str = "",
+    raw: str = "",
+    details: dict[str, Any] | None = None,
+    job_id: int | None = None,
+) -> Judgment:
+    """Store a judge's score of a generation (score None: the reply could not be parsed)."""
+    judgment = Judgment(
+        generation_id=generation_id, judge=judge, protocol=protocol,
+        prompt_version=prompt_version, score=score, verdict=verdict, raw=raw,
+        details=dict(details or {}), job_id=job_id)
     session.add(judgment)
     session.flush()
     return judgment
 
 
 def judgments_for_generation(session: Session, *, generation_id: int) -> list[Judgment]:
+    """A generation's judgments, oldest first."""
     return list(
         session.exec(
             select(Judgment).where(Judgment.generation_id == generation_id).order_by(Judgment.id)
@@ -502,6 +641,7 @@ def judgments_for_generation(session: Session, *, generation_id: int) -> list[Ju
 
 
 def find_grounding(session: Session, *, generation_id: int, params_key: str) -> Optional[Grounding]:
+    """The grounding stored under this key, None when there is none."""
     return session.exec(
         select(Grounding).where(
             Grounding.generation_id == generation_id, Grounding.params_key == params_key
@@ -509,8 +649,18 @@ def find_grounding(session: Session, *, generation_id: int, params_key: str) -> 
     ).first()
 
 
-def add_grounding(session: Session, **fields: Any) -> Grounding:
-    grounding = Grounding(**fields)
+def add_grounding(
+    session: Session,
+    *,
+    generation_id: int,
+    params_key: str,
+    params: dict[str, Any] | None = None,
+    steps: Sequence[dict[str, Any]] = (),
+    job_id: int | None = None,
+) -> Grounding:
+    """Store which frames each step of a generation attends to, under its capture settings."""
+    grounding = Grounding(generation_id=generation_id, params_key=params_key,
+                          params=dict(params or {}), steps=list(steps), job_id=job_id)
     session.add(grounding)
     session.flush()
     return grounding
@@ -523,6 +673,57 @@ def groundings_for_generation(session: Session, *, generation_id: int) -> list[G
             select(Grounding).where(Grounding.generation_id == generation_id).order_by(Grounding.id)
         )
     )
+
+
+def recipe_groundings(
+    session: Session, *, dataset_id: int
+) -> list[tuple[Grounding, Generation, Sample]]:
+    """Every grounding of a recipe generation on the dataset, with both, oldest first."""
+    query = (select(Grounding, Generation, Sample)
+             .join(Generation, Generation.id == Grounding.generation_id)
+             .join(Sample, Sample.id == Generation.sample_id)
+             .where(Sample.dataset_id == dataset_id, Generation.task == "recipe")
+             .order_by(Grounding.id))
+    return [(grounding, generation, sample)
+            for grounding, generation, sample in session.exec(query)]
+
+
+def scored_judgments(
+    session: Session,
+    *,
+    generation_ids: Iterable[int],
+    judge: str | None = None,
+    protocol: str | None = None,
+) -> list[Judgment]:
+    """Parsed scores (not pairwise, not unparsable) of these generations, oldest first."""
+    ids = sorted(set(generation_ids))
+    if not ids:
+        return []
+    query = (select(Judgment).where(col(Judgment.generation_id).in_(ids),
+                                    col(Judgment.score).is_not(None),
+                                    Judgment.protocol != "pairwise",
+                                    Judgment.verdict != "unparsable")
+             .order_by(Judgment.id))
+    if judge:
+        query = query.where(Judgment.judge == judge)
+    if protocol:
+        query = query.where(Judgment.protocol == protocol)
+    return list(session.exec(query))
+
+
+def generation_sources(
+    session: Session, *, generation_ids: Iterable[int]
+) -> dict[int, tuple[str, str]]:
+    """generation id → (variant name, sample external id): who wrote it about what."""
+    ids = sorted(set(generation_ids))
+    if not ids:
+        return {}
+    rows = session.exec(
+        select(Generation.id, ModelVariant.name, Sample.external_id)
+        .join(ModelVariant, ModelVariant.id == Generation.variant_id)
+        .join(Sample, Sample.id == Generation.sample_id)
+        .where(col(Generation.id).in_(ids)))
+    return {int(gid): (str(variant), str(sample)) for gid, variant, sample in rows}
 
 
 @dataclass(frozen=True)

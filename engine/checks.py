@@ -198,7 +198,7 @@ def check_samples(
         eval_recipes.setdefault(sample.answer.strip(), sample.id)
 
     seen: dict[str, int] = {}
-    pending: list[dict[str, Any]] = []
+    pending: list[queries.SampleCheck] = []
     for index, sample in enumerate(samples, 1):
         if should_stop and should_stop():
             summary.notes.append(f"stopped after {index - 1} of {total} samples")
@@ -228,8 +228,8 @@ def check_samples(
                                 f"sample {eval_groups[sample.group]}")
         status = "failed" if failures else "warn" if warnings else "ok"
         reasons = failures + warnings
-        pending.append({"id": sample.id, "check_status": status, "check_reasons": reasons,
-                        "checked_at": utcnow(), "meta": {**sample.meta, **learnt}})
+        pending.append(queries.SampleCheck(sample_id=sample.id, status=status, reasons=reasons,
+                                           meta={**sample.meta, **learnt}, checked_at=utcnow()))
         if len(pending) >= 200:
             _write_marks(engine, pending)
         summary.checked += 1
@@ -247,12 +247,10 @@ def check_samples(
     return summary
 
 
-def _write_marks(engine: Engine, pending: list[dict[str, Any]]) -> None:
+def _write_marks(engine: Engine, pending: list[queries.SampleCheck]) -> None:
     """Store a batch of check results (a crash loses at most one batch, never half a row)."""
     if not pending:
         return
-    from sqlalchemy import update
-
     with session_scope(engine) as session:
-        session.execute(update(Sample), pending)
+        queries.record_sample_checks(session, checks=pending)
     pending.clear()

@@ -352,21 +352,13 @@ def grounding_row(variant: str, params: dict[str, Any], params_key: str,
 def grounding_report(session: Session, *, dataset_id: int) -> GroundingReport:
     """Per variant and capture setting, the hit rate of the groundings of its recipe
     generations on the eval set against the random-frame baseline, with counts."""
-    from sqlmodel import select
-
     from db import queries
-    from db.models import Dataset, Generation, Grounding, Sample
 
-    dataset = session.get(Dataset, dataset_id)
+    dataset = queries.get_dataset_by_id(session, dataset_id=dataset_id)
     variants = {v.id: v.name for v in queries.list_variants(session)}
-    query = (select(Grounding, Generation, Sample)
-             .join(Generation, Generation.id == Grounding.generation_id)
-             .join(Sample, Sample.id == Generation.sample_id)
-             .where(Sample.dataset_id == dataset_id, Generation.task == "recipe")
-             .order_by(Grounding.id))
     groups: dict[tuple[int, str], list] = defaultdict(list)
     params: dict[str, dict[str, Any]] = {}
-    for grounding, generation, sample in session.exec(query):
+    for grounding, generation, sample in queries.recipe_groundings(session, dataset_id=dataset_id):
         groups[(generation.variant_id, grounding.params_key)].append(
             (grounding.steps, annotated_segments(sample.meta), generation.frame_times))
         params[grounding.params_key] = grounding.params

@@ -20,7 +20,17 @@ from db.campaigns import (
     get_campaign,
     list_raters,
 )
-from db.models import CAMPAIGN_MODES, RATING_FIELDS, Campaign, Generation, Judgment, ModelVariant
+from db.models import CAMPAIGN_MODES, RATING_FIELDS, Campaign, Generation
+from db.queries import (
+    generation_sources,
+    get_dataset,
+    get_dataset_by_id,
+    get_variant,
+    list_generations,
+    list_samples,
+    list_variants,
+    scored_judgments,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -56,8 +66,6 @@ class CampaignCreated:
 
 def _newest_recipes(session: Session, *, variant_id: int, dataset_id: int) -> dict[int, Generation]:
     """sample id → the variant's newest recipe generation of it."""
-    from db.queries import list_generations
-
     newest: dict[int, Generation] = {}
     for generation in list_generations(session, variant_id=variant_id, dataset_id=dataset_id,
                                        task="recipe"):
@@ -85,7 +93,6 @@ def create_campaign(
     Raises CampaignError naming every problem at once (blank or taken name, unknown mode, eval
     set or variants, fewer than two variants, k < 1) or when nothing is left to rate; nothing is
     written then."""
-    from db.queries import get_dataset, get_variant, list_samples
     from db.store import session_scope
 
     names = list(dict.fromkeys(v.strip() for v in variants if v and v.strip()))
@@ -112,7 +119,7 @@ def create_campaign(
         found = {n: get_variant(session, name=n) for n in names}
         unknown = [n for n, v in found.items() if v is None]
         if unknown:
-            known = ", ".join(v.name for v in session.exec(_all_variants())) or "none"
+            known = ", ".join(v.name for v in list_variants(session)) or "none"
             problems.append(f"no variant named {', '.join(map(repr, unknown))} "
                             f"(variants: {known})")
         if problems:
@@ -142,12 +149,6 @@ def create_campaign(
         return CampaignCreated(name=campaign.name, mode=mode, items=len(items),
                                samples=len(complete), left_out=len(samples) - len(complete),
                                seed=chosen_seed)
-
-
-def _all_variants():
-    from sqlmodel import select
-
-    return select(ModelVariant).order_by(ModelVariant.id)
 
 
 def require_campaign(session: Session, name: str) -> Campaign:
@@ -193,8 +194,6 @@ class CampaignProgress:
 
 def campaign_progress(session: Session, campaign: Campaign) -> CampaignProgress:
     """Items, ratings and per-rater counts of a campaign."""
-    from db.models import Dataset
-
     items = campaign_items(session, campaign_id=campaign.id)
     ratings = campaign_ratings(session, campaign_id=campaign.id)
     names = {r.id: r.name for r in list_raters(session)}
@@ -202,8 +201,8 @@ def campaign_progress(session: Session, campaign: Campaign) -> CampaignProgress:
     counts: dict[int, Counter] = {}
     for a in campaign_assignments(session, campaign_id=campaign.id):
         counts.setdefault(a.rater_id, Counter())[a.state] += 1
-    variants = {v.id: v.name for v in session.exec(_all_variants())}
-    dataset = session.get(Dataset, campaign.dataset_id)
+    variants = {v.id: v.name for v in list_variants(session)}
+    dataset = get_dataset_by_id(session, dataset_id=campaign.dataset_id)
     return CampaignProgress(
         name=campaign.name, mode=campaign.mode, eval_set=dataset.name if dataset else "",
         variants=tuple(variants.get(i, f"#{i}") for i in campaign.variant_ids),
@@ -224,19 +223,8 @@ def _judge_scores(session: Session, generation_ids: set[int], *, judge: str | No
     """(judge setting label, generation id → score) for the most used judge and protocol
     (or the ones asked for) among parsed, non-pairwise judgments of these generations; the
     newest judgment of a generation wins."""
-    from sqlmodel import col, select
-
-    if not generation_ids:
-        return "", {}
-    query = (select(Judgment).where(col(Judgment.generation_id).in_(sorted(generation_ids)),
-                                    col(Judgment.score).is_not(None),
-                                    Judgment.protocol != "pairwise")
-             .order_by(Judgment.id))
-    if judge:
-        query = query.where(Judgment.judge == judge)
-    if protocol:
-        query = query.where(Judgment.protocol == protocol)
-    judgments = [j for j in session.exec(query) if j.verdict != "unparsable"]
+    judgments = scored_judgments(session, generation_ids=generation_ids, judge=judge,
+                                 protocol=protocol)
     if not judgments:
         return "", {}
     settings = Counter((j.judge, j.protocol) for j in judgments)
@@ -276,19 +264,8 @@ def agreement_rows(session: Session, campaign: Campaign, *, judge: str | None = 
 
 def _generation_keys(session: Session, ids: set[int]) -> tuple[dict[int, str], dict[int, str]]:
     """(generation id → variant name, generation id → sample external id): the blinding key."""
-    from sqlmodel import col, select
-
-    from db.models import Sample
-
-    if not ids:
-        return {}, {}
-    rows = session.exec(
-        select(Generation.id, ModelVariant.name, Sample.external_id)
-        .join(ModelVariant, ModelVariant.id == Generation.variant_id)
-        .join(Sample, Sample.id == Generation.sample_id)
-        .where(col(Generation.id).in_(sorted(ids))))
     variant_of, sample_of = {}, {}
-    for gid, variant, sample in rows:
+    for gid, (variant, sample) in generation_sources(session, generation_ids=ids).items():
         variant_of[gid], sample_of[gid] = variant, sample
     return variant_of, sample_of
 
@@ -315,14 +292,12 @@ def export_rows(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
     text (single) or the text shown on the left (pairwise), `other_variant` the one on the
     right; `swapped` says the item's second generation was shown on the left; `preferred` is
     the variant the choice names (or tie, both-bad)."""
-    from db.models import Dataset
-
     items = {i.id: i for i in campaign_items(session, campaign_id=campaign.id)}
     ratings = campaign_ratings(session, campaign_id=campaign.id)
     generations = {g for r in ratings for g in (r.generation_id, r.other_generation_id) if g}
     variant_of, sample_of = _generation_keys(session, generations)
     raters = {r.id: r.name for r in list_raters(session)}
-    dataset = session.get(Dataset, campaign.dataset_id)
+    dataset = get_dataset_by_id(session, dataset_id=campaign.dataset_id)
     rows = []
     for r in ratings:
         item = items[r.item_id]

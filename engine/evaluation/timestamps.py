@@ -360,9 +360,8 @@ def timestamp_report(session: Session, *, dataset_id: int) -> TimestampReport:
     """Per variant, the timestamp checks of its newest timestamp answer for each sample of the
     eval set, with counts. Variants without timestamp answers are left out."""
     from db import queries
-    from db.models import Dataset
 
-    dataset = session.get(Dataset, dataset_id)
+    dataset = queries.get_dataset_by_id(session, dataset_id=dataset_id)
     samples = {s.id: s for s in queries.list_samples(session, dataset_id=dataset_id, limit=None)}
     variants = {v.id: v.name for v in queries.list_variants(session)}
     generations = queries.list_generations(session, dataset_id=dataset_id, task=TASK)
@@ -461,9 +460,8 @@ def coverage_report(session: Session, *, dataset_id: int) -> CoverageReport:
     """For every eval video with annotated segments, the steps that got none of the sampled
     frames: an upper bound on what the model could have seen."""
     from db import queries
-    from db.models import Dataset
 
-    dataset = session.get(Dataset, dataset_id)
+    dataset = queries.get_dataset_by_id(session, dataset_id=dataset_id)
     generation_times: dict[int, list[float]] = {}
     for generation in queries.list_generations(session, dataset_id=dataset_id, task=None):
         if generation.frame_times:
