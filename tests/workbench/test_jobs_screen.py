@@ -121,3 +121,22 @@ async def test_cancel_asks_first_and_then_sets_cancel_requested(demo_store):
         assert not isinstance(app.screen, ConfirmDialog)
         with demo_store.session() as session:
             assert queries.get_job(session, job_id=demo_store.train_job_id).cancel_requested is False
+
+
+async def test_a_running_job_asked_to_cancel_is_still_active(demo_store, monkeypatch):
+    """Status and cancel-asked are separate: a running job asked to stop is still running, so
+    `c` does not answer "nothing to cancel" and the note counts it as active."""
+    with demo_store.session() as session:
+        queries.update_job(session, job_id=demo_store.running_job_id, cancel_requested=True)
+    async with running(demo_store.url) as (app, pilot):
+        notices: list[str] = []
+        monkeypatch.setattr(app, "notify", lambda message, **_kw: notices.append(str(message)))
+        table = await _open_jobs(pilot)
+        assert _column(table, "status")[0] == "running (cancel asked)"
+        assert "2 jobs · 1 active" in str(app.screen.query_one("#jobs-note").content)
+
+        await pilot.press("c")
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmDialog)
+        assert not any("nothing to cancel" in notice for notice in notices), notices
+        assert any("already asked to stop" in notice for notice in notices), notices

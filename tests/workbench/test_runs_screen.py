@@ -11,7 +11,7 @@ from textual.widgets import DataTable
 from db import queries
 from db.models import Metric, utcnow
 from workbench.data.curves import Curve, render_chart
-from workbench.data.runs import estimate_eta, format_duration
+from workbench.data.jobs import estimate_eta, format_duration
 from workbench.dialogs.confirm import ConfirmDialog
 
 from .conftest import running, settle
@@ -78,9 +78,10 @@ async def _select(pilot, table: DataTable, job_id: int) -> None:
 def test_eta_duration_and_chart_fallback(monkeypatch):
     start = datetime(2025, 1, 1, 12, 0, 0)
     points = [(10, start), (20, start + timedelta(seconds=20))]
-    assert estimate_eta(points, step=20, total=80, status="running") == "2m 00s"
-    assert estimate_eta(points, step=20, total=80, status="interrupted") == "—"
-    assert estimate_eta(points[:1], step=20, total=80, status="running") == "—"
+    assert estimate_eta(points, step=20, total=80, status="running") == 120.0  # 60 steps at 0.5/s
+    assert estimate_eta(points, step=80, total=80, status="running") == 0.0
+    assert estimate_eta(points, step=20, total=80, status="interrupted") is None
+    assert estimate_eta(points[:1], step=20, total=80, status="running") is None
     assert format_duration(59) == "59s" and format_duration(3 * 3600 + 5 * 60) == "3h 05m"
 
     curves = (Curve("run 1 a", tuple((s, 3.0 / s) for s in range(1, 50))),)

@@ -1,4 +1,5 @@
-"""Job rows and the detail of one job (params, log tail, loss curve), read from the store."""
+"""The polled jobs table — one typed row per job, with training fields on train jobs — and the
+detail of one job, read from the store through db.queries."""
 
 from __future__ import annotations
 
@@ -9,57 +10,83 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+    from sqlmodel import Session
+
+    from db.models import Job
 
 LOG_LINES = 20
 # Enough bytes for 20 lines of a training log; reading the whole file each second would not scale.
 LOG_TAIL_BYTES = 16_384
-ACTIVE = ("queued", "running")
 SPARK = "▁▂▃▄▅▆▇█"
+RUN_KIND = "train"
+# The step rate behind the ETA comes from this many of the last logged loss points: enough to
+# smooth one slow step, few enough to follow a run that sped up (a resumed run, a warm cache).
+RATE_POINTS = 6
+# The metrics a row carries; train.py logs all but gpu_memory_gb, which a run may add.
+ROW_METRICS = ("loss", "samples_per_s", "tokens_per_s", "gpu_memory_gb")
+Series = tuple[tuple[int, float], ...]
 
 
 class JobsUnavailable(RuntimeError):
-    """engine.jobs cannot be imported, so jobs cannot be cancelled from here."""
+    """engine.jobs cannot be imported, so jobs cannot be cancelled or resumed from here."""
+
+
+@dataclass(frozen=True)
+class Training:
+    """What a train job's row adds for the Runs screen, computed from the same poll."""
+
+    variant: str
+    eta_s: float | None  # seconds left at the recent step rate; None when unknown or not running
+    samples_per_s: float | None
+    tokens_per_s: float | None
+    gpu_memory_gb: float | None
 
 
 @dataclass(frozen=True)
 class JobRow:
+    """One job as the Jobs and Runs tables show it. Display strings are made by the screens."""
+
     id: int
     kind: str
     title: str
-    status: str
-    progress: str
-    loss: str
-    heartbeat: str
-    started: str
+    status: str  # as stored: one of db.models.JOB_STATUSES
+    cancel_requested: bool
+    active: bool  # status in db.models.JOB_ACTIVE: the job can still be asked to stop
+    resumable: bool  # what engine.jobs.resume_job accepts: stopped without succeeding
+    step: int
+    total: int
+    loss: float | None
+    heartbeat_at: datetime | None
+    started_at: datetime | None
+    training: Training | None  # train jobs only
 
     @property
-    def active(self) -> bool:
-        return self.status in ACTIVE
+    def cancel_pending(self) -> bool:
+        """Asked to stop and not stopped yet."""
+        return self.active and self.cancel_requested
 
-    def cells(self) -> tuple[str, ...]:
-        return (str(self.id), self.kind, self.title, self.status, self.progress, self.loss,
-                self.heartbeat, self.started)
+    @property
+    def variant(self) -> str:
+        return self.training.variant if self.training else self.title
 
 
 @dataclass(frozen=True)
 class JobDetail:
-    id: int
-    kind: str
-    title: str
-    status: str
-    progress: str
-    cancel_requested: bool
+    """The selected job: its row plus what only the detail pane shows."""
+
+    row: JobRow
     params: tuple[tuple[str, str], ...]
     message: str
     error: str | None
+    finished_at: datetime | None
     log_path: str
     log_tail: tuple[str, ...] | None  # None: no log file to read
     latest: tuple[tuple[str, float], ...]
-    loss_first: tuple[int, float] | None
-    loss_last: tuple[int, float] | None
-    loss_min: tuple[int, float] | None
-    loss_points: int
-    loss_sparkline: str
+    loss: Series
+
+    @property
+    def id(self) -> int:
+        return self.row.id
 
 
 def format_age(seconds: float) -> str:
@@ -80,7 +107,18 @@ def format_local(moment: datetime | None) -> str:
     return moment.replace(tzinfo=timezone.utc).astimezone().strftime("%m-%d %H:%M:%S")
 
 
-def _progress(step: int, total: int) -> str:
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600:02d}h"
+
+
+def format_progress(step: int, total: int) -> str:
     return f"{step}/{total}" if total else str(step)
 
 
@@ -112,6 +150,72 @@ def loss_sparkline(series: list[tuple[int, float]], width: int) -> str:
     return "".join(SPARK[round((m - low) / span * (len(SPARK) - 1))] for m in means)
 
 
+def estimate_eta(points: list[tuple[int, datetime]], *, step: int, total: int, status: str
+                 ) -> float | None:
+    """Seconds left at the step rate between the first and last of `points` (step, logged at),
+    oldest first: None when the run is not running or the rate is unknown."""
+    if status != "running" or not total:
+        return None
+    if step >= total:
+        return 0.0
+    if len(points) < 2:
+        return None
+    (first_step, first_at), (last_step, last_at) = points[0], points[-1]
+    seconds = (last_at - first_at).total_seconds()
+    if last_step <= first_step or seconds <= 0:
+        return None
+    return (total - step) * seconds / (last_step - first_step)
+
+
+def run_variant(job: Job) -> str:
+    """The variant a train job makes, as its rows and charts name it."""
+    return str(job.params.get("variant") or job.title or f"job {job.id}")
+
+
+def job_rows(session: Session, jobs: list[Job]) -> tuple[JobRow, ...]:
+    """The rows of `jobs`, in their order, with one more query for all their recent metrics."""
+    from db.models import JOB_ACTIVE
+    from db.queries import recent_metrics
+
+    recent = recent_metrics(session, job_ids=[job.id for job in jobs], names=ROW_METRICS,
+                            per_name=RATE_POINTS)
+    rows = []
+    for job in jobs:
+        def last(name: str, job_id: int = job.id) -> float | None:
+            points = recent.get((job_id, name))
+            return points[-1][1] if points else None
+
+        training = None
+        if job.kind == RUN_KIND:
+            loss_points = [(step, at) for step, _, at in recent.get((job.id, "loss"), [])]
+            training = Training(
+                variant=run_variant(job),
+                eta_s=estimate_eta(loss_points, step=job.step, total=job.total, status=job.status),
+                samples_per_s=last("samples_per_s"),
+                tokens_per_s=last("tokens_per_s"),
+                gpu_memory_gb=last("gpu_memory_gb"),
+            )
+        active = job.status in JOB_ACTIVE
+        rows.append(JobRow(
+            id=job.id, kind=job.kind, title=job.title, status=job.status,
+            cancel_requested=job.cancel_requested, active=active,
+            # As engine.jobs.resume_job decides: anything stopped but a success.
+            resumable=not active and job.status != "succeeded",
+            step=job.step, total=job.total, loss=last("loss"), heartbeat_at=job.heartbeat_at,
+            started_at=job.started_at, training=training,
+        ))
+    return tuple(rows)
+
+
+def load_jobs(engine: Engine, *, kind: str | None = None) -> tuple[JobRow, ...]:
+    """Every job (of `kind` when given), newest first, in two queries however many there are."""
+    from db.queries import list_jobs
+    from db.store import session_scope
+
+    with session_scope(engine) as session:
+        return job_rows(session, list_jobs(session, kind=kind))
+
+
 def refresh_job_states(engine: Engine) -> str | None:
     """Mark dead running jobs interrupted through engine.jobs; returns a note when it cannot."""
     try:
@@ -132,31 +236,15 @@ def request_cancel(engine: Engine, job_id: int) -> None:
     cancel(engine, job_id)
 
 
-def load_jobs(engine: Engine, *, now: datetime | None = None) -> tuple[JobRow, ...]:
-    """Every job, newest first."""
-    from db.models import utcnow
-    from db.queries import latest_metrics, list_jobs
-    from db.store import session_scope
-
-    now = now or utcnow()
-    rows = []
-    with session_scope(engine) as session:
-        for job in list_jobs(session):
-            loss = latest_metrics(session, job_id=job.id).get("loss")
-            heartbeat = job.heartbeat_at
-            rows.append(
-                JobRow(
-                    id=job.id,
-                    kind=job.kind,
-                    title=job.title,
-                    status=job.status + (" (cancel asked)" if job.cancel_requested and job.status in ACTIVE else ""),
-                    progress=_progress(job.step, job.total),
-                    loss="—" if loss is None else f"{loss:.4f}",
-                    heartbeat="—" if heartbeat is None else format_age((now - heartbeat).total_seconds()),
-                    started=format_local(job.started_at),
-                )
-            )
-    return tuple(rows)
+def resume_job(engine: Engine, job_id: int, *, workspace: Path) -> None:
+    """Queue a stopped job again and start it detached through engine.jobs.resume_job (a run
+    goes on from its last checkpoint). Raises JobsUnavailable when engine.jobs is missing, and
+    engine.jobs.JobError when the job is active, succeeded or unknown."""
+    try:
+        from engine.jobs import resume_job as resume
+    except ImportError as exc:
+        raise JobsUnavailable(f"cannot resume: engine.jobs is not available ({exc})") from exc
+    resume(engine, job_id, workspace=workspace, detach=True)
 
 
 def _flat(value: Any) -> str:
@@ -164,39 +252,34 @@ def _flat(value: Any) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
-def load_job_detail(engine: Engine, job_id: int, *, chart_width: int = 60) -> JobDetail | None:
+def job_detail(session: Session, job: Job) -> JobDetail:
+    """The detail of `job`, read in `session`."""
+    from db.queries import latest_metrics, metric_series
+
+    log_tail: tuple[str, ...] | None = None
+    if job.log_path:
+        try:
+            log_tail = tail_lines(Path(job.log_path))
+        except OSError:
+            log_tail = None
+    return JobDetail(
+        row=job_rows(session, [job])[0],
+        params=tuple((str(k), _flat(v)) for k, v in sorted(job.params.items())),
+        message=job.message,
+        error=job.error,
+        finished_at=job.finished_at,
+        log_path=job.log_path,
+        log_tail=log_tail,
+        latest=tuple(sorted(latest_metrics(session, job_id=job.id).items())),
+        loss=tuple(metric_series(session, job_id=job.id, name="loss")),
+    )
+
+
+def load_job_detail(engine: Engine, job_id: int) -> JobDetail | None:
     """The detail of one job, or None when it no longer exists."""
-    from db.queries import get_job, latest_metrics, metric_series
+    from db.queries import get_job
     from db.store import session_scope
 
     with session_scope(engine) as session:
         job = get_job(session, job_id=job_id)
-        if job is None:
-            return None
-        series = metric_series(session, job_id=job_id, name="loss")
-        latest = tuple(sorted(latest_metrics(session, job_id=job_id).items()))
-        log_tail: tuple[str, ...] | None = None
-        if job.log_path:
-            try:
-                log_tail = tail_lines(Path(job.log_path))
-            except OSError:
-                log_tail = None
-        return JobDetail(
-            id=job.id,
-            kind=job.kind,
-            title=job.title,
-            status=job.status,
-            progress=_progress(job.step, job.total),
-            cancel_requested=job.cancel_requested,
-            params=tuple((str(k), _flat(v)) for k, v in sorted(job.params.items())),
-            message=job.message,
-            error=job.error,
-            log_path=job.log_path,
-            log_tail=log_tail,
-            latest=latest,
-            loss_first=series[0] if series else None,
-            loss_last=series[-1] if series else None,
-            loss_min=min(series, key=lambda point: point[1]) if series else None,
-            loss_points=len(series),
-            loss_sparkline=loss_sparkline(series, chart_width),
-        )
+        return None if job is None else job_detail(session, job)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from workbench.data.jobs import LOG_LINES, JobDetail
+from workbench.data.jobs import LOG_LINES, JobDetail, JobRow, format_progress, loss_sparkline
 
 STATUS_STYLES = {
     "queued": "cyan",
@@ -17,23 +17,30 @@ STATUS_STYLES = {
 }
 
 
-def status_text(status: str) -> Text:
-    return Text(status, style=STATUS_STYLES.get(status.split(" ")[0], ""))
+def status_text(status: str, *, cancel_pending: bool = False) -> Text:
+    """A stored job status in its colour; "(cancel asked)" follows when a live job was asked to stop."""
+    label = f"{status} (cancel asked)" if cancel_pending else status
+    return Text(label, style=STATUS_STYLES.get(status, ""))
+
+
+def row_status(row: JobRow) -> Text:
+    return status_text(row.status, cancel_pending=row.cancel_pending)
 
 
 def _point(label: str, point: tuple[int, float] | None) -> str:
     return "" if point is None else f"{label} {point[1]:.4f} @ step {point[0]}"
 
 
-def describe_job(job: JobDetail) -> Text:
+def describe_job(job: JobDetail, *, chart_width: int = 60) -> Text:
+    row = job.row
     text = Text()
-    text.append(f"Job {job.id}", style="bold")
-    text.append(f"  {job.kind} · {job.title}\n")
+    text.append(f"Job {row.id}", style="bold")
+    text.append(f"  {row.kind} · {row.title}\n")
     text.append("status: ")
-    text.append_text(status_text(job.status))
-    if job.cancel_requested:
+    text.append_text(status_text(row.status))
+    if row.cancel_pending:
         text.append("  (cancel requested)", style="yellow")
-    text.append(f"   step {job.progress}\n")
+    text.append(f"   step {format_progress(row.step, row.total)}\n")
     if job.message:
         text.append(f"message: {job.message}\n")
     if job.error:
@@ -48,12 +55,21 @@ def describe_job(job: JobDetail) -> Text:
         text.append("  " + " · ".join(f"{name} {value:.4g}" for name, value in job.latest) + "\n")
     else:
         text.append("  none reported yet\n", style="dim")
-    if job.loss_points:
-        text.append(f"\nloss ({job.loss_points} points)\n", style="bold")
-        if job.loss_sparkline:
-            text.append(f"  {job.loss_sparkline}\n", style="green")
-        parts = [_point("first", job.loss_first), _point("last", job.loss_last), _point("min", job.loss_min)]
-        text.append("  " + " · ".join(p for p in parts if p) + "\n", style="dim")
+    if job.loss:
+        text.append(f"\nloss ({len(job.loss)} points)\n", style="bold")
+        sparkline = loss_sparkline(list(job.loss), chart_width)
+        if sparkline:
+            text.append(f"  {sparkline}\n", style="green")
+        lowest = min(job.loss, key=lambda point: point[1])
+        parts = [_point("first", job.loss[0]), _point("last", job.loss[-1]), _point("min", lowest)]
+        text.append("  " + " · ".join(parts) + "\n", style="dim")
+    text.append_text(describe_log(job))
+    return text
+
+
+def describe_log(job: JobDetail) -> Text:
+    """The log's path and its last lines, or why there are none."""
+    text = Text()
     text.append("\nlog ", style="bold")
     if not job.log_path:
         text.append("— none yet\n", style="dim")
@@ -70,4 +86,5 @@ class JobDetailPane(Static):
     """Shows the selected job, or a note saying why there is none."""
 
     def show(self, job: JobDetail | None, *, empty: str = "") -> None:
-        self.update(describe_job(job) if job else Text(empty, style="dim"))
+        width = max(20, self.size.width - 4)
+        self.update(describe_job(job, chart_width=width) if job else Text(empty, style="dim"))

@@ -6,9 +6,9 @@ from rich.text import Text
 from textual.widgets import Static
 
 from workbench.data.curves import Chart
-from workbench.data.jobs import LOG_LINES
+from workbench.data.jobs import format_duration, format_local
 from workbench.data.runs import Overlay, RunDetail
-from workbench.widgets.job_detail import status_text
+from workbench.widgets.job_detail import describe_log, status_text
 
 METRIC_LABELS = {
     "loss": ("loss", ".4f", ""),
@@ -22,22 +22,25 @@ METRIC_LABELS = {
 
 
 def describe_run(run: RunDetail, overlay: Overlay | None, marked: int | None) -> Text:
+    row, job = run.row, run.job
     text = Text()
     text.append(f"Run {run.id}", style="bold")
     text.append(f"  {run.variant}")
-    if run.title and run.title != run.variant:
-        text.append(f" · {run.title}", style="dim")
+    if row.title and row.title != run.variant:
+        text.append(f" · {row.title}", style="dim")
     text.append("\nstatus ")
-    text.append_text(status_text(run.status))
-    if run.cancel_requested and run.active:
+    text.append_text(status_text(row.status))
+    if row.cancel_pending:
         text.append("  (cancel requested)", style="yellow")
-    percent = f" ({100 * run.step / run.total:.0f}%)" if run.total else ""
-    text.append(f"   step {run.step}/{run.total or '?'}{percent}   ETA {run.eta}\n")
-    text.append(f"started {run.started}", style="dim")
-    if not run.active and run.finished != "—":
-        text.append(f" · ended {run.finished}", style="dim")
+    percent = f" ({100 * row.step / row.total:.0f}%)" if row.total else ""
+    eta = row.training.eta_s if row.training else None
+    text.append(f"   step {row.step}/{row.total or '?'}{percent}   "
+                f"ETA {'—' if eta is None else format_duration(eta)}\n")
+    text.append(f"started {format_local(row.started_at)}", style="dim")
+    if not row.active and job.finished_at is not None:
+        text.append(f" · ended {format_local(job.finished_at)}", style="dim")
     text.append("\n")
-    latest = dict(run.latest)
+    latest = dict(job.latest)
     parts = []
     for name, (label, pattern, unit) in METRIC_LABELS.items():
         value = latest.get(name)
@@ -46,17 +49,17 @@ def describe_run(run: RunDetail, overlay: Overlay | None, marked: int | None) ->
     for key, value in run.setup:
         text.append(f"{key}: ", style="dim")
         text.append(f"{value}\n")
-    if run.message:
-        text.append(f"message: {run.message}\n")
-    if run.error:
+    if job.message:
+        text.append(f"message: {job.message}\n")
+    if job.error:
         text.append("error: ", style="bold red")
-        text.append(f"{run.error}\n", style="red")
+        text.append(f"{job.error}\n", style="red")
     if overlay is not None:
         text.append(f"loss overlaid with {overlay.label} (o on it again to clear)\n", style="magenta")
     elif marked == run.id:
         text.append("marked for comparison: select another run to overlay its loss\n", style="magenta")
-    if run.resumable:
-        text.append(f"{run.status}: press r to resume from its last checkpoint\n", style="yellow")
+    if row.resumable:
+        text.append(f"{row.status}: press r to resume from its last checkpoint\n", style="yellow")
     return text
 
 
@@ -76,17 +79,9 @@ def describe_files(run: RunDetail) -> Text:
     for checkpoint in run.checkpoints:
         text.append(f"  step {checkpoint.step:>6}", style="bold" if checkpoint.final else "")
         text.append("  final" if checkpoint.final else "       ", style="green")
-        text.append(f"  {checkpoint.saved}  ", style="dim")
+        text.append(f"  {format_local(checkpoint.saved_at)}  ", style="dim")
         text.append(f"{checkpoint.path}\n")
-    text.append("\nlog ", style="bold")
-    if not run.log_path:
-        text.append("— none yet\n", style="dim")
-    elif run.log_tail is None:
-        text.append(f"{run.log_path} (not readable here)\n", style="dim")
-    else:
-        text.append(f"{run.log_path} (last {LOG_LINES} lines)\n", style="dim")
-        for line in run.log_tail:
-            text.append(f"  {line}\n")
+    text.append_text(describe_log(run.job))
     return text
 
 
