@@ -44,10 +44,16 @@ def bench_train_cmd(
     batch_sizes: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,2,4",
     checkpointing: Annotated[str, typer.Option(
         help="Gradient checkpointing: on, off or on,off.")] = "on,off",
-    autocast: Annotated[str, typer.Option(
-        help="torch.autocast(bf16) around the forward (CUDA only): on, off or on,off.")] = "on,off",
+    bf16: Annotated[str, typer.Option(
+        help="The bf16 setting (CUDA only): on, off or on,off.")] = "on,off",
     steps: Annotated[int, typer.Option(help="Timed steps per configuration.")] = 8,
     warmup: Annotated[int, typer.Option(help="Untimed steps before them.")] = 3,
+    preset: Annotated[str, typer.Option(
+        help="Training preset: a name (paper, tiny) or a .toml file.")] = "paper",
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE",
+        help="Override one preset setting (repeat), as `ddft train --set`.",
+        show_default=False)] = None,
     peak_tflops: Annotated[float | None, typer.Option(
         help="Peak dense bf16 TFLOP/s for MFU (default: from the GPU's name).",
         show_default=False)] = None,
@@ -59,13 +65,16 @@ def bench_train_cmd(
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Write every number to this JSON file.", show_default=False)] = None,
 ) -> None:
-    """LoRA training-step speed of the Video-LLaVA-7B architecture (random weights, synthetic
-    8-frame videos): step time, tokens/s, samples/s, peak GPU memory and MFU over a grid. Without
-    a GPU, a scaled-down smoke test. Same as `python -m engine.bench_train`."""
+    """Speed of the product's LoRA training step (engine.train's set-up and optimizer step, the
+    preset's settings) on the Video-LLaVA-7B architecture with random weights and synthetic
+    8-frame videos: step time, tokens/s, samples/s, peak GPU memory and MFU over a grid of batch
+    size, gradient checkpointing and bf16. Without a GPU, a scaled-down smoke test. Same as
+    `python -m engine.bench_train`."""
     from engine.bench_train import (
         BenchTrainError,
         bench_train,
         parse_batch_sizes,
+        parse_overrides,
         parse_switches,
         write_json,
     )
@@ -74,8 +83,9 @@ def bench_train_cmd(
         result = bench_train(
             batch_sizes=parse_batch_sizes(batch_sizes),
             checkpointing=parse_switches("--checkpointing", checkpointing),
-            autocast=parse_switches("--autocast", autocast),
-            steps=steps, warmup=warmup, peak_tflops=peak_tflops,
+            bf16=parse_switches("--bf16", bf16),
+            steps=steps, warmup=warmup, preset=preset, overrides=parse_overrides(set_),
+            peak_tflops=peak_tflops,
             smoke=True if smoke else None, budget_s=budget_s,
             progress=lambda message: console.print(f"  {message}", markup=False,
                                                    highlight=False))
@@ -146,5 +156,27 @@ def bench_judge_cmd(
                          progress=lambda message: console.print(f"  {message}", markup=False,
                                                                 highlight=False,
                                                                 soft_wrap=True))
+    for line in result.lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("compare")
+@friendly
+def bench_compare_cmd(
+    samples: Annotated[int, typer.Option(help="Eval videos in the store.")] = 408,
+    variants: Annotated[int, typer.Option(help="Model variants, each with generations.")] = 4,
+    repeats: Annotated[int, typer.Option(help="Timed loads of each.")] = 20,
+) -> None:
+    """The Compare screen's loaders on a store of synthetic rows (no model): one page (an eval
+    set's sample list over every variant) and one sample's view, median and max."""
+    from engine.bench_compare import BenchCompareError, bench_compare
+
+    console.print(f"ddft bench compare · {_machine()}", markup=False, highlight=False)
+    try:
+        result = bench_compare(samples=samples, variants=variants, repeats=repeats,
+                               progress=lambda message: console.print(
+                                   f"  {message}", markup=False, highlight=False))
+    except BenchCompareError as exc:
+        fail(str(exc))
     for line in result.lines():
         console.print(line, markup=False, highlight=False, soft_wrap=True)

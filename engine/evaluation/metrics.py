@@ -1,4 +1,7 @@
-"""Offline recipe metrics: ingredient precision/recall/F1, measurement rate, step order, length."""
+"""Offline recipe metrics: ingredient precision/recall/F1, measurement rate, step order, length.
+
+This module is the one reading of a recipe's ingredients: the metrics count it, the offline
+judge scores it (`engine.evaluation.offline_judge`) and the Compare screen marks it."""
 
 from __future__ import annotations
 
@@ -7,10 +10,19 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Callable, Optional, Sequence
 
-from engine.evaluation.offline_judge import FOOD_MATCH, STEP_MATCH
-from engine.evaluation.recipe import content_words, ingredient_food, parse_recipe
+from engine.evaluation.recipe import ParsedRecipe, content_words, ingredient_food, parse_recipe
+
+# Two ingredient lines match when the words of their foods overlap this much (Jaccard), after
+# plurals are folded; word order never counts ("garlic cloves" is "cloves garlic").
+FOOD_MATCH = 0.5
+# A generated step matches a reference step when this share of the reference's content words
+# appears in it.
+STEP_MATCH = 0.5
 
 _LETTERS = re.compile(r"[a-z]+(?:-[a-z]+)*")
+# Counted units that ingredient_slicer lists among its foods (cloves the spice) but that, before
+# or after another food, count a part of it: "3 cloves garlic" and "2 garlic cloves" are garlic.
+_PART_UNITS = frozenset({"clove", "cloves"})
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,7 @@ class Ingredient:
 
     @property
     def food_words(self) -> frozenset[str]:
+        """The food's words with plurals folded, as a set: what matching compares."""
         return frozenset(_singular(w) for w in self.food.split())
 
 
@@ -34,6 +47,49 @@ class IngredientMatch:
     pairs: list[tuple[int, int]]  # (reference index, generated index)
     missing: list[int]  # reference indices with no generated partner
     extra: list[int]  # generated indices with no reference partner
+
+
+@dataclass(frozen=True)
+class IngredientLine:
+    """An ingredient as `parse_recipe` reads it, and the line of the recipe text it stands on."""
+
+    line: int  # 0-based, as str.splitlines counts
+    text: str
+
+
+@dataclass(frozen=True)
+class IngredientLines:
+    """Which ingredient lines of a generated recipe and its reference meet: the sets the metrics
+    count, the offline judge scores and the Compare screen marks."""
+
+    matched: tuple[tuple[IngredientLine, IngredientLine], ...]  # (reference, generated) pairs
+    missing: tuple[IngredientLine, ...]  # reference lines with no generated partner
+    extra: tuple[IngredientLine, ...]  # generated lines with no reference partner
+
+    @property
+    def precision(self) -> Optional[float]:
+        """Matched share of the generated foods; None when the generation names none."""
+        named = len(self.matched) + len(self.extra)
+        return len(self.matched) / named if named else None
+
+    @property
+    def recall(self) -> Optional[float]:
+        """Matched share of the reference foods; None when the reference names none."""
+        named = len(self.matched) + len(self.missing)
+        return len(self.matched) / named if named else None
+
+    def as_dict(self) -> dict:
+        """JSON for a judgment's details: [line, text] for each line; matched and missing lines
+        are the reference's, extra lines the generation's."""
+        return {
+            "matched": [{"reference": [ref.line, ref.text], "generated": [gen.line, gen.text]}
+                        for ref, gen in self.matched],
+            "missing": [[item.line, item.text] for item in self.missing],
+            "extra": [[item.line, item.text] for item in self.extra],
+        }
+
+
+NO_INGREDIENT_LINES = IngredientLines((), (), ())
 
 
 @dataclass(frozen=True)
@@ -55,12 +111,22 @@ class RecipeMetrics:
     steps: int  # generated steps
     reference_ingredients: int
     reference_steps: int
-    ingredient_match: IngredientMatch = field(repr=False, compare=False,
-                                              default_factory=lambda: IngredientMatch([], [], []))
+    ingredient_lines: IngredientLines = field(repr=False, compare=False,
+                                              default=NO_INGREDIENT_LINES)
+
+    @property
+    def step_precision(self) -> Optional[float]:
+        """Matched share of the generated steps; None when the generation has none."""
+        return self.matched_steps / self.steps if self.steps else None
+
+    @property
+    def step_recall(self) -> Optional[float]:
+        """Matched share of the reference steps; None when the reference has none."""
+        return self.matched_steps / self.reference_steps if self.reference_steps else None
 
     def as_dict(self) -> dict:
         data = asdict(self)
-        data.pop("ingredient_match")
+        data.pop("ingredient_lines")
         return data
 
 
@@ -80,9 +146,10 @@ def parse_ingredient(line: str) -> Ingredient:
     """Quantity, unit and food of an ingredient line, read by ingredient_slicer.
 
     ingredient_slicer keeps a counted unit in the food ("3 cloves garlic" → "cloves garlic"), so
-    the unit's words are dropped from the food unless nothing else is left ("2 eggs"). Should the
-    parser fail on a line, the food falls back to `engine.evaluation.recipe.ingredient_food` and the
-    quantity to None. Cached: references repeat across variants."""
+    the unit's words are dropped from the food, unless the unit is itself a food (ingredient_slicer's
+    FOOD_UNITS: "3 green onions" stays "green onions") or nothing else is left ("2 eggs"). Should
+    the parser fail on a line, the food falls back to `engine.evaluation.recipe.ingredient_food`
+    and the quantity to None. Cached: references repeat across variants."""
     # Imported here: ingredient_slicer loads its tables on import (~0.4 s).
     from ingredient_slicer import IngredientSlicer
 
@@ -97,10 +164,20 @@ def parse_ingredient(line: str) -> Ingredient:
         amount = None
     unit = parsed.get("standardized_unit") or parsed.get("unit") or None
     words = _LETTERS.findall(str(parsed.get("food") or "").lower())
-    unit_words = {w for u in (parsed.get("unit"), parsed.get("standardized_unit")) if u
-                  for w in str(u).lower().split()}
+    units = [str(u).lower() for u in (parsed.get("unit"), parsed.get("standardized_unit")) if u]
+    unit_words = set() if any(u in _food_units() and u not in _PART_UNITS for u in units) else {
+        w for u in units for w in u.split()}
     kept = [w for w in words if w not in unit_words]
     return Ingredient(line=line, quantity=amount, unit=unit, food=" ".join(kept or words))
+
+
+@lru_cache(maxsize=1)
+def _food_units() -> frozenset[str]:
+    """Units that name a food ("tomato" in "4 tomatoes"), in every spelling ingredient_slicer knows."""
+    from ingredient_slicer import FOOD_UNITS
+
+    return frozenset(name.lower() for unit, spellings in FOOD_UNITS.items()
+                     for name in (unit, *spellings))
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -109,7 +186,7 @@ def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
 
 def greedy_match(reference: Sequence, generated: Sequence, threshold: float,
                  overlap: Callable) -> list[tuple[int, int]]:
-    """One-to-one matching as the offline judge does it: each reference item in turn takes the
+    """One-to-one matching of ingredients and of steps: each reference item in turn takes the
     unused generated item it overlaps most, when that overlap reaches `threshold`.
     Returns (reference index, generated index) pairs in reference order."""
     used: set[int] = set()
@@ -129,9 +206,9 @@ def greedy_match(reference: Sequence, generated: Sequence, threshold: float,
 
 
 def match_ingredients(generated: Sequence[str], reference: Sequence[str]) -> IngredientMatch:
-    """Pair generated ingredient lines with reference ones by their foods' words (Jaccard at
-    least the offline judge's FOOD_MATCH). Lines whose food is empty take no part in the
-    matching and are neither missing nor extra."""
+    """Pair generated ingredient lines with reference ones by their foods' words (plurals
+    folded, order ignored, Jaccard at least FOOD_MATCH). Lines whose food is empty take no part
+    in the matching and are neither missing nor extra."""
     ref = [parse_ingredient(line).food_words for line in reference]
     gen = [parse_ingredient(line).food_words for line in generated]
     ref_idx = [i for i, f in enumerate(ref) if f]
@@ -145,6 +222,23 @@ def match_ingredients(generated: Sequence[str], reference: Sequence[str]) -> Ing
         missing=[i for i in ref_idx if i not in matched_ref],
         extra=[j for j in gen_idx if j not in matched_gen],
     )
+
+
+def _lines_of(gen: ParsedRecipe, ref: ParsedRecipe) -> IngredientLines:
+    match = match_ingredients(gen.ingredients, ref.ingredients)
+    ref_at = [IngredientLine(n, t) for n, t in zip(ref.ingredient_lines, ref.ingredients)]
+    gen_at = [IngredientLine(n, t) for n, t in zip(gen.ingredient_lines, gen.ingredients)]
+    return IngredientLines(
+        matched=tuple((ref_at[i], gen_at[j]) for i, j in match.pairs),
+        missing=tuple(ref_at[i] for i in match.missing),
+        extra=tuple(gen_at[j] for j in match.extra),
+    )
+
+
+def read_ingredients(generated: str, reference: str) -> IngredientLines:
+    """The ingredient lines of two recipe texts (read with `parse_recipe`) that match, that the
+    generation misses and that it adds, by `match_ingredients`. Never raises on junk."""
+    return _lines_of(parse_recipe(generated), parse_recipe(reference))
 
 
 def kendall_tau(first: Sequence[float], second: Sequence[float]) -> Optional[float]:
@@ -183,15 +277,12 @@ def _f1(precision: float, recall: float) -> float:
 
 def recipe_metrics(generated: str, reference: str) -> RecipeMetrics:
     """Offline metrics of `generated` against `reference` (both recipe texts, read with
-    `engine.evaluation.recipe.parse_recipe`). Ingredients match by food (ingredient_slicer's parse) and
-    steps by content-word coverage, with the offline judge's thresholds; Kendall's tau compares
-    the order of matched steps in the reference and in the generation. Never raises on junk."""
+    `engine.evaluation.recipe.parse_recipe`). Ingredients match by food (`read_ingredients`)
+    and steps by content-word coverage (STEP_MATCH); Kendall's tau compares the order of
+    matched steps in the reference and in the generation. Never raises on junk."""
     gen, ref = parse_recipe(generated), parse_recipe(reference)
-    match = match_ingredients(gen.ingredients, ref.ingredients)
-    gen_foods = len(match.pairs) + len(match.extra)
-    ref_foods = len(match.pairs) + len(match.missing)
-    precision = len(match.pairs) / gen_foods if gen_foods else None
-    recall = len(match.pairs) / ref_foods if ref_foods else None
+    lines = _lines_of(gen, ref)
+    precision, recall = lines.precision, lines.recall
     f1 = None if recall is None else _f1(precision or 0.0, recall)
 
     measured = sum(1 for line in gen.ingredients if parse_ingredient(line).quantity is not None)
@@ -212,5 +303,5 @@ def recipe_metrics(generated: str, reference: str) -> RecipeMetrics:
         steps=len(gen.steps),
         reference_ingredients=len(ref.ingredients),
         reference_steps=len(ref.steps),
-        ingredient_match=match,
+        ingredient_lines=lines,
     )

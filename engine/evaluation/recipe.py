@@ -34,6 +34,10 @@ class ParsedRecipe:
     dish: str | None = None
     ingredients: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
+    # Where each item stands in the text (0-based line numbers, as str.splitlines counts), so a
+    # view can mark the very line an item was read from.
+    ingredient_lines: list[int] = field(default_factory=list)
+    step_lines: list[int] = field(default_factory=list)
 
 
 def format_recipe(name: str, ingredients: list[str] | tuple[str, ...],
@@ -75,12 +79,14 @@ def parse_recipe(text: str) -> ParsedRecipe:
     "**Ingredients:**"), and "Instructions"/"Method" count as steps; items may be bulleted
     with "-", "*" or "\u2022", numbered "1." or "1)" or "Step 1:", or bare; text after a header's
     colon counts as the first item; lines before any section or under an unknown header are
-    ignored. Never raises on junk: what cannot be read is left out.
+    ignored. Never raises on junk: what cannot be read is left out. Each item's line number
+    is kept beside it.
     """
     dish: str | None = None
     section: str | None = None
     parsed: dict[str, list[str]] = {"ingredients": [], "steps": []}
-    for raw in text.splitlines():
+    lines: dict[str, list[int]] = {"ingredients": [], "steps": []}
+    for line_no, raw in enumerate(text.splitlines()):
         line = raw.strip()
         if not line:
             continue
@@ -101,6 +107,7 @@ def parse_recipe(text: str) -> ParsedRecipe:
                 section = _SECTIONS[name]
                 if item_text(rest):
                     parsed[section].append(item_text(rest))
+                    lines[section].append(line_no)
                 continue
             if " " not in name and not rest:
                 # An unknown one-word header ("Notes:") closes the section; a line like
@@ -111,7 +118,9 @@ def parse_recipe(text: str) -> ParsedRecipe:
             item = item_text(line)
             if item:
                 parsed[section].append(item)
-    return ParsedRecipe(dish=dish, ingredients=parsed["ingredients"], steps=parsed["steps"])
+                lines[section].append(line_no)
+    return ParsedRecipe(dish=dish, ingredients=parsed["ingredients"], steps=parsed["steps"],
+                        ingredient_lines=lines["ingredients"], step_lines=lines["steps"])
 
 
 def content_words(text: str) -> set[str]:

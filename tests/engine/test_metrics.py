@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from engine.evaluation.offline_judge import score_recipe
-from engine.evaluation.metrics import kendall_tau, match_ingredients, parse_ingredient, recipe_metrics
+from engine.evaluation.metrics import (
+    kendall_tau,
+    match_ingredients,
+    parse_ingredient,
+    read_ingredients,
+    recipe_metrics,
+)
 from engine.evaluation.recipe import format_recipe
 
 INGREDIENTS = ["2 cups diced tomatoes", "1 tbsp olive oil", "3 cloves garlic, minced",
@@ -94,3 +100,52 @@ def test_agrees_with_the_offline_judge_on_a_partial_recipe():
     assert measured.ingredient_precision == judged.ingredient_precision == 1.0
     assert measured.ingredient_recall == judged.ingredient_recall == 0.5
     assert measured.measurement_rate == judged.measurement_rate == 1.0
+
+
+def test_the_offline_judge_reads_ingredients_as_the_metrics_do():
+    # The same foods written differently: a plural, and a counted unit after its food.
+    reference = format_recipe("Tomato Soup", ["2 cups diced tomatoes", "3 cloves garlic, minced",
+                                              "1 tbsp olive oil"], STEPS[:2])
+    generated = format_recipe("Tomato Soup", ["1 tomato", "2 garlic cloves, crushed",
+                                              "1 tbsp olive oil"], STEPS[:2])
+    judged, measured = score_recipe(generated, reference), recipe_metrics(generated, reference)
+    assert measured.ingredient_f1 == 1.0
+    assert judged.ingredient_f1 == measured.ingredient_f1
+    assert (judged.ingredient_precision, judged.ingredient_recall) == (1.0, 1.0)
+
+
+def test_a_counted_unit_is_dropped_unless_it_is_the_food():
+    assert parse_ingredient("2 garlic cloves, crushed").food_words == {"garlic"}
+    assert parse_ingredient("3 green onions, sliced").food_words == {"green", "onion"}
+    assert parse_ingredient("1/2 red onion").food == "red onion"
+    # Plurals and word order do not matter.
+    assert parse_ingredient("egg noodles").food_words == parse_ingredient("noodles, eggs").food_words
+
+
+def test_read_ingredients_names_the_lines_of_each_text():
+    reference = "Dish: Soup\nIngredients: 4 tomatoes\n- 3 cloves garlic\n- 1 tbsp olive oil\nSteps:\n1. Cook."
+    generated = "Here you go!\n\n**Ingredients:**\n* tomato\n* 1 cup rice\n\nSteps:\n1. Cook."
+    lines = read_ingredients(generated, reference)
+    assert [(ref.line, ref.text, gen.line, gen.text) for ref, gen in lines.matched] == [
+        (1, "4 tomatoes", 3, "tomato")]
+    assert [(m.line, m.text) for m in lines.missing] == [(2, "3 cloves garlic"),
+                                                         (3, "1 tbsp olive oil")]
+    assert [(e.line, e.text) for e in lines.extra] == [(4, "1 cup rice")]
+    assert (lines.precision, lines.recall) == (0.5, 1 / 3)
+    m = recipe_metrics(generated, reference)
+    assert (m.ingredient_precision, m.ingredient_recall) == (lines.precision, lines.recall)
+
+
+def test_the_offline_judge_records_the_lines_it_scored_under_a_new_version():
+    from engine.evaluation import offline_judge
+    from engine.evaluation.report import stage_scores
+
+    assert offline_judge.PROMPT_VERSION != "offline-v1"  # v1 read foods with its own regex
+    half = format_recipe("Tomato Soup", INGREDIENTS[:2] + ["1 cup rice"], STEPS[:2])
+    details = score_recipe(half, SOUP).details()
+    assert details["ingredient_lines"] == read_ingredients(half, SOUP).as_dict()
+    assert [pair["reference"] for pair in details["ingredient_lines"]["matched"]] == [
+        [2, INGREDIENTS[0]], [3, INGREDIENTS[1]]]
+    assert details["ingredient_lines"]["extra"] == [[4, "1 cup rice"]]
+    # Nothing in the details reads as a two-stage judge's stage score.
+    assert stage_scores(details) == {}

@@ -132,3 +132,82 @@ async def test_the_columns_share_the_width_and_scroll_only_when_too_narrow(demo_
         # Too narrow for three: each keeps 40 cells and the row scrolls sideways.
         assert all(c.styles.width.value == 40 for c in columns)
         assert app.screen.query_one("#compare-columns").virtual_size.width >= 3 * 40
+
+
+def _add_eval_set(store, name: str, n_samples: int, *, judged: bool) -> list[int]:
+    """An eval set of `n_samples` samples; with `judged`, both variants' generations of each,
+    judged offline."""
+    with store.session() as session:
+        dataset = queries.get_or_create_dataset(session, name=name, modality="video",
+                                                purpose="eval", source="synthetic")
+        queries.add_samples(session, dataset_id=dataset.id, samples=[
+            {"external_id": f"{name}-{i}", "modality": "video", "split": "test",
+             "prompt": "p", "answer": f"Dish: Bread {i}\nIngredients:\n- 1 cup flour\nSteps:\n1. Bake."}
+            for i in range(n_samples)])
+        ids = [s.id for s in queries.list_samples(session, dataset_id=dataset.id, limit=None)]
+        if judged:
+            for variant in queries.list_variants(session):
+                for sample_id in ids:
+                    generation = queries.add_generation(
+                        session, variant_id=variant.id, sample_id=sample_id, prompt="p",
+                        text="Dish: Bread\nIngredients:\n- flour\nSteps:\n1. Bake.", params_key="k")
+                    queries.add_judgment(session, generation_id=generation.id, judge="offline",
+                                         protocol="offline", prompt_version="v1", score=3.0,
+                                         verdict="no", raw="")
+        return ids
+
+
+def test_the_default_eval_set_is_the_most_judged_then_the_first():
+    from db.compare import EvalSetCount
+    from workbench.data.compare import default_eval_set
+
+    assert default_eval_set([EvalSetCount(1, "a", 0), EvalSetCount(2, "b", 3),
+                             EvalSetCount(3, "c", 3)]) == 2
+    assert default_eval_set([EvalSetCount(1, "a", 0), EvalSetCount(2, "b", 0)]) == 1
+    assert default_eval_set([]) is None
+
+
+def test_the_loader_lists_only_the_chosen_eval_sets_samples(demo_store):
+    from workbench.data.compare import load_choices
+
+    _add_eval_set(demo_store, "spare-eval", 3, judged=False)
+    choices = load_choices(demo_store.engine)
+    names = dict(choices.eval_sets)
+    assert list(names.values()) == ["kitchen-eval", "spare-eval"]
+    # kitchen-eval has 20 judged generations, spare-eval none: kitchen-eval by default.
+    assert names[choices.dataset_id] == "kitchen-eval" and len(choices.samples) == 10
+    assert {s.eval_set for s in choices.samples} == {"kitchen-eval"}
+    spare = next(i for i, name in names.items() if name == "spare-eval")
+    chosen = load_choices(demo_store.engine, dataset_id=spare)
+    assert [s.label for s in chosen.samples] == ["spare-eval-0", "spare-eval-1", "spare-eval-2"]
+    assert chosen.settings == ()  # nothing judged there
+    # 22 judged generations (11 samples × 2 variants) outnumber kitchen-eval's 20.
+    _add_eval_set(demo_store, "busy-eval", 11, judged=True)
+    busy = load_choices(demo_store.engine)
+    assert busy.eval_set == "busy-eval" and len(busy.samples) == 11
+
+
+async def test_e_chooses_the_eval_set_whose_samples_are_listed(demo_store):
+    _add_eval_set(demo_store, "spare-eval", 3, judged=False)
+    async with running(demo_store.url) as (app, pilot):
+        await pilot.press("3")
+        await settle(pilot)
+        eval_set = app.screen.query_one("#compare-eval-set", Select)
+        assert app.screen.choices.eval_set == "kitchen-eval"
+        assert len(_shown(app)) == 10
+
+        await pilot.press("e")
+        assert app.focused is eval_set
+        spare = next(i for i, name in app.screen.choices.eval_sets if name == "spare-eval")
+        eval_set.value = spare
+        await settle(pilot)
+        assert _shown(app) == ["spare-eval-0", "spare-eval-1", "spare-eval-2"]
+        assert "3 eval samples · 2 variants" in str(app.screen.query_one("#compare-summary").content)
+        panes = _panes(app)
+        assert "Dish: Bread 0" in panes["reference"]
+        assert "ddft generate --variant tuned --eval-set spare-eval" in panes["tuned"]
+
+        # Coming back to the screen keeps the choice.
+        await pilot.press("1", "3")
+        await settle(pilot)
+        assert eval_set.selection == spare and len(_shown(app)) == 3

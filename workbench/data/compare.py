@@ -35,9 +35,17 @@ class VariantChoice:
 
 @dataclass(frozen=True)
 class CompareChoices:
+    """One eval set's samples with their filter flags, and what can be chosen around them."""
+
     samples: tuple[EvalSampleChoice, ...]
     variants: tuple[VariantChoice, ...]
     settings: tuple[str, ...] = ()  # "judge · protocol · version", for the score-gap filter
+    eval_sets: tuple[tuple[int, str], ...] = ()  # (dataset id, name) of every eval set
+    dataset_id: int | None = None  # the eval set the samples come from
+
+    @property
+    def eval_set(self) -> str:
+        return dict(self.eval_sets).get(self.dataset_id, "") if self.dataset_id is not None else ""
 
 
 def judge_setting(judge: str, protocol: str, prompt_version: str) -> str:
@@ -163,47 +171,18 @@ class CompareView:
         return max(from_sides, default=0)
 
 
-def _ingredient_lines(text: str) -> list[tuple[int, str]]:
-    """(line number, ingredient) for each ingredient parse_recipe reads from `text`, in order."""
-    from engine.evaluation.recipe import parse_recipe
-
-    lines = text.splitlines()
-    found, line_no = [], 0
-    for item in parse_recipe(text).ingredients:
-        # parse_recipe gives the items in order; find each one's line to mark it in place.
-        while line_no < len(lines) and item not in " ".join(lines[line_no].split()):
-            line_no += 1
-        if line_no == len(lines):
-            break
-        found.append((line_no, item))
-        line_no += 1
-    return found
-
-
 def mark_ingredients(reference: str, generation: str) -> IngredientMarks:
     """Matched and missing reference lines, and extra generation lines, by
-    `engine.evaluation.metrics.match_ingredients` (foods read by ingredient_slicer)."""
+    `engine.evaluation.metrics.read_ingredients`: the lines the offline judge scores."""
     # Imported here: engine.evaluation.metrics loads ingredient_slicer, too slow for the app's start.
-    from engine.evaluation.metrics import match_ingredients
+    from engine.evaluation.metrics import read_ingredients
 
-    ref, gen = _ingredient_lines(reference), _ingredient_lines(generation)
-    match = match_ingredients([item for _, item in gen], [item for _, item in ref])
+    lines = read_ingredients(generation, reference)
     return IngredientMarks(
-        matched=frozenset(ref[i][0] for i, _ in match.pairs),
-        missing=frozenset(ref[i][0] for i in match.missing),
-        extra=frozenset(gen[j][0] for j in match.extra),
+        matched=frozenset(ref.line for ref, _ in lines.matched),
+        missing=frozenset(item.line for item in lines.missing),
+        extra=frozenset(item.line for item in lines.extra),
     )
-
-
-def _latest_generations(session, *, sample_id: int, variants) -> dict[int, object]:
-    from db.queries import list_generations
-
-    latest = {}
-    for variant in variants:
-        generations = list_generations(session, variant_id=variant.id, sample_id=sample_id)
-        if generations:
-            latest[variant.id] = generations[-1]
-    return latest
 
 
 def _sample_flags(judgments_by_variant: dict[int, list]) -> tuple[bool, tuple[tuple[str, float], ...]]:
@@ -272,48 +251,62 @@ def grounding_view(steps: list[dict], params: dict, segments: tuple[AnnotatedSte
                          strip_note=note)
 
 
-def _grounding_for(session, generation, segments, sample_meta,
+def _grounding_for(grounding, generation, segments, sample_meta,
                    workspace: Path | None = None) -> GroundingView | None:
-    from db.queries import groundings_for_generation
-
-    stored = groundings_for_generation(session, generation_id=generation.id)
-    if not stored:
+    """The view of a generation's newest stored grounding (None: not grounded)."""
+    if grounding is None:
         return None
-    latest = stored[-1]
-    strip = next((step.get("strip") for step in latest.steps if step.get("strip")), None)
+    strip = next((step.get("strip") for step in grounding.steps if step.get("strip")), None)
     if strip is not None and not Path(strip).is_absolute() and workspace is not None:
         strip = str(workspace / strip)  # `ddft ground` stores it relative to the workspace
     if strip is None and sample_meta.get("frame_strip"):
         strip = sample_meta["frame_strip"]  # `ddft data check` saves the same 8 frames
     n_frames = len(generation.frame_times) or 8
-    return grounding_view(latest.steps, latest.params, segments, n_frames, strip)
+    return grounding_view(grounding.steps, grounding.params, segments, n_frames, strip)
 
 
-def load_choices(engine: Engine) -> CompareChoices:
-    """The samples of every eval dataset, each with its filter flags over the variants' latest
-    generations, the variants that can be compared and the judge settings seen."""
-    from db.queries import (
-        judgments_for_generation,
-        list_datasets,
-        list_samples,
-        list_variants,
-    )
+def default_eval_set(eval_sets) -> int | None:
+    """The eval set with the most judged generations, the first on a tie or when none is
+    judged; None without eval sets. `eval_sets`: `db.compare.EvalSetCount`s in list order."""
+    best = None
+    for candidate in eval_sets:
+        if best is None or candidate.judged > best.judged:
+            best = candidate
+    return best.id if best is not None else None
+
+
+def load_choices(engine: Engine, *, dataset_id: int | None = None) -> CompareChoices:
+    """The samples of one eval set (`dataset_id`; when it is None or gone,
+    `default_eval_set`'s), each with its filter flags over the variants' latest generations,
+    the variants that can be compared and the judge settings seen. Four statements, however
+    many samples and variants there are."""
+    from db.compare import eval_sets_judged, latest_judgments, sample_labels
+    from db.queries import list_variants
     from db.store import session_scope
 
     with session_scope(engine) as session:
         variants = tuple(VariantChoice(v.id, v.name) for v in list_variants(session))
-        samples, settings = [], set()
-        for dataset in list_datasets(session, purpose="eval"):
-            for sample in list_samples(session, dataset_id=dataset.id, limit=None):
-                latest = _latest_generations(session, sample_id=sample.id, variants=variants)
-                judged = {vid: judgments_for_generation(session, generation_id=g.id)
-                          for vid, g in latest.items()}
-                settings |= {judge_setting(j.judge, j.protocol, j.prompt_version)
-                             for js in judged.values() for j in js}
-                disagree, spread = _sample_flags(judged)
-                samples.append(EvalSampleChoice(sample.id, f"{sample.external_id} · {dataset.name}",
-                                                dataset.name, disagree, spread))
-    return CompareChoices(samples=tuple(samples), variants=variants, settings=tuple(sorted(settings)))
+        counted = eval_sets_judged(session)
+        eval_sets = tuple((e.id, e.name) for e in counted)
+        if dataset_id not in dict(eval_sets):
+            dataset_id = default_eval_set(counted)
+        if dataset_id is None:
+            return CompareChoices(samples=(), variants=variants)
+        labels = sample_labels(session, dataset_id=dataset_id)
+        judged = latest_judgments(session, dataset_id=dataset_id)
+    by_sample: dict[int, dict[int, list]] = {}
+    for judgment in judged:
+        by_sample.setdefault(judgment.sample_id, {}).setdefault(judgment.variant_id, []).append(
+            judgment)
+    name = dict(eval_sets)[dataset_id]
+    samples = []
+    for label in labels:
+        disagree, spread = _sample_flags(by_sample.get(label.id, {}))
+        samples.append(EvalSampleChoice(label.id, label.external_id, name, disagree, spread))
+    settings = {judge_setting(j.judge, j.protocol, j.prompt_version) for j in judged}
+    return CompareChoices(samples=tuple(samples), variants=variants,
+                          settings=tuple(sorted(settings)), eval_sets=eval_sets,
+                          dataset_id=dataset_id)
 
 
 def load_view(engine: Engine, *, sample: EvalSampleChoice,
@@ -321,8 +314,9 @@ def load_view(engine: Engine, *, sample: EvalSampleChoice,
               workspace: Path | None = None) -> CompareView | None:
     """The comparison for one sample across `variants`, each by its latest generation;
     None when the sample no longer exists. `workspace` resolves the thumbnails `ddft ground`
-    stores relative to it."""
-    from db.queries import get_sample, judgments_for_generation
+    stores relative to it. Four statements, however many variants there are."""
+    from db.compare import judgments_by_generation, latest_generations, latest_groundings
+    from db.queries import get_sample
     from db.store import session_scope
     from workbench.data.jobs import format_local
 
@@ -330,9 +324,13 @@ def load_view(engine: Engine, *, sample: EvalSampleChoice,
         stored = get_sample(session, sample_id=sample.id)
         if stored is None:
             return None
-        latest = _latest_generations(session, sample_id=sample.id, variants=variants)
-        frame_times = next((tuple(float(t) for t in g.frame_times) for g in latest.values()
-                            if g.frame_times),
+        latest = latest_generations(session, sample_id=sample.id,
+                                    variant_ids=[v.id for v in variants])
+        generation_ids = [g.id for g in latest.values()]
+        judged = judgments_by_generation(session, generation_ids=generation_ids)
+        grounded = latest_groundings(session, generation_ids=generation_ids)
+        frame_times = next((tuple(float(t) for t in latest[v.id].frame_times)
+                            for v in variants if v.id in latest and latest[v.id].frame_times),
                            tuple(float(t) for t in stored.meta.get("frame_times") or ()))
         segments = annotated_steps(stored.meta, frame_times)
         sides = []
@@ -341,10 +339,8 @@ def load_view(engine: Engine, *, sample: EvalSampleChoice,
             if generation is None:
                 sides.append(VariantSide(variant, None, (), NO_MARKS))
                 continue
-            judgments = tuple(
-                JudgmentLine(j.judge, j.protocol, j.prompt_version, j.score, j.verdict)
-                for j in judgments_for_generation(session, generation_id=generation.id)
-            )
+            judgments = tuple(JudgmentLine(j.judge, j.protocol, j.prompt_version, j.score, j.verdict)
+                              for j in judged[generation.id])
             view = GenerationView(
                 id=generation.id,
                 text=generation.text,
@@ -354,8 +350,8 @@ def load_view(engine: Engine, *, sample: EvalSampleChoice,
             )
             sides.append(VariantSide(variant, view, judgments,
                                      mark_ingredients(stored.answer, view.text),
-                                     _grounding_for(session, generation, segments, stored.meta,
-                                                    workspace)))
+                                     _grounding_for(grounded.get(generation.id), generation,
+                                                    segments, stored.meta, workspace)))
         return CompareView(
             sample_id=stored.id,
             external_id=stored.external_id,

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 NO_EVAL = ("No evaluation samples yet.\n\nImport the kitchen, whose held-out videos form the eval "
            "set, with `ddft data kitchen`, or build a complete demo with `ddft demo`.")
+EMPTY_EVAL_SET = "This eval set has no samples — press e to choose another."
 NO_VARIANTS = ("No model variants yet — train one with `ddft train --variant NAME --base MODEL`, "
                "or run `ddft demo`. Then `ddft generate` makes recipes to compare.")
 NONE_LEFT = "No sample passes the filters — press d or g to turn one off."
@@ -48,10 +49,13 @@ MIN_COLUMN = 40
 
 
 class CompareScreen(WorkbenchScreen):
-    """Pick an eval sample on the left; read the reference and every variant's recipe side by side."""
+    """Pick an eval set and one of its samples; read the reference and every variant's recipe
+    side by side."""
 
     SUB_TITLE = "Compare"
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("e", "focus_eval_set", "Eval set", id="compare.eval_set",
+                tooltip="Choose the eval set whose samples are listed"),
         Binding("d", "toggle_disagree", "Judges disagree", id="compare.disagree",
                 tooltip="Show only samples where judges give one generation different verdicts"),
         Binding("g", "toggle_gap", "Score gap", id="compare.gap",
@@ -85,6 +89,7 @@ class CompareScreen(WorkbenchScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="compare-bar"):
+            yield Select([], prompt="eval set", id="compare-eval-set")
             yield Select([], prompt="gap judge", id="compare-judge")
             yield Static("", id="compare-summary")
         with Horizontal(id="compare-body"):
@@ -98,13 +103,18 @@ class CompareScreen(WorkbenchScreen):
         self.query_one("#compare-samples", OptionList).focus()
 
     def on_screen_resume(self) -> None:
-        self._load_choices(self.engine)
+        self._reload_choices()
 
     # ------------------------------------------------------------------ loading
 
+    def _reload_choices(self) -> None:
+        """Read the chosen eval set's samples again (the default one before any is chosen)."""
+        chosen = self.query_one("#compare-eval-set", Select).selection
+        self._load_choices(self.engine, chosen if isinstance(chosen, int) else None)
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare-choices")
-    def _load_choices(self, engine: Engine) -> None:
-        choices = load_choices(engine)
+    def _load_choices(self, engine: Engine, dataset_id: int | None) -> None:
+        choices = load_choices(engine, dataset_id=dataset_id)
         if not get_current_worker().is_cancelled:
             self.post_message(self.ChoicesLoaded(choices))
 
@@ -135,6 +145,11 @@ class CompareScreen(WorkbenchScreen):
     async def _choices_loaded(self, message: ChoicesLoaded) -> None:
         choices = message.choices
         if choices != self.choices:
+            eval_set = self.query_one("#compare-eval-set", Select)
+            with self.prevent(Select.Changed):
+                eval_set.set_options([(Text(name), i) for i, name in choices.eval_sets])
+                if choices.dataset_id is not None:
+                    eval_set.value = choices.dataset_id  # what the loader used, maybe its default
             judge = self.query_one("#compare-judge", Select)
             kept = judge.selection
             with self.prevent(Select.Changed):
@@ -209,7 +224,7 @@ class CompareScreen(WorkbenchScreen):
         panes = self._generation_panes()
         if not choices.samples or not choices.variants or not self.shown:
             self.view = None
-            notes = [NO_EVAL] if not choices.samples else []
+            notes = [EMPTY_EVAL_SET if choices.eval_sets else NO_EVAL] if not choices.samples else []
             notes += [NO_VARIANTS] if not choices.variants else []
             reference.show_note("\n\n".join(notes) or NONE_LEFT)
             for pane in panes:
@@ -223,7 +238,7 @@ class CompareScreen(WorkbenchScreen):
     def _view_loaded(self, message: ViewLoaded) -> None:
         view = message.view
         if view is None:
-            self._load_choices(self.engine)  # the sample was deleted: read the list again
+            self._reload_choices()  # the sample was deleted: read the list again
             return
         if self.choices is None or view.sample_id != self.sample_id:
             return  # the selection moved on while this was read
@@ -247,6 +262,10 @@ class CompareScreen(WorkbenchScreen):
     @on(OptionList.OptionHighlighted, "#compare-samples")
     def _sample_changed(self) -> None:
         self._request_view()
+
+    @on(Select.Changed, "#compare-eval-set")
+    def _eval_set_changed(self) -> None:
+        self._reload_choices()
 
     @on(Select.Changed, "#compare-judge")
     def _judge_changed(self) -> None:
@@ -277,5 +296,8 @@ class CompareScreen(WorkbenchScreen):
     def action_focus_judge(self) -> None:
         self.query_one("#compare-judge", Select).focus()
 
+    def action_focus_eval_set(self) -> None:
+        self.query_one("#compare-eval-set", Select).focus()
+
     def action_reload(self) -> None:
-        self._load_choices(self.engine)
+        self._reload_choices()
