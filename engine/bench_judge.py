@@ -164,8 +164,8 @@ def bench_judge(
     fresh store from the same cache (every answer cached, no request), then again on that store
     (everything stored: skipped before any request).
 
-    Raises JudgeError when a run fails, RuntimeError when a run does not do what it is timed for
-    (a cached re-run that sends requests, a run that judges too few).
+    Raises engine.llm.LLMError or JudgeError when a run fails, RuntimeError when a run does not
+    do what it is timed for (a cached re-run that sends requests, a run that judges too few).
     """
     from engine.judge.gpt import judge_generations
 

@@ -6,27 +6,24 @@ import hashlib
 import json
 import math
 import os
-import random
 import re
-import threading
 import time
 import unicodedata
 import zlib
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+from db.errors import UserError
 from engine.importers.base import ImportPlan, PlannedDataset, PlannedSample, Problem
+from engine.llm import ChatClient, resolve_endpoint, run_pool, usage_cost
 
 PROMPT_VERSION = "questions-v1"
 QUESTIONS_FILE = "questions.jsonl"
 STATE_FILE = "state.json"
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 SYSTEM_PROMPT = (
     "You write training data for a cooking assistant: realistic questions that home cooks ask, "
@@ -66,29 +63,21 @@ AUDIENCES: tuple[str, ...] = (
     "someone working out why a dish went wrong",
 )
 
-# US dollars per million (input, output) tokens.
-PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
-    "gpt-3.5-turbo": (0.50, 1.50),
-    "gpt-3.5-turbo-0125": (0.50, 1.50),
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-}
-
 REQUEST_TIMEOUT_S = 120.0  # twenty answers from gpt-3.5-turbo take 20-60 s
-MAX_ATTEMPTS = 6  # per request, for rate limits, time-outs, connection drops and 5xx
+# No max_tokens: twenty answers of two to five sentences need 2,000-3,000 tokens, and a reply
+# cut short loses its last pair; the server's own limit applies.
 MAX_MALFORMED = 3  # replies per request that are not the JSON asked for before it is dropped
-BACKOFF_BASE_S = 1.0
-BACKOFF_MAX_S = 60.0
-MAX_RETRY_AFTER_S = 300.0
 # Requests in a row that add no new question (all duplicates or malformed) before the run gives
 # up: the model has run out of new questions or does not follow the format.
 STALL_LIMIT = 8
 NEAR_DUPLICATE_JACCARD = 0.8
 
 
-class QuestionError(RuntimeError):
-    """Questions cannot be generated as asked (no key, rejected key, unreachable server, ...).
-    What was stored before it was raised is kept; running again continues from there."""
+class QuestionError(UserError):
+    """Questions cannot be generated as asked (the model keeps replying with nothing new or
+    not in the format asked for). What the model client cannot do raises its own
+    engine.llm.LLMError (also a UserError). What was stored before either was raised is kept;
+    running again continues from there."""
 
 
 @dataclass(frozen=True)
@@ -142,29 +131,6 @@ class QuestionRun:
                 f"{self.questions_path}: {self.requests} requests, {self.retries} retries, "
                 f"{self.duplicates} duplicates, {self.malformed} malformed, "
                 f"{self.tokens_in} tokens in, {self.tokens_out} out, {cost}")
-
-
-# ---------------------------------------------------------------- prices
-
-
-def request_cost(model: str, tokens_in: int, tokens_out: int) -> float | None:
-    """US dollars for this usage, or None for a model not in PRICES_PER_MTOK."""
-    if model not in PRICES_PER_MTOK:
-        return None
-    price_in, price_out = PRICES_PER_MTOK[model]
-    return (tokens_in * price_in + tokens_out * price_out) / 1_000_000
-
-
-def _usage_cost(usage: dict[str, list[int]]) -> float | None:
-    total = 0.0
-    for model, (tokens_in, tokens_out) in usage.items():
-        cost = request_cost(model, tokens_in, tokens_out)
-        if cost is None:
-            if tokens_in or tokens_out:
-                return None
-            continue
-        total += cost
-    return total
 
 
 # ---------------------------------------------------------------- duplicates
@@ -359,35 +325,6 @@ def _salvage(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    if response is None:
-        return None
-    headers = response.headers
-    try:
-        if headers.get("retry-after-ms"):
-            return float(headers["retry-after-ms"]) / 1000
-        value = headers.get("retry-after")
-        if not value:
-            return None
-        try:
-            return float(value)
-        except ValueError:
-            when = parsedate_to_datetime(value)
-            return (when - datetime.now(timezone.utc)).total_seconds()
-    except (TypeError, ValueError):
-        return None
-
-
-def backoff_delay(failures: int, retry_after: float | None = None) -> float:
-    """Seconds to wait before retry number `failures`: the server's Retry-After when it gives a
-    sensible one, else exponential back-off; both with jitter so parallel requests spread out."""
-    if retry_after is not None and 0 <= retry_after <= MAX_RETRY_AFTER_S:
-        return retry_after * (1 + 0.25 * random.random())
-    delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (failures - 1))
-    return delay * (0.75 + 0.5 * random.random())
-
-
 # ---------------------------------------------------------------- the run
 
 
@@ -455,13 +392,11 @@ def _read_stored(path: Path) -> list[dict[str, Any]]:
 class _Generator:
     """One run over one folder: the worker threads ask, the calling thread stores and reports."""
 
-    def __init__(self, *, client: Any, base_url: str, model: str, n: int, out_dir: Path,
-                 per_request: int, seed_topics: Sequence[str]):
-        self.client, self.base_url, self.model = client, base_url, model
+    def __init__(self, *, client: ChatClient, n: int, out_dir: Path, per_request: int,
+                 seed_topics: Sequence[str]):
+        self.client, self.model = client, client.model
         self.n, self.out_dir, self.per_request = n, out_dir, per_request
         self.topics = list(seed_topics)
-        self.stopping = threading.Event()
-        self.server_answered = False
         self.index = QuestionIndex()
         self.recent: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=AVOID_SHOWN))
         self.questions_path = out_dir / QUESTIONS_FILE
@@ -508,7 +443,7 @@ class _Generator:
             "prompt_version": PROMPT_VERSION, "requests": self.state["requests"],
             "retries": self.state["retries"], "duplicates": self.state["duplicates"],
             "malformed": self.state["malformed"], "tokens_in": tokens_in,
-            "tokens_out": tokens_out, "cost_usd": _usage_cost(self.state["usage"]),
+            "tokens_out": tokens_out, "cost_usd": usage_cost(self.state["usage"]),
             "usage": self.state["usage"], "updated": _now(),
         })
 
@@ -519,7 +454,7 @@ class _Generator:
         return QuestionProgress(
             accepted=self.accepted, target=self.n, duplicates=self.state["duplicates"],
             malformed=self.state["malformed"], requests=self.state["requests"],
-            tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=_usage_cost(self.state["usage"]),
+            tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=usage_cost(self.state["usage"]),
             eta_s=eta, retries=self.state["retries"])
 
     def next_request(self, index: int) -> _Request:
@@ -533,9 +468,8 @@ class _Generator:
     # worker side ------------------------------------------------------------------------
 
     def ask(self, request: _Request) -> _Outcome:
-        """One request with its retries; raises QuestionError for what retrying cannot fix."""
-        import openai
-
+        """One request, asked again while the reply is not the JSON asked for (up to
+        MAX_MALFORMED replies). Raises engine.llm.LLMError for what retrying cannot fix."""
         avoid = ""
         if request.avoid:
             avoid = "\nThese are asked already; do not repeat them:\n" + "\n".join(
@@ -547,63 +481,31 @@ class _Generator:
                 avoid=avoid)},
         ]
         outcome = _Outcome(request)
-        failures = 0
-        while not self.stopping.is_set():
-            outcome.attempts += 1
-            try:
-                response = self.client.chat.completions.create(
-                    model=self.model, messages=messages, temperature=TEMPERATURE,
-                    response_format={"type": "json_object"})
-            except openai.AuthenticationError:
-                raise QuestionError(f"{self.base_url} rejected the API key (401 "
-                                    "Unauthorized): check OPENAI_API_KEY or --api-key") from None
-            except openai.APITimeoutError as exc:
-                failures = self._failed(outcome, failures, exc)
-                continue
-            except openai.APIConnectionError as exc:
-                if not self.server_answered:
-                    cause = exc.__cause__ or exc
-                    raise QuestionError(f"cannot reach {self.base_url}: {cause}; check "
-                                        "--base-url or OPENAI_BASE_URL") from None
-                failures = self._failed(outcome, failures, exc)
-                continue
-            except openai.APIStatusError as exc:
-                self.server_answered = True
-                if getattr(exc, "code", None) == "insufficient_quota":
-                    raise QuestionError(f"the account behind the API key has no quota left "
-                                        f"(429 insufficient_quota at {self.base_url})") from None
-                if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
-                    failures = self._failed(outcome, failures, exc)
-                    continue
-                raise QuestionError(f"{self.base_url} refused the request for model "
-                                    f"{self.model!r} ({exc.status_code}): {exc.message}") from None
-            except (ValueError, openai.APIResponseValidationError) as exc:
-                # A body that is not a chat completion (a proxy's error page, a cut stream).
-                self.server_answered = True
-                outcome.last_reply = f"unreadable response body ({exc})"
+        while True:
+            done = self.client.complete(messages, temperature=TEMPERATURE,
+                                        response_format={"type": "json_object"})
+            outcome.attempts += done.requests
+            outcome.retries += done.retries
+            outcome.tokens_in += done.usage.tokens_in
+            outcome.tokens_out += done.usage.tokens_out
+            if done.stopped:
+                break
+            if done.content is None:  # a body that is not a chat completion at all
+                outcome.last_reply = done.unreadable
                 if not self._malformed(outcome):
                     break
                 continue
-            self.server_answered = True
-            self._count_usage(outcome, response)
-            content = response.choices[0].message.content if response.choices else None
-            pairs, bad, well_formed = parse_pairs(content)
-            outcome.last_reply = (content or "")[:200]
+            pairs, bad, well_formed = parse_pairs(done.content)
+            outcome.last_reply = done.content[:200]
             if pairs:
                 outcome.pairs, outcome.bad_items = pairs, bad
                 outcome.malformed += 0 if well_formed else 1
-                outcome.response_id = response.id or f"req-{request.index:06d}"
-                outcome.model = response.model or self.model
+                outcome.response_id = done.id or f"req-{request.index:06d}"
+                outcome.model = done.model or self.model
                 break
             if not self._malformed(outcome):
                 break
         return outcome
-
-    def _count_usage(self, outcome: _Outcome, response: Any) -> None:
-        usage = getattr(response, "usage", None)
-        if usage is not None:
-            outcome.tokens_in += usage.prompt_tokens or 0
-            outcome.tokens_out += usage.completion_tokens or 0
 
     def _malformed(self, outcome: _Outcome) -> bool:
         """Count a malformed reply; True when the request should be asked again."""
@@ -613,22 +515,10 @@ class _Generator:
         outcome.retries += 1
         return True
 
-    def _failed(self, outcome: _Outcome, failures: int, exc: Exception) -> int:
-        """Wait before the next attempt, or raise QuestionError when attempts are spent."""
-        failures += 1
-        if failures >= MAX_ATTEMPTS:
-            raise QuestionError(f"{self.base_url} kept failing; gave up after {failures} "
-                                f"attempts: {exc}")
-        outcome.retries += 1
-        self.stopping.wait(backoff_delay(failures, _retry_after(exc)))
-        return failures
-
     # calling thread side ----------------------------------------------------------------
 
     def store(self, outcome: _Outcome, handle: Any) -> None:
         """Keep the new questions of one finished request and update the counts."""
-        if not outcome.attempts:
-            return
         state = self.state
         state["requests"] += 1
         state["retries"] += outcome.retries
@@ -687,95 +577,71 @@ def generate_questions(
     questions; each accepted pair is appended to out_dir/questions.jsonl as it arrives and the
     counts to out_dir/state.json, so running again with the same folder continues.
 
-    `concurrency` requests are in flight at once, each for `per_request` pairs on a topic from
-    `seed_topics` (default TOPICS). Rate limits (429, honouring Retry-After), time-outs, dropped
-    connections and 5xx are retried with back-off; malformed replies are counted and asked again.
-    `should_stop()` is checked between requests: the run then stops after the requests in
-    flight, keeping everything stored. `max_requests` caps this run's requests.
+    Requests go through engine.llm's client, `concurrency` at once, each for `per_request`
+    pairs on a topic from `seed_topics` (default TOPICS). Rate limits (429, honouring
+    Retry-After), time-outs, dropped connections and 5xx are retried with jittered back-off;
+    malformed replies are counted and asked again. `should_stop()` is checked before each
+    request starts and while waiting: the run then stops after the requests already sent,
+    keeping everything stored. `max_requests` caps this run's requests.
 
-    The API key comes from `api_key` or $OPENAI_API_KEY and is never written anywhere.
+    The API key comes from `api_key` or $OPENAI_API_KEY and is never written anywhere; the
+    server from `base_url`, $OPENAI_BASE_URL or api.openai.com. A server on this machine with
+    no key set is asked without one.
 
-    Raises QuestionError with no key, a rejected key, an unreachable server, a refused request,
-    a server that keeps failing, or when STALL_LIMIT requests in a row add nothing; ValueError
-    for a bad argument.
+    Raises QuestionError when STALL_LIMIT requests in a row add nothing; engine.llm's
+    LLMKeyError (no key for a remote server), LLMEndpointError (a bad or unreachable base URL),
+    LLMAuthError (a rejected key), LLMQuotaError (no quota left) or LLMError (a refused
+    request, a server that keeps failing) — all UserErrors; ValueError for a bad argument.
     """
     if n < 1 or concurrency < 1 or per_request < 1:
         raise ValueError("n, concurrency and per_request must be at least 1")
-    key = api_key or os.environ.get("OPENAI_API_KEY")
-    if not key:
-        raise QuestionError("no API key: set OPENAI_API_KEY or pass --api-key")
-    url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    endpoint = resolve_endpoint(base_url, api_key)
     topics = list(seed_topics) if seed_topics else list(TOPICS)
-    # openai (and httpx under it) load only for the commands that call a model.
-    import openai
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    # max_retries=0: retries happen here, where they are counted and honour should_stop.
-    client = openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=REQUEST_TIMEOUT_S)
-    run = _Generator(client=client, base_url=url, model=model, n=n, out_dir=out_dir,
-                     per_request=per_request, seed_topics=topics)
+    run = _Generator(client=ChatClient(model=model, endpoint=endpoint,
+                                       timeout_s=REQUEST_TIMEOUT_S),
+                     n=n, out_dir=out_dir, per_request=per_request, seed_topics=topics)
     started = time.monotonic()
     first_index = run.state["requests"]
     submitted = 0
-    stopped = False
-    failure: BaseException | None = None
-    pending: set[Future[_Outcome]] = set()
+    limit_reached = False
+
+    def next_request(in_flight: int) -> _Request | None:
+        nonlocal submitted, limit_reached
+        # Ask only for what the requests in flight will not bring.
+        if run.accepted + in_flight * per_request >= n:
+            return None
+        if max_requests is not None and submitted >= max_requests:
+            limit_reached = True
+            return None
+        submitted += 1
+        return run.next_request(first_index + submitted - 1)
+
     try:
-        with open(run.questions_path, "a", encoding="utf-8") as handle, \
-                ThreadPoolExecutor(max_workers=concurrency,
-                                   thread_name_prefix="questions") as pool:
-            try:
-                while True:
-                    while (failure is None and not run.stopping.is_set()
-                           and len(pending) < concurrency):
-                        # Ask only for what the requests in flight will not bring.
-                        if run.accepted + len(pending) * per_request >= n:
-                            break
-                        if max_requests is not None and submitted >= max_requests:
-                            stopped = True
-                            break
-                        if should_stop is not None and should_stop():
-                            stopped = True
-                            run.stopping.set()
-                            break
-                        request = run.next_request(first_index + submitted)
-                        pending.add(pool.submit(run.ask, request))
-                        submitted += 1
-                    if not pending:
-                        break
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        try:
-                            outcome = future.result()
-                        except BaseException as exc:  # stop the others, keep what is stored
-                            failure = failure or exc
-                            run.stopping.set()
-                            continue
+        with open(run.questions_path, "a", encoding="utf-8") as handle:
+            def finished(outcomes: list[_Outcome]) -> None:
+                for outcome in outcomes:
+                    if outcome.attempts:
                         run.store(outcome, handle)
                         run.requests_this_run += 1
                         if progress is not None:
                             progress(run.progress(started))
-                    if should_stop is not None and not stopped and should_stop():
-                        stopped = True
-                        run.stopping.set()
-                    if failure is None and run.stall >= STALL_LIMIT and run.accepted < n:
-                        failure = run.stall_error()
-                        run.stopping.set()
-            finally:
-                # An error or interrupt here must not leave workers retrying behind it.
-                run.stopping.set()
+                if run.stall >= STALL_LIMIT and run.accepted < n:
+                    raise run.stall_error()
+
+            cancelled = run_pool(next_item=next_request, work=run.ask, on_done=finished,
+                                 concurrency=concurrency, stopping=run.client.stopping,
+                                 should_stop=should_stop, name="questions")
     finally:
-        client.close()
-    if failure is not None:
-        raise failure
+        run.client.close()
     tokens_in, tokens_out = run.tokens()
     return QuestionRun(
         out_dir=out_dir, target=n, accepted=run.accepted, added=run.added,
         requests=run.state["requests"], requests_this_run=run.requests_this_run,
         retries=run.state["retries"], duplicates=run.state["duplicates"],
         malformed=run.state["malformed"], tokens_in=tokens_in, tokens_out=tokens_out,
-        cost_usd=_usage_cost(run.state["usage"]), elapsed_s=time.monotonic() - started,
-        stopped=stopped and run.accepted < n,
+        cost_usd=usage_cost(run.state["usage"]), elapsed_s=time.monotonic() - started,
+        stopped=(cancelled or limit_reached) and run.accepted < n,
     )
 
 

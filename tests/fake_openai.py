@@ -30,6 +30,7 @@ class FakeReply:
     finish_reason: str = "stop"
     model: str | None = None  # None: the model the request named
     error: str = "scripted error"
+    code: str | None = None  # the error body's code; None: what the status usually carries
     body: bytes | None = None
 
 
@@ -40,9 +41,21 @@ def reply(content: str | dict | list, **kwargs: Any) -> FakeReply:
     return FakeReply(content=content, **kwargs)
 
 
-def rate_limited(retry_after: float | None = 1, **kwargs: Any) -> FakeReply:
-    headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+def rate_limited(retry_after: float | str | None = 1, **kwargs: Any) -> FakeReply:
+    """A 429 whose Retry-After is a number of seconds, or a string sent as it is (an HTTP
+    date); None sends no Retry-After."""
+    headers = {}
+    if retry_after is not None:
+        headers["Retry-After"] = (retry_after if isinstance(retry_after, str)
+                                  else f"{retry_after:g}")
     return FakeReply(status=429, headers=headers, error="Rate limit reached", **kwargs)
+
+
+def quota_exceeded(**kwargs: Any) -> FakeReply:
+    """The 429 that OpenAI sends when the account has no credit left: waiting does not help."""
+    return FakeReply(status=429, code="insufficient_quota",
+                     error="You exceeded your current quota, please check your plan and "
+                           "billing details.", **kwargs)
 
 
 def server_error(status: int = 500, **kwargs: Any) -> FakeReply:
@@ -217,10 +230,12 @@ def _as_reply(value: FakeReply | str | dict | list) -> FakeReply:
     return value if isinstance(value, FakeReply) else reply(value)
 
 
-def _error_body(status: int, message: str) -> dict[str, Any]:
+def _error_body(status: int, message: str, code: str | None = None) -> dict[str, Any]:
     kind = {401: "invalid_request_error", 404: "invalid_request_error", 429: "requests",
             }.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
+    if code == "insufficient_quota":
+        kind = code
+    code = code or {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
@@ -305,7 +320,8 @@ def _make_handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             elif scripted.status == 200:
                 self._send(200, fake._chat_body(request, scripted), scripted.headers)
             else:
-                self._send(scripted.status, _error_body(scripted.status, scripted.error),
+                self._send(scripted.status,
+                           _error_body(scripted.status, scripted.error, scripted.code),
                            scripted.headers)
 
     return Handler

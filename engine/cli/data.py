@@ -15,6 +15,7 @@ from engine.cli.console import (
     err_console,
     fail,
     friendly,
+    launch,
     open_workspace,
     progress_bar,
 )
@@ -243,7 +244,8 @@ def generate_questions_cmd(
     """Generate general cooking questions with answers through an OpenAI-compatible API, then
     import them as a text dataset. The key comes from $OPENAI_API_KEY and is never stored;
     an interrupted run continues where it stopped."""
-    from engine.questions import QuestionError, generate_questions, questions_plan
+    from db.errors import UserError
+    from engine.questions import generate_questions, questions_plan
 
     path, engine = open_workspace(workspace)
     folder = (out or path / "questions").resolve()
@@ -259,7 +261,7 @@ def generate_questions_cmd(
         try:
             run = generate_questions(n=n, out_dir=folder, model=model, base_url=base_url,
                                      concurrency=concurrency, progress=update)
-        except QuestionError as exc:
+        except UserError as exc:  # QuestionError and engine.llm's errors
             fail(str(exc))
             return
     console.print(f"{run}")
@@ -276,12 +278,14 @@ def check(
                                                  "token budget uses (directory or hub id).")
                      ] = None,
     workspace: WorkspaceOption = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Run as a background job and return "
+                                         "at once.")] = False,
 ) -> None:
     """Check every sample before training: media decodes (8+ frames), token budget, duplicates,
     leakage into the eval set. Failures are marked with reasons and left out of training."""
     from db import queries
     from db.store import session_scope
-    from engine.checks import check_samples
+    from engine.jobs import CheckRequest
 
     path, engine = open_workspace(workspace)
     if model is None:
@@ -292,23 +296,17 @@ def check(
         if model:
             console.print(f"token budget: {model} (the newest local base model; --model "
                           "chooses another)")
-    with progress_bar() as bar:
-        task = bar.add_task("checking", total=None, message="")
-        try:
-            summary = check_samples(
-                engine, datasets=datasets or None, model=model, thumbs_dir=path / "thumbs",
-                progress=lambda done, total, message: bar.update(
-                    task, completed=done, total=total, message=message),
-            )
-        except KeyError as exc:
-            fail(f"{exc.args[0]}; `ddft data list` shows the datasets")
-            return
-    console.print(f"checked {summary.checked}: {summary.ok} ok, {summary.warned} with warnings, "
-                  f"{summary.failed} failed (left out of training)")
-    for reason, count in sorted(summary.reasons.items(), key=lambda item: -item[1]):
-        console.print(f"  {count} × {reason}")
-    for note in summary.notes:
-        console.print(note)
+    job = launch(engine, path, CheckRequest(datasets=list(datasets or []), model=model),
+                 detach=detach)
+    if job is None:
+        return
+    summary = job.result
+    console.print(f"checked {summary['checked']}: {summary['ok']} ok, {summary['warned']} with "
+                  f"warnings, {summary['failed']} failed (left out of training)")
+    for reason, count in sorted(summary["reasons"].items(), key=lambda item: -item[1]):
+        console.print(f"  {count} × {reason}", markup=False, highlight=False)
+    for note in summary["notes"]:
+        console.print(note, markup=False, highlight=False)
 
 
 @app.command("export")

@@ -1,1 +1,1 @@
-"""Judges of generated recipes: an offline judge and GPT judges (any OpenAI-compatible endpoint), storing Judgment rows."""
+"""The GPT judge (gpt.py): protocols, cache and Judgment rows over any OpenAI-compatible endpoint, through engine.llm's client; the offline judge is engine.evaluation.offline_judge."""

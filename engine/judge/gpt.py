@@ -5,29 +5,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from db import queries
+from db.errors import UserError
 from db.models import Generation
 from db.store import session_scope
 from engine.evaluation import judge_prompts as prompts
 from engine.evaluation.judge_prompts import PROMPT_VERSIONS, PROTOCOLS, YES_THRESHOLD, Messages
-
-# One implementation of back-off, Retry-After and prices for every command that calls a model.
-from engine.questions import DEFAULT_BASE_URL, _retry_after, backoff_delay, request_cost
+from engine.llm import ChatClient, request_cost, resolve_endpoint, run_pool
 
 TEMPERATURE = 0
 CACHE_FILE = "judge-cache.sqlite"
 REQUEST_TIMEOUT_S = 60.0  # a judgment is a few tokens; a reply this late is a stuck request
-MAX_ATTEMPTS = 6  # per request, for rate limits, time-outs, connection drops and 5xx
+# Every protocol asks for a few tokens: a score dict ("{'score': 4}"), the upstream
+# "{'pred': 'yes', 'score': 4}" (about 15 tokens) or one word (A, B, tie). 128 leaves room for
+# the short preamble or code fence that the parsers read past, and stops a judge that starts
+# explaining itself from costing hundreds of tokens a reply; a reply cut there is unparsable.
+MAX_TOKENS = 128
 MAX_UNREADABLE = 3  # bodies that are not a chat completion before the reply counts as unparsable
 # What a one-request protocol calls its reply, and the two requests of the others, in order.
 STAGES: dict[str, tuple[str, ...]] = {
@@ -38,10 +39,11 @@ STAGES: dict[str, tuple[str, ...]] = {
 }
 
 
-class JudgeError(RuntimeError):
-    """Judging cannot go on as asked (no key, rejected key, unreachable server, unknown eval set
-    or variant, nothing to judge, ...). Judgments stored before it was raised are kept; running
-    again continues from there."""
+class JudgeError(UserError):
+    """Judging cannot go on as asked (unknown eval set or variant, nothing to judge, a pairwise
+    judgment against another generation). What the model client cannot do raises its own
+    engine.llm.LLMError (also a UserError). Judgments stored before either was raised are kept;
+    running again continues from there."""
 
 
 @dataclass(frozen=True)
@@ -258,14 +260,14 @@ def judgment_fields(protocol: str, unit: _Unit, replies: dict[str, _Reply]) -> d
 
 
 class _Asker:
-    """The worker side: one unit's requests with their retries and the cache."""
+    """The worker side: one unit's requests through the client, and the cache."""
 
-    def __init__(self, *, client: Any, base_url: str, model: str, protocol: str,
+    def __init__(self, *, client: ChatClient | None, model: str, protocol: str,
                  prompt_version: str, cache: _Cache | None):
-        self.client, self.base_url, self.model = client, base_url, model
+        self.client, self.model = client, model
         self.protocol, self.prompt_version, self.cache = protocol, prompt_version, cache
-        self.stopping = threading.Event()
-        self.server_answered = False
+        # Set by run_pool on a cancel or an error; a run with nothing to ask has no client.
+        self.stopping = client.stopping if client is not None else threading.Event()
 
     def judge(self, unit: _Unit) -> _Outcome:
         outcome = _Outcome(unit)
@@ -280,9 +282,7 @@ class _Asker:
 
     def _ask(self, messages: Messages, outcome: _Outcome) -> _Reply | None:
         """One conversation's reply, from the cache or the server; None when stopped first.
-        Raises JudgeError for what retrying cannot fix."""
-        import openai
-
+        Raises engine.llm.LLMError for what retrying cannot fix."""
         key = cache_key(model=self.model, protocol=self.protocol,
                         prompt_version=self.prompt_version, messages=messages)
         if self.cache is not None:
@@ -290,68 +290,23 @@ class _Asker:
             if hit is not None:
                 outcome.cache_hits += 1
                 return _Reply(content=hit[0], raw=hit[0], cached=True, response_model=hit[1])
-        failures = unreadable = 0
-        while not self.stopping.is_set():
-            outcome.requests += 1
-            try:
-                response = self.client.chat.completions.create(
-                    model=self.model, messages=messages, temperature=TEMPERATURE)
-            except openai.AuthenticationError:
-                raise JudgeError(f"{self.base_url} rejected the API key (401 Unauthorized): "
-                                 "check OPENAI_API_KEY or --api-key") from None
-            except openai.APITimeoutError as exc:
-                failures = self._failed(outcome, failures, exc)
-                continue
-            except openai.APIConnectionError as exc:
-                if not self.server_answered:
-                    cause = exc.__cause__ or exc
-                    raise JudgeError(f"cannot reach {self.base_url}: {cause}; check --base-url "
-                                     "or OPENAI_BASE_URL") from None
-                failures = self._failed(outcome, failures, exc)
-                continue
-            except openai.APIStatusError as exc:
-                self.server_answered = True
-                if getattr(exc, "code", None) == "insufficient_quota":
-                    raise JudgeError(f"the account behind the API key has no quota left "
-                                     f"(429 insufficient_quota at {self.base_url})") from None
-                if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
-                    failures = self._failed(outcome, failures, exc)
-                    continue
-                raise JudgeError(f"{self.base_url} refused the request for model "
-                                 f"{self.model!r} ({exc.status_code}): {exc.message}") from None
-            except (ValueError, openai.APIResponseValidationError) as exc:
-                # A body that is not a chat completion (a proxy's error page, a cut stream).
-                self.server_answered = True
-                unreadable += 1
-                if unreadable >= MAX_UNREADABLE:
-                    return _Reply(content=None, raw=f"unreadable response body ({exc})")
-                outcome.retries += 1
-                continue
-            self.server_answered = True
-            usage = getattr(response, "usage", None)
-            tokens_in = (usage.prompt_tokens or 0) if usage else 0
-            tokens_out = (usage.completion_tokens or 0) if usage else 0
-            content = response.choices[0].message.content if response.choices else None
-            content = content or ""
-            response_model = response.model or self.model
-            if self.cache is not None:
-                self.cache.put(key, model=self.model, protocol=self.protocol,
-                               prompt_version=self.prompt_version, content=content,
-                               response_model=response_model, tokens_in=tokens_in,
-                               tokens_out=tokens_out)
-            return _Reply(content=content, raw=content, response_model=response_model,
-                          tokens_in=tokens_in, tokens_out=tokens_out)
-        return None
-
-    def _failed(self, outcome: _Outcome, failures: int, exc: Exception) -> int:
-        """Wait before the next attempt, or raise JudgeError when attempts are spent."""
-        failures += 1
-        if failures >= MAX_ATTEMPTS:
-            raise JudgeError(f"{self.base_url} kept failing; gave up after {failures} "
-                             f"attempts: {exc}")
-        outcome.retries += 1
-        self.stopping.wait(backoff_delay(failures, _retry_after(exc)))
-        return failures
+        assert self.client is not None  # a run with units to judge has a client
+        done = self.client.complete(messages, temperature=TEMPERATURE, max_tokens=MAX_TOKENS,
+                                    max_unreadable=MAX_UNREADABLE)
+        outcome.requests += done.requests
+        outcome.retries += done.retries
+        if done.stopped:
+            return None
+        if done.content is None:
+            return _Reply(content=None, raw=done.unreadable)
+        response_model = done.model or self.model
+        if self.cache is not None:
+            self.cache.put(key, model=self.model, protocol=self.protocol,
+                           prompt_version=self.prompt_version, content=done.content,
+                           response_model=response_model, tokens_in=done.usage.tokens_in,
+                           tokens_out=done.usage.tokens_out)
+        return _Reply(content=done.content, raw=done.content, response_model=response_model,
+                      tokens_in=done.usage.tokens_in, tokens_out=done.usage.tokens_out)
 
 
 # ---------------------------------------------------------------- planning
@@ -491,19 +446,23 @@ def judge_generations(
     model, protocol and prompt version: what is stored already is skipped, so a rerun resumes.
 
     `variants` limits the generations judged (default: all); pairwise needs `pair` = (first,
-    other) and stores one judgment per pair on the first variant's generation. Requests run
-    `concurrency` at a time at temperature 0; rate limits (429, honouring Retry-After),
-    time-outs, dropped connections and 5xx are retried with back-off. With `cache_dir`, replies
-    are kept in cache_dir/judge-cache.sqlite and the same request is never sent twice. A reply
-    that cannot be read is stored with verdict 'unparsable' and score None, and counted.
-    `should_stop()` is checked between units: the run then stops after the ones in flight.
+    other) and stores one judgment per pair on the first variant's generation. Requests go
+    through engine.llm's client, `concurrency` at a time, at temperature 0 and with at most
+    MAX_TOKENS in a reply; rate limits (429, honouring Retry-After), time-outs, dropped
+    connections and 5xx are retried with jittered back-off. With `cache_dir`, replies are kept
+    in cache_dir/judge-cache.sqlite and the same request is never sent twice. A reply that
+    cannot be read is stored with verdict 'unparsable' and score None, and counted.
+    `should_stop()` is checked before each unit starts and while waiting: the run then stops
+    after the requests already sent, keeping their judgments.
 
     The key comes from `api_key` or $OPENAI_API_KEY and is never written anywhere; the server
-    from `base_url`, $OPENAI_BASE_URL or api.openai.com.
+    from `base_url`, $OPENAI_BASE_URL or api.openai.com. A server on this machine with no key
+    set is asked without one.
 
-    Raises JudgeError with no key, a rejected key, an unreachable server, a refused request, a
-    server that keeps failing, an unknown eval set or variant, or nothing to judge; ValueError
-    for a bad argument.
+    Raises JudgeError for an unknown eval set or variant, or nothing to judge; engine.llm's
+    LLMKeyError (no key for a remote server), LLMEndpointError (a bad or unreachable base URL),
+    LLMAuthError (a rejected key), LLMQuotaError (no quota left) or LLMError (a refused
+    request, a server that keeps failing) — all UserErrors; ValueError for a bad argument.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
@@ -512,23 +471,17 @@ def judge_generations(
     if protocol == "pairwise" and (pair is None or len(pair) != 2 or pair[0] == pair[1]):
         raise ValueError("the pairwise protocol needs pair=(first variant, other variant), two "
                          "different names")
-    key = api_key or os.environ.get("OPENAI_API_KEY")
-    if not key:
-        raise JudgeError("no API key: set OPENAI_API_KEY or pass --api-key")
-    url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    # Before the store is read: a missing key or a bad URL is reported before anything else.
+    endpoint = resolve_endpoint(base_url, api_key)
     prompt_version = PROMPT_VERSIONS[protocol]
     plan = _plan(engine, eval_set=eval_set, protocol=protocol, model=model,
                  prompt_version=prompt_version, variants=variants, pair=pair)
-    client = cache = None
+    client: ChatClient | None = None
+    cache: _Cache | None = None
     if plan.units:  # a rerun with everything stored neither loads openai nor opens the cache
-        # openai (and httpx under it) load only for the commands that call a model.
-        import openai
-
         cache = _Cache(cache_dir / CACHE_FILE) if cache_dir is not None else None
-        # max_retries=0: retries happen here, where they are counted and honour should_stop.
-        client = openai.OpenAI(base_url=url, api_key=key, max_retries=0,
-                               timeout=REQUEST_TIMEOUT_S)
-    asker = _Asker(client=client, base_url=url, model=model, protocol=protocol,
+        client = ChatClient(model=model, endpoint=endpoint, timeout_s=REQUEST_TIMEOUT_S)
+    asker = _Asker(client=client, model=model, protocol=protocol,
                    prompt_version=prompt_version, cache=cache)
     results = list(plan.stored)
     counts = {"judged": 0, "requests": 0, "cache_hits": 0, "retries": 0, "tokens_in": 0,
@@ -548,8 +501,8 @@ def judge_generations(
         eta = remaining * elapsed / counts["judged"] if counts["judged"] else None
         progress(JudgeProgress(
             done=len(results), total=total, judged=counts["judged"], skipped=len(plan.stored),
-            unparsable=counts["unparsable"], requests=counts["requests"], cache_hits=counts["cache_hits"],
-            retries=counts["retries"], tokens_in=counts["tokens_in"],
+            unparsable=counts["unparsable"], requests=counts["requests"],
+            cache_hits=counts["cache_hits"], retries=counts["retries"], tokens_in=counts["tokens_in"],
             tokens_out=counts["tokens_out"], cost_usd=cost(), eta_s=eta))
 
     def store(outcomes: list[_Outcome]) -> None:
@@ -577,55 +530,22 @@ def judge_generations(
             counts["unparsable"] += fields["verdict"] == "unparsable"
             results.append({"verdict": fields["verdict"], "details": fields["details"]})
 
-    stopped = False
-    failure: BaseException | None = None
-    pending: set[Future[_Outcome]] = set()
+    def finished(outcomes: list[_Outcome]) -> None:
+        store(outcomes)
+        report()
+
     todo = iter(plan.units)
     report()
     try:
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge") as pool:
-            try:
-                exhausted = False
-                while True:
-                    while (failure is None and not exhausted and not asker.stopping.is_set()
-                           and len(pending) < concurrency):
-                        if should_stop is not None and should_stop():
-                            stopped = True
-                            asker.stopping.set()
-                            break
-                        unit = next(todo, None)
-                        if unit is None:
-                            exhausted = True
-                            break
-                        pending.add(pool.submit(asker.judge, unit))
-                    if not pending:
-                        break
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    finished = []
-                    for future in done:
-                        try:
-                            outcome = future.result()
-                        except BaseException as exc:  # noqa: BLE001 — re-raised below, after
-                            # the other workers are stopped; what is stored stays stored.
-                            failure = failure or exc
-                            asker.stopping.set()
-                            continue
-                        finished.append(outcome)
-                    store(finished)
-                    report()
-                    if should_stop is not None and not stopped and should_stop():
-                        stopped = True
-                        asker.stopping.set()
-            finally:
-                # An error or interrupt here must not leave workers retrying behind it.
-                asker.stopping.set()
+        cancelled = run_pool(next_item=lambda in_flight: next(todo, None), work=asker.judge,
+                             on_done=finished,
+                             concurrency=concurrency, stopping=asker.stopping,
+                             should_stop=should_stop, name="judge")
     finally:
         if client is not None:
             client.close()
         if cache is not None:
             cache.close()
-    if failure is not None:
-        raise failure
 
     pairs = [r["details"] for r in results if r["verdict"] != "unparsable"] \
         if protocol == "pairwise" else []
@@ -636,11 +556,12 @@ def judge_generations(
     return JudgeRun(
         eval_set=eval_set, protocol=protocol, model=model, prompt_version=prompt_version,
         total=total, judged=counts["judged"], skipped=len(plan.stored),
-        unparsable=counts["unparsable"], no_reference=plan.no_reference, unpaired=plan.unpaired, requests=counts["requests"],
+        unparsable=counts["unparsable"], no_reference=plan.no_reference, unpaired=plan.unpaired,
+        requests=counts["requests"],
         cache_hits=counts["cache_hits"], retries=counts["retries"],
         tokens_in=counts["tokens_in"], tokens_out=counts["tokens_out"], cost_usd=cost(),
         elapsed_s=time.monotonic() - started,
-        stopped=stopped and counts["judged"] < len(plan.units),
+        stopped=cancelled and counts["judged"] < len(plan.units),
         pairs_parsed=len(pairs), position_flips=sum(1 for d in pairs if d.get("position_flip")),
         wins=wins,
     )

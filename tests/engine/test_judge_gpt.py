@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
 import time
 
 import pytest
 from sqlmodel import select
 
 from db import queries
+from db.errors import UserError
 from db.models import Judgment
 from db.store import open_store, session_scope
-from engine import questions
+from engine import llm
 from engine.evaluation import judge_prompts as prompts
 from engine.judge import gpt
 from engine.judge.gpt import CACHE_FILE, JudgeError, judge_generations
@@ -23,11 +25,14 @@ from engine.evaluation.judge_prompts import (
     parse_score,
     parse_upstream,
 )
+from engine.llm import LLMAuthError, LLMEndpointError, LLMError, LLMKeyError, LLMQuotaError
 from tests.fake_openai import (
     API_KEY,
+    FakeOpenAI,
     FakeRequest,
     fake_openai_server,  # noqa: F401
     malformed_body,
+    quota_exceeded,
     rate_limited,
     reply,
     server_error,
@@ -48,7 +53,7 @@ PROMPT = "Write the recipe for the dish cooked in this video."
 @pytest.fixture(autouse=True)
 def quick_backoff(monkeypatch):
     """Exponential back-off in milliseconds; Retry-After is still honoured as sent."""
-    monkeypatch.setattr(questions, "BACKOFF_BASE_S", 0.01)
+    monkeypatch.setattr(llm, "BACKOFF_BASE_S", 0.01)
 
 
 def build_store(engine) -> None:
@@ -123,6 +128,8 @@ def test_paper_protocol_scores_every_generation_and_stores_its_provenance(fake_o
     assert fake_openai.max_in_flight > 1
     bodies = [r.body for r in fake_openai.chat_requests]
     assert all(b["temperature"] == 0 and b["model"] == "gpt-3.5-turbo" for b in bodies)
+    # Every judge request carries the reply cap.
+    assert [b["max_tokens"] for b in bodies] == [gpt.MAX_TOKENS] * 6
     first = fake_openai.chat_requests[0]
     assert first.messages[0]["content"] == prompts.PAPER_SYSTEM
     assert REFERENCES["s1"] in "".join(r.prompt for r in fake_openai.chat_requests)
@@ -262,14 +269,22 @@ def test_rate_limits_time_outs_server_errors_and_broken_bodies_are_retried(
 
 def test_a_server_that_keeps_failing_ends_the_run_with_one_message(fake_openai, store):
     fake_openai.handler = lambda request: server_error(502)
-    with pytest.raises(JudgeError, match=f"{re.escape(fake_openai.base_url)} kept failing"):
+    with pytest.raises(LLMError, match=f"^{re.escape(fake_openai.base_url)} kept failing; "
+                                       f"gave up after {llm.MAX_ATTEMPTS} attempts"):
         judge(store, fake_openai, protocol="paper", variants=["base"], concurrency=1)
+    assert len(fake_openai.chat_requests) == llm.MAX_ATTEMPTS
     assert judgments(store, "paper") == {}
 
 
-def test_no_key_is_one_clear_error_before_any_request(fake_openai, store):
-    with pytest.raises(JudgeError, match="no API key: set OPENAI_API_KEY or pass --api-key"):
-        judge_generations(store, eval_set=EVAL_SET, base_url=fake_openai.base_url)
+def test_without_a_key_a_remote_server_is_one_line_naming_openai_api_key(
+        fake_openai, store, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(LLMKeyError) as caught:
+        judge_generations(store, eval_set=EVAL_SET, base_url="https://llm.example.com/v1")
+    message = str(caught.value)
+    assert message == ("no API key for https://llm.example.com/v1: set OPENAI_API_KEY (a "
+                       "server on this machine needs none)")
+    assert "--api-key" not in message and "\n" not in message
     assert fake_openai.requests == []
 
 
@@ -281,10 +296,47 @@ def test_the_key_and_url_come_from_the_environment(fake_openai, store, monkeypat
     assert fake_openai.chat_requests[0].headers["authorization"] == f"Bearer {API_KEY}"
 
 
-def test_a_rejected_key_is_one_clear_error(fake_openai, store):
-    with pytest.raises(JudgeError, match=r"rejected the API key \(401"):
+def test_a_local_server_that_needs_no_key_is_judged_without_one(store, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeOpenAI(api_key=None, handler=lambda request: "{'score': 5}") as server:
+        url = server.base_url.replace("127.0.0.1", "localhost")
+        result = judge_generations(store, eval_set=EVAL_SET, base_url=url, variants=["base"])
+        sent = server.chat_requests
+    assert result.judged == 3 and result.unparsable == 0
+    # No key at all went out: neither a real one nor an invented placeholder.
+    assert len(sent) == 3 and all("authorization" not in r.headers for r in sent)
+
+
+def test_a_local_server_that_wants_a_key_says_to_set_openai_api_key(
+        fake_openai, store, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(LLMAuthError) as caught:
+        judge_generations(store, eval_set=EVAL_SET, base_url=fake_openai.base_url,
+                          concurrency=1)
+    assert str(caught.value) == (f"{fake_openai.base_url} asks for an API key (401 "
+                                 "Unauthorized) and none is set: set OPENAI_API_KEY")
+    assert len(fake_openai.chat_requests) == 1
+
+
+def test_a_rejected_key_is_one_line_naming_openai_api_key(fake_openai, store):
+    with pytest.raises(LLMAuthError) as caught:
         judge(store, fake_openai, api_key="sk-wrong", concurrency=1)
+    assert str(caught.value) == (f"{fake_openai.base_url} rejected the API key (401 "
+                                 "Unauthorized): check OPENAI_API_KEY")
     assert len(fake_openai.chat_requests) == 1 and judgments(store, "paper") == {}
+    # The one base every command prints as one line.
+    assert isinstance(caught.value, UserError)
+
+
+def test_no_quota_left_is_one_line_and_is_not_retried(fake_openai, store):
+    fake_openai.handler = lambda request: quota_exceeded()
+    with pytest.raises(LLMQuotaError) as caught:
+        judge(store, fake_openai, concurrency=1)
+    assert str(caught.value) == (
+        "the account behind $OPENAI_API_KEY has no quota left (429 insufficient_quota at "
+        f"{fake_openai.base_url}): add credit or use another key")
+    assert len(fake_openai.chat_requests) == 1 and judgments(store, "paper") == {}
+    assert isinstance(caught.value, UserError)
 
 
 def test_a_refused_connection_names_the_base_url(store, monkeypatch):
@@ -293,8 +345,18 @@ def test_a_refused_connection_names_the_base_url(store, monkeypatch):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
-    with pytest.raises(JudgeError, match=f"cannot reach {re.escape(url)}"):
+    with pytest.raises(LLMEndpointError, match=f"^cannot reach {re.escape(url)}: .*; check "
+                                               "--base-url or \\$OPENAI_BASE_URL$"):
         judge_generations(store, eval_set=EVAL_SET, base_url=url, api_key="sk-anything")
+
+
+def test_a_base_url_that_is_not_http_is_one_line_before_any_work(store, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "localhost:8000/v1")
+    with pytest.raises(LLMEndpointError) as caught:
+        judge_generations(store, eval_set="no such set", api_key="sk-anything")
+    assert str(caught.value) == ("$OPENAI_BASE_URL: expected an http(s) URL such as "
+                                 "http://localhost:8000/v1, found 'localhost:8000/v1'")
+    assert isinstance(caught.value, UserError)
 
 
 def test_unknown_names_and_missing_generations_are_named(fake_openai, store, ddft_workspace):
@@ -335,6 +397,27 @@ def test_a_rerun_skips_what_is_stored_and_a_stopped_run_resumes(fake_openai, sto
     # A different judge model is a different judgment, not a skip.
     other = judge(store, fake_openai, model="gpt-4o-mini", variants=["base"])
     assert other.judged == 3 and len(fake_openai.chat_requests) == 9
+
+
+def test_a_cancel_returns_promptly_while_requests_wait_out_a_retry_after(fake_openai, store):
+    # Two judgments are answered; every later request is told to come back in a minute.
+    answered = threading.Event()
+
+    def handler(request):
+        if request.index < 2:
+            return "{'score': 4}"
+        answered.set()  # both answers are out: the user cancels now
+        return rate_limited(retry_after=60)
+
+    fake_openai.handler = handler
+    started = time.monotonic()
+    result = judge(store, fake_openai, concurrency=4, should_stop=answered.is_set)
+    assert result.stopped and result.judged == 2 and len(judgments(store, "paper")) == 2
+    assert time.monotonic() - started < 30  # not the minute of Retry-After
+    # A rerun judges the rest.
+    fake_openai.handler = lambda request: "{'score': 3}"
+    rest = judge(store, fake_openai)
+    assert rest.judged == 4 and rest.skipped == 2 and not rest.stopped
 
 
 def test_a_cached_reply_costs_no_request(fake_openai, store, tmp_path):

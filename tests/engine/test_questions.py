@@ -13,7 +13,8 @@ import pytest
 
 from db import queries
 from db.store import session_scope
-from engine import questions
+from db.errors import UserError
+from engine import llm, questions
 from engine.importers.base import apply_plan
 from engine.questions import (
     PROMPT_VERSION,
@@ -25,11 +26,14 @@ from engine.questions import (
     parse_pairs,
     questions_plan,
 )
+from engine.llm import LLMAuthError, LLMEndpointError, LLMError, LLMKeyError, LLMQuotaError
 from tests.fake_openai import (
     API_KEY,
+    FakeOpenAI,
     FakeRequest,
     fake_openai_server,  # noqa: F401
     malformed_body,
+    quota_exceeded,
     rate_limited,
     reply,
     server_error,
@@ -39,7 +43,7 @@ from tests.fake_openai import (
 @pytest.fixture(autouse=True)
 def quick_backoff(monkeypatch):
     """Exponential back-off in milliseconds; Retry-After is still honoured as sent."""
-    monkeypatch.setattr(questions, "BACKOFF_BASE_S", 0.01)
+    monkeypatch.setattr(llm, "BACKOFF_BASE_S", 0.01)
 
 
 class NumberedPairs:
@@ -90,6 +94,8 @@ def test_a_run_reaches_n_unique_questions_with_provenance_and_concurrent_request
     assert len(set(fake_openai.handler.topics)) == 6
     body = fake_openai.chat_requests[0].body
     assert body["model"] == "gpt-3.5-turbo" and body["temperature"] == pytest.approx(0.9)
+    # Twenty answers need thousands of tokens: no judge-sized cap here.
+    assert "max_tokens" not in body
     assert [p.accepted for p in seen] == [10, 20, 30, 40, 50, 60]
     assert seen[-1].eta_s == 0 and all(p.target == 60 for p in seen)
     state = json.loads((tmp_path / "state.json").read_text())
@@ -144,10 +150,10 @@ def test_rate_limits_time_outs_and_server_errors_are_retried_and_counted(
 
 def test_a_server_that_keeps_failing_ends_the_run_with_one_message(fake_openai, tmp_path):
     fake_openai.handler = lambda request: server_error(502)
-    with pytest.raises(QuestionError, match=f"{re.escape(fake_openai.base_url)} kept failing; "
-                                            "gave up after 6 attempts"):
+    with pytest.raises(LLMError, match=f"{re.escape(fake_openai.base_url)} kept failing; "
+                                       f"gave up after {llm.MAX_ATTEMPTS} attempts"):
         run(fake_openai, tmp_path, n=10, per_request=10, concurrency=1)
-    assert len(fake_openai.chat_requests) == questions.MAX_ATTEMPTS
+    assert len(fake_openai.chat_requests) == llm.MAX_ATTEMPTS
 
 
 def test_malformed_replies_are_counted_and_asked_again_without_crashing(fake_openai, tmp_path):
@@ -238,15 +244,35 @@ def test_the_api_key_never_reaches_the_output_folder(fake_openai, tmp_path, monk
         assert API_KEY[:12].encode() not in path.read_bytes()
 
 
-def test_no_key_is_one_clear_error_before_any_request(fake_openai, tmp_path):
-    with pytest.raises(QuestionError, match="set OPENAI_API_KEY or pass --api-key"):
-        generate_questions(n=5, out_dir=tmp_path / "q", base_url=fake_openai.base_url)
-    assert fake_openai.requests == [] and not (tmp_path / "q").exists()
+def test_no_key_for_a_remote_server_is_one_line_naming_openai_api_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(LLMKeyError, match="^no API key for https://llm.example.com/v1: set "
+                                          "OPENAI_API_KEY"):
+        generate_questions(n=5, out_dir=tmp_path / "q", base_url="https://llm.example.com/v1")
+    assert not (tmp_path / "q").exists()
 
 
-def test_a_rejected_key_is_one_clear_error(fake_openai, tmp_path):
-    with pytest.raises(QuestionError, match=r"rejected the API key \(401"):
+def test_a_local_server_that_needs_no_key_gets_none(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeOpenAI(api_key=None, handler=NumberedPairs(10)) as server:
+        result = generate_questions(n=10, out_dir=tmp_path, base_url=server.base_url,
+                                    per_request=10, concurrency=1)
+        sent = server.chat_requests
+    assert result.complete and len(sent) == 1 and "authorization" not in sent[0].headers
+
+
+def test_a_rejected_key_is_one_line_naming_openai_api_key(fake_openai, tmp_path):
+    with pytest.raises(LLMAuthError, match=r"rejected the API key \(401 Unauthorized\): check "
+                                           "OPENAI_API_KEY$"):
         run(fake_openai, tmp_path, n=5, api_key="sk-wrong")
+    assert len(fake_openai.chat_requests) == 1
+
+
+def test_no_quota_left_is_one_line_and_is_not_retried(fake_openai, tmp_path):
+    fake_openai.script(quota_exceeded())
+    with pytest.raises(LLMQuotaError, match="has no quota left") as caught:
+        run(fake_openai, tmp_path, n=5, concurrency=1)
+    assert isinstance(caught.value, UserError) and "\n" not in str(caught.value)
     assert len(fake_openai.chat_requests) == 1
 
 
@@ -256,7 +282,7 @@ def test_a_refused_connection_names_the_base_url(tmp_path, monkeypatch):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
-    with pytest.raises(QuestionError, match=f"cannot reach {re.escape(url)}"):
+    with pytest.raises(LLMEndpointError, match=f"cannot reach {re.escape(url)}"):
         generate_questions(n=5, out_dir=tmp_path, base_url=url, api_key="sk-anything")
 
 
