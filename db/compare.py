@@ -72,7 +72,8 @@ def sample_labels(session: Session, *, dataset_id: int) -> list[SampleLabel]:
         .where(Sample.dataset_id == dataset_id)
         .order_by(Sample.id)
     )
-    return [SampleLabel(id=i, external_id=external) for i, external in session.exec(query)]
+    return [SampleLabel(id=i, external_id=external)
+            for i, external in session.connection().execute(query).all()]
 
 
 def _latest_generation_ids(*, dataset_id: int | None = None, sample_id: int | None = None,
@@ -100,7 +101,8 @@ def latest_judgments(session: Session, *, dataset_id: int) -> list[LatestJudgmen
         .where(col(Generation.id).in_(_latest_generation_ids(dataset_id=dataset_id)))
         .order_by(Generation.sample_id, Generation.variant_id, Judgment.id)
     )
-    return [LatestJudgment(*row) for row in session.exec(query)]
+    # Run as a Core statement: thousands of plain rows, none of which needs the ORM's identity map.
+    return [LatestJudgment(*row) for row in session.connection().execute(query).all()]
 
 
 def latest_generations(session: Session, *, sample_id: int,

@@ -295,15 +295,17 @@ def load_choices(engine: Engine, *, dataset_id: int | None = None) -> CompareCho
         labels = sample_labels(session, dataset_id=dataset_id)
         judged = latest_judgments(session, dataset_id=dataset_id)
     by_sample: dict[int, dict[int, list]] = {}
+    seen = set()
     for judgment in judged:
         by_sample.setdefault(judgment.sample_id, {}).setdefault(judgment.variant_id, []).append(
             judgment)
+        seen.add((judgment.judge, judgment.protocol, judgment.prompt_version))
     name = dict(eval_sets)[dataset_id]
     samples = []
     for label in labels:
         disagree, spread = _sample_flags(by_sample.get(label.id, {}))
         samples.append(EvalSampleChoice(label.id, label.external_id, name, disagree, spread))
-    settings = {judge_setting(j.judge, j.protocol, j.prompt_version) for j in judged}
+    settings = {judge_setting(*setting) for setting in seen}
     return CompareChoices(samples=tuple(samples), variants=variants,
                           settings=tuple(sorted(settings)), eval_sets=eval_sets,
                           dataset_id=dataset_id)
