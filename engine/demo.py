@@ -175,9 +175,11 @@ def run_demo(workspace: str | Path | None, *, console: Console) -> Path:
     _demo_campaign(engine, console)
 
     console.print("[bold]8/8[/] report (the paper's Table 1, and what comes with it)")
-    from engine.cli.main import print_report
+    from engine.evaluation.report import ReportSelection, build_report, render_markdown
 
-    print_report(path, eval_set=EVAL_SET, judge=None, fmt="md", out=console)
+    with session_scope(engine) as session:
+        report = build_report(session, ReportSelection(eval_set=EVAL_SET))
+    console.print(render_markdown(report), markup=False, highlight=False, soft_wrap=True)
     console.print(f"\ndemo ready in {time.monotonic() - started:.0f} s · workspace {path}")
     console.print(f"open it again with `ddft tui --workspace {path}`; rate blind with "
                   f"`ddft rate --rater YOUR-NAME --workspace {path}`")

@@ -3,7 +3,6 @@ its steps, which frame each generated step attends to, and the report on both.""
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from typing import Annotated
 
@@ -106,43 +105,28 @@ class VideoReportFormat(str, Enum):
     json = "json"
 
 
-def video_report(engine, *, eval_set: str) -> dict:
-    """The timestamp, coverage and grounding reports of an eval set, as report objects."""
-    from db import queries
-    from db.store import session_scope
-    from engine.evaluation.grounding import grounding_report
-    from engine.evaluation.timestamps import coverage_report, timestamp_report
-
-    with session_scope(engine) as session:
-        dataset = queries.get_dataset(session, name=eval_set)
-        if dataset is None:
-            fail(f"no eval set named {eval_set!r}; `ddft data list` shows the datasets")
-        return {"timestamps": timestamp_report(session, dataset_id=dataset.id),
-                "coverage": coverage_report(session, dataset_id=dataset.id),
-                "grounding": grounding_report(session, dataset_id=dataset.id)}
-
-
 @friendly
 def report_video(
-    eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
+    eval_set: Annotated[str | None, typer.Option(help="Eval dataset (default: the oldest "
+                                                 "eval set).")] = None,
     fmt: Annotated[VideoReportFormat, typer.Option("--format", help="Output format.")]
     = VideoReportFormat.md,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Where in the video: timestamp checks per variant, frame coverage of the annotated
     steps, and keyframe-grounding hit rates against a random frame."""
-    from engine.evaluation.grounding import render_grounding_markdown
-    from engine.evaluation.timestamps import render_coverage_markdown, render_timestamps_markdown
+    from db.store import session_scope
+    from engine.evaluation.report import ReportError, ReportSelection, build_report, render_video
 
     _, engine = open_workspace(workspace)
-    reports = video_report(engine, eval_set=eval_set)
-    if fmt is VideoReportFormat.json:
-        text = json.dumps({name: report.to_dict() for name, report in reports.items()}, indent=2)
-    else:
-        text = "\n\n".join([render_timestamps_markdown(reports["timestamps"]),
-                            render_coverage_markdown(reports["coverage"]),
-                            render_grounding_markdown(reports["grounding"])])
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    try:
+        with session_scope(engine) as session:
+            built = build_report(session, ReportSelection(eval_set=eval_set), parts={"video"})
+    except ReportError as exc:
+        fail(str(exc))
+        return
+    console.print(render_video(built, fmt.value), markup=False, highlight=False,
+                  soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -275,81 +275,46 @@ class ReportFormat(str, Enum):
 @app.command()
 @friendly
 def report(
-    eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
-    judge_name: Annotated[Optional[str], typer.Option("--judge", help="Only this judge (model "
-                                                      "name, or offline).")] = None,
-    protocol: Annotated[Optional[str], typer.Option(help="Only this protocol (default: the "
-                                                    "most used).")] = None,
-    baseline: Annotated[Optional[str], typer.Option(help="Compare every variant with this one "
-                                                    "(default: every pair).")] = None,
+    eval_set: Annotated[Optional[str], typer.Option(help="Eval dataset (default: the oldest "
+                                                    "eval set).")] = None,
+    judge_name: Annotated[Optional[str], typer.Option("--judge", help="Judge (model name, or "
+                                                      "offline; default: the most used on the "
+                                                      "eval set).")] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="Protocol (default: the judge's most "
+                                                    "used).")] = None,
+    prompt_version: Annotated[Optional[str], typer.Option(
+        "--prompt-version", help="Judge prompt version (default: the most used with that judge "
+                                 "and protocol).")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Compare every other variant with "
+                                                    "this one (default: the first).")] = None,
     fmt: Annotated[ReportFormat, typer.Option("--format", help="Output format.")] = ReportFormat.md,
     campaign: Annotated[Optional[str], typer.Option(help="Human-rating agreement of this "
                                                     "campaign only (default: every campaign "
                                                     "on the eval set).")] = None,
     workspace: WorkspaceOption = None,
 ) -> None:
-    """The paper's Table 1 per variant (Yes, No, Accuracy, Average Score) with 95% intervals,
-    paired tests between variants, per-stage scores, offline metrics and a score histogram;
-    for blind rating campaigns on the eval set, how far people agree with the judge."""
-    print_report(workspace, eval_set=eval_set, judge=judge_name, fmt=fmt.value,
-                 protocol=protocol, baseline=baseline, campaign=campaign)
-
-
-def print_report(workspace: Path | None, *, eval_set: str, judge: str | None, fmt: str,
-                 out=None, protocol: str | None = None, baseline: str | None = None,
-                 campaign: str | None = None) -> None:
-    from collections import Counter
-
-    from db import queries
+    """The paper's Table 1 per variant (Yes, No, Accuracy, Average Score) with 95% intervals
+    under one judge, protocol and prompt version, paired tests against a baseline, per-stage
+    scores, offline metrics and a score histogram; for blind rating campaigns on the eval set,
+    how far people agree with the judge. Every output names the choices it used and which
+    were defaults."""
     from db.store import session_scope
-    from engine.evaluation.grounding import grounding_report
-    from engine.evaluation.report import (
-        build_report,
-        render_csv,
-        render_json,
-        render_markdown,
-        video_sections,
-    )
-    from engine.evaluation.timestamps import coverage_report, timestamp_report
+    from engine.evaluation.report import ReportError, ReportSelection, build_report, render
 
     _, engine = open_workspace(workspace)
-    with session_scope(engine) as session:
-        dataset = queries.get_dataset(session, name=eval_set)
-        if dataset is None:
-            fail(f"no eval set named {eval_set!r}; `ddft data list` shows the datasets")
-        rows = queries.judged_rows(session, dataset_id=dataset.id, judge=judge)
-        variants = {v.id: v.name for v in queries.list_variants(session)}
-        answers = {s.id: s.answer for s in queries.list_samples(session, dataset_id=dataset.id,
-                                                                 limit=None)}
-        generations = [(variants[g.variant_id], g.text, answers[g.sample_id])
-                       for g in queries.list_generations(session, dataset_id=dataset.id)]
-        agreements = rating_cli.agreements_for_report(session, dataset=dataset, rows=rows,
-                                                      campaign=campaign, judge=judge,
-                                                      protocol=protocol)
-        video = video_sections(timestamp_report(session, dataset_id=dataset.id),
-                               coverage_report(session, dataset_id=dataset.id),
-                               grounding_report(session, dataset_id=dataset.id))
-    if not rows and agreements:
-        rating_cli.print_agreement_only(agreements, eval_set=eval_set, fmt=fmt, out=out)
-        return
-    if not rows:
-        fail(f"nothing judged on {eval_set} yet: run `ddft generate` and `ddft judge` first")
-    # One table per judge and protocol: scores on different scales never share an average.
-    chosen = protocol or Counter(r.protocol for r in rows).most_common(1)[0][0]
-    rows = [r for r in rows if r.protocol == chosen]
-    if not rows:
-        fail(f"nothing judged with protocol {chosen!r} on {eval_set}")
-    chosen_judge = judge or Counter(r.judge for r in rows).most_common(1)[0][0]
-    rows = [r for r in rows if r.judge == chosen_judge]
+    selection = ReportSelection(eval_set=eval_set, judge=judge_name, protocol=protocol,
+                                prompt_version=prompt_version, baseline=baseline,
+                                campaign=campaign)
     try:
-        built = build_report(rows, eval_set=eval_set, baseline=baseline, generations=generations)
-    except ValueError as exc:
+        with session_scope(engine) as session:
+            built = build_report(session, selection)
+    except ReportError as exc:
         fail(str(exc))
         return
-    built.agreement = agreements
-    built.video = video
-    renderer = {"md": render_markdown, "csv": render_csv, "json": render_json}[fmt]
-    (out or console).print(renderer(built), markup=False, highlight=False, soft_wrap=True)
+    if not built.rows and not built.agreement:
+        fail(f"nothing judged on {built.eval_set} yet: run `ddft generate` and `ddft judge` "
+             "first")
+    console.print(render(built, fmt.value), markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:

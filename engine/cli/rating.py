@@ -223,28 +223,6 @@ def report_agreements(session, *, dataset_id: int, eval_set: str, campaign: str 
     return [campaign_agreement(session, c, judge=judge, protocol=protocol) for c in chosen]
 
 
-def agreements_for_report(session, *, dataset, rows: list, campaign: str | None,
-                          judge: str | None, protocol: str | None) -> list[Any]:
-    """`report_agreements` against the judge setting `ddft report` shows in its table (the one
-    asked for, else the most used), or the most used one when nothing is judged; an unknown
-    campaign ends the command with a message."""
-    from collections import Counter
-
-    from db.campaigns import CampaignError
-
-    if rows:
-        protocol = protocol or Counter(r.protocol for r in rows).most_common(1)[0][0]
-        of_protocol = [r for r in rows if r.protocol == protocol]
-        if of_protocol:
-            judge = judge or Counter(r.judge for r in of_protocol).most_common(1)[0][0]
-    try:
-        return report_agreements(session, dataset_id=dataset.id, eval_set=dataset.name,
-                                 campaign=campaign, judge=judge, protocol=protocol)
-    except CampaignError as exc:
-        fail(str(exc))
-        return []
-
-
 def print_agreement_only(agreements: list[Any], *, eval_set: str, fmt: str, out=None) -> None:
     """The human-rating sections of `ddft report` when nothing on the eval set is judged."""
     import json

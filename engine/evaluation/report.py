@@ -1,5 +1,7 @@
-"""The paper's Table 1 (Yes, No, Accuracy, Average Score per variant) with its statistics:
-intervals, paired tests between variants, per-stage scores, offline metrics and a histogram."""
+"""The report: the paper's Table 1 (Yes, No, Accuracy, Average Score per variant) with its
+intervals, paired tests against a baseline, per-stage scores, offline metrics, histograms, human
+agreement and where in the video, built by one function (`build_report`) from one explicit
+selection, in typed sections that each render to markdown, CSV columns and JSON."""
 
 from __future__ import annotations
 
@@ -7,12 +9,19 @@ import csv
 import io
 import json
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Optional
 
+from db.errors import UserError
 from db.queries import JudgedRow
 from engine.evaluation.judge_prompts import STAGES as TWO_STAGES
 from engine.evaluation.stats import cluster_bootstrap_mean, mcnemar, paired_bootstrap_diff, wilson_interval
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from db.models import Dataset
 
 SCORE_BINS = (1, 2, 3, 4, 5)
 
@@ -90,28 +99,215 @@ class OfflineSummary:
     steps: float
 
 
+# ---------------------------------------------------------------- what a report is about
+
+DEFAULT_RULE = ("eval set: the oldest eval set; judge: the most used among the eval set's "
+                "judgments; protocol: the most used of that judge's; prompt version: the most "
+                "used of that judge and protocol's (ties by name); baseline: the first variant; "
+                "campaigns: every campaign on the eval set")
+
+PARTS = frozenset({"table", "offline", "agreement", "video"})
+
+
+class ReportError(UserError, ValueError):
+    """A report was asked for something the store does not hold (an eval set, judge, protocol,
+    prompt version, variant or campaign); the message names what there is."""
+
+
+@dataclass(frozen=True)
+class ReportSelection:
+    """What a report is about. A field left None asks for its default (`DEFAULT_RULE`)."""
+
+    eval_set: Optional[str] = None
+    judge: Optional[str] = None
+    protocol: Optional[str] = None
+    prompt_version: Optional[str] = None
+    baseline: Optional[str] = None  # the variant every other one is compared with
+    campaign: Optional[str] = None  # one rating campaign; None: every campaign on the eval set
+
+
+@dataclass(frozen=True)
+class ResolvedSelection:
+    """A `ReportSelection` with its defaults filled from the store, which of them were
+    defaults, and the choices the store offers (for selectors)."""
+
+    eval_set: str  # "" when the store holds no eval set
+    judge: Optional[str]  # None when nothing on the eval set is judged
+    protocol: Optional[str]
+    prompt_version: Optional[str]
+    baseline: Optional[str]  # None without a judged variant
+    campaign: Optional[str]
+    defaults: tuple[str, ...] = ()  # the fields filled by DEFAULT_RULE, in field order
+    eval_sets: tuple[str, ...] = ()  # eval sets, oldest first
+    judges: tuple[str, ...] = ()  # judges on the eval set, by name
+    protocols: tuple[str, ...] = ()  # of the chosen judge
+    prompt_versions: tuple[str, ...] = ()  # of the chosen judge and protocol
+    variants: tuple[str, ...] = ()  # in the table, in its order
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "eval_set": self.eval_set, "judge": self.judge, "protocol": self.protocol,
+            "prompt_version": self.prompt_version, "baseline": self.baseline,
+            "campaign": self.campaign, "defaults": list(self.defaults), "rule": DEFAULT_RULE,
+            "available": {"eval_sets": list(self.eval_sets), "judges": list(self.judges),
+                          "protocols": list(self.protocols),
+                          "prompt_versions": list(self.prompt_versions),
+                          "variants": list(self.variants)},
+        }
+
+
+def _most_used(counts: Counter) -> Optional[str]:
+    """The most frequent value, ties by name; None when there is none."""
+    if not counts:
+        return None
+    return min(counts.items(), key=lambda item: (-item[1], item[0]))[0]
+
+
+class _Resolver:
+    """Fills a selection field by field, remembering which fields took their default."""
+
+    def __init__(self, *, strict: bool) -> None:
+        self.strict = strict
+        self.defaults: list[str] = []
+
+    def pick(self, field_name: str, asked: Optional[str], counts: Counter, *,
+             missing: str) -> Optional[str]:
+        """`asked` when the store holds it, else the most used value. Raises ReportError for
+        an asked value the store lacks when strict (`missing` names it)."""
+        if asked is not None and asked in counts:
+            return asked
+        if asked is not None and self.strict:
+            there = ", ".join(sorted(counts)) or "none"
+            raise ReportError(f"{missing} {asked!r}; there: {there}")
+        if counts:
+            self.defaults.append(field_name)
+        return _most_used(counts)
+
+
+def _resolve(session: Session, asked: ReportSelection, *,
+             strict: bool) -> tuple[ResolvedSelection, Optional[Dataset], list[JudgedRow]]:
+    """The selection with its defaults filled (DEFAULT_RULE), the eval set's row and every
+    judged row on it (all judge settings). Raises ReportError (see `build_report`)."""
+    from db import queries
+    from db.campaigns import CampaignError
+
+    resolver = _Resolver(strict=strict)
+    eval_sets = queries.list_datasets(session, purpose="eval")
+    dataset = queries.get_dataset(session, name=asked.eval_set) if asked.eval_set else None
+    if asked.eval_set and dataset is None and strict:
+        raise ReportError(f"no eval set named {asked.eval_set!r}; `ddft data list` shows the "
+                          "datasets")
+    if dataset is None and eval_sets:
+        dataset = eval_sets[0]
+        resolver.defaults.append("eval_set")
+    if dataset is None:
+        if strict:
+            raise ReportError("no eval set yet: import one with `ddft data kitchen`, or build a "
+                              "demo workspace with `ddft demo`")
+        return ResolvedSelection(eval_set="", judge=None, protocol=None, prompt_version=None,
+                                 baseline=None, campaign=None), None, []
+    where = f"on {dataset.name}"
+    rows = queries.judged_rows(session, dataset_id=dataset.id)
+    judges = Counter(r.judge for r in rows)
+    judge = resolver.pick("judge", asked.judge, judges, missing=f"no judgments {where} by judge")
+    of_judge = [r for r in rows if r.judge == judge]
+    protocols = Counter(r.protocol for r in of_judge)
+    protocol = resolver.pick("protocol", asked.protocol, protocols,
+                             missing=f"no judgments by {judge} {where} with protocol")
+    of_protocol = [r for r in of_judge if r.protocol == protocol]
+    versions = Counter(r.prompt_version for r in of_protocol)
+    version = resolver.pick("prompt_version", asked.prompt_version, versions,
+                            missing=f"no judgments by {judge} ({protocol}) {where} with "
+                                    "prompt version")
+    variants = tuple(dict.fromkeys(r.variant for r in of_protocol
+                                   if r.prompt_version == version))
+    baseline = asked.baseline if asked.baseline in variants else None
+    if asked.baseline is not None and baseline is None and strict:
+        raise ReportError(f"no judged variant named {asked.baseline!r} in this table; judged "
+                          f"variants: {', '.join(variants) or 'none'}")
+    if baseline is None and variants:
+        baseline = variants[0]
+        resolver.defaults.append("baseline")
+    campaign = asked.campaign
+    if campaign is not None:
+        from engine.evaluation.rating import require_campaign
+
+        try:
+            found = require_campaign(session, campaign)
+        except CampaignError as exc:
+            found = None
+            if strict:
+                raise ReportError(str(exc)) from None
+        if found is not None and found.dataset_id != dataset.id and strict:
+            raise ReportError(f"campaign {campaign!r} rates another eval set, not "
+                              f"{dataset.name}")
+        if found is None or found.dataset_id != dataset.id:
+            campaign = None
+    if campaign is None:
+        resolver.defaults.append("campaign")
+    order = ("eval_set", "judge", "protocol", "prompt_version", "baseline", "campaign")
+    selection = ResolvedSelection(
+        eval_set=dataset.name, judge=judge, protocol=protocol, prompt_version=version,
+        baseline=baseline, campaign=campaign,
+        defaults=tuple(name for name in order if name in resolver.defaults),
+        eval_sets=tuple(d.name for d in eval_sets), judges=tuple(sorted(judges)),
+        protocols=tuple(sorted(protocols)), prompt_versions=tuple(sorted(versions)),
+        variants=variants,
+    )
+    return selection, dataset, rows
+
+
+def resolve_selection(session: Session, asked: ReportSelection, *,
+                      strict: bool = True) -> ResolvedSelection:
+    """`asked` with its defaults filled by DEFAULT_RULE from what the store holds. Strict, a
+    named eval set, judge, protocol, prompt version, baseline or campaign that the store lacks
+    raises ReportError; not strict (a screen whose choices may be stale), it falls back to the
+    default."""
+    return _resolve(session, asked, strict=strict)[0]
+
+
 @dataclass
 class Report:
+    """One report: Table 1 under one judge setting with its intervals, the paired comparisons
+    against the baseline, per-stage scores, offline metrics, score histograms, human agreement
+    per campaign and where in the video; `sections()` gives each as a renderable part."""
+
+    selection: ResolvedSelection
     rows: list[Table1Row]
-    judges: list[str] = field(default_factory=list)
-    protocols: list[str] = field(default_factory=list)
-    prompt_versions: list[str] = field(default_factory=list)
-    decoding: list[dict[str, Any]] = field(default_factory=list)
-    eval_set: str = ""
     stats: list[VariantStats] = field(default_factory=list)  # one per row, same order
-    comparisons: list[Comparison] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)  # each against the baseline
+    decoding: list[dict[str, Any]] = field(default_factory=list)  # settings behind the rows
+    n_samples: int = 0  # distinct eval samples behind the table
     offline: list[OfflineSummary] = field(default_factory=list)
-    baseline: str = ""  # the variant the csv's comparison columns are against
     confidence: float = 0.95
     n_boot: int = 10_000
     seed: int = 0
-    # engine.evaluation.agreement.CampaignAgreement per rating campaign on the eval set; rendered only
-    # when there is one.
+    # engine.evaluation.agreement.CampaignAgreement per rating campaign of the selection.
     agreement: list[Any] = field(default_factory=list)
-    # Where in the video: "timestamps" (engine.evaluation.timestamps.TimestampReport), "coverage"
-    # (CoverageReport) and "grounding" (engine.evaluation.grounding.GroundingReport), each only when the
-    # eval set has something to show for it.
+    # "timestamps" (engine.evaluation.timestamps.TimestampReport), "coverage" (CoverageReport),
+    # "grounding" (engine.evaluation.grounding.GroundingReport) of the eval set, empty ones
+    # included; every rendering but `ddft report-video` shows only those with something in them.
     video: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def eval_set(self) -> str:
+        return self.selection.eval_set
+
+    @property
+    def baseline(self) -> str:
+        return self.selection.baseline or ""
+
+    def sections(self) -> list["Section"]:
+        """The parts in reading order; markdown, CSV columns and JSON all walk them."""
+        return [Table1Section(self), ComparisonSection(self), StageSection(self),
+                OfflineSection(self), HistogramSection(self),
+                *(AgreementSection(summary, self.confidence) for summary in self.agreement),
+                VideoSection(self.video_parts()), SelectionSection(self)]
+
+    def video_parts(self) -> dict[str, Any]:
+        """The video reports with something to show (`video_sections`)."""
+        return video_sections(self.video.get("timestamps"), self.video.get("coverage"),
+                              self.video.get("grounding"))
 
 
 def accuracy_percent(yes: int, no: int) -> Optional[float]:
@@ -342,9 +538,22 @@ def offline_summary(generations: Iterable[tuple[str, str, str]]) -> list[Offline
     return result
 
 
-def build_report(
+def _selection_of(rows: list[JudgedRow], *, eval_set: str, baseline: Optional[str]
+                  ) -> ResolvedSelection:
+    """The selection a list of rows stands for (rows built without a store, as in tests)."""
+    variants = tuple(dict.fromkeys(r.variant for r in rows))
+    first = rows[0] if rows else None
+    return ResolvedSelection(
+        eval_set=eval_set, judge=first and first.judge, protocol=first and first.protocol,
+        prompt_version=first and first.prompt_version,
+        baseline=baseline or (variants[0] if variants else None), campaign=None,
+        defaults=() if baseline else ("baseline",), variants=variants)
+
+
+def report_from_rows(
     rows: list[JudgedRow],
     *,
+    selection: Optional[ResolvedSelection] = None,
     eval_set: str = "",
     baseline: Optional[str] = None,
     generations: Iterable[tuple[str, str, str]] | None = None,
@@ -353,43 +562,115 @@ def build_report(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> Report:
-    """Table 1 plus the provenance every report names (judges, protocols, prompt versions,
-    decoding), the intervals of `variant_stats`, paired comparisons and offline metrics.
+    """Table 1, its intervals, the comparisons of every variant with the baseline and the
+    offline metrics of rows already selected: `build_report`'s arithmetic, without the store.
 
-    Comparisons: every variant against `baseline` when it is given, else every pair (a later
-    variant against an earlier one). `generations` are (variant, generated, reference) triples
-    for the offline metrics; `details` maps (variant, sample_id) to a judgment's details for rows
-    that do not carry their own. Deterministic for a given `seed`.
+    `selection` names what the rows are (else it is read off them, with `eval_set` and
+    `baseline`, which defaults to the first variant). `generations` are (variant, generated,
+    reference) triples for the offline metrics; `details` maps (variant, sample_id) to a
+    judgment's details for rows that do not carry their own. Deterministic for a given `seed`.
 
-    Raises ValueError when `baseline` names no variant in `rows`.
+    Raises ReportError when the rows mix judges, protocols or prompt versions (scores on
+    different scales never share a table) or when `baseline` names no variant in them.
     """
+    settings = sorted({(r.judge, r.protocol, r.prompt_version) for r in rows})
+    if len(settings) > 1:
+        raise ReportError("a table is one judge, protocol and prompt version; these rows hold "
+                          + "; ".join(" · ".join(s) for s in settings))
+    if selection is None:
+        selection = _selection_of(rows, eval_set=eval_set, baseline=baseline)
+    table = table1(rows)
+    names = [r.variant for r in table]
+    chosen = selection.baseline
+    if chosen is not None and rows and chosen not in names:
+        raise ReportError(f"no judged variant named {chosen!r}; judged variants: "
+                          f"{', '.join(names) or 'none'}")
     decoding: list[dict[str, Any]] = []
     for row in rows:
         if row.decoding not in decoding:
             decoding.append(row.decoding)
-    table = table1(rows)
-    names = [r.variant for r in table]
-    if baseline is not None and baseline not in names:
-        raise ValueError(f"no judged variant named {baseline!r}; judged variants: "
-                         f"{', '.join(names) or 'none'}")
-    if baseline is not None:
-        pairs = [(name, baseline) for name in names if name != baseline]
-    else:
-        pairs = [(later, earlier) for i, earlier in enumerate(names) for later in names[i + 1:]]
     options = {"n_boot": n_boot, "seed": seed, "confidence": confidence}
     return Report(
+        selection=selection,
         rows=table,
-        judges=sorted({r.judge for r in rows}),
-        protocols=sorted({r.protocol for r in rows}),
-        prompt_versions=sorted({r.prompt_version for r in rows}),
-        decoding=decoding,
-        eval_set=eval_set,
         stats=variant_stats(rows, details=details, **options),
-        comparisons=[compare_variants(rows, a, b, **options) for a, b in pairs],
+        comparisons=[compare_variants(rows, name, chosen, **options)
+                     for name in names if name != chosen],
+        decoding=decoding,
+        n_samples=len({r.sample_id for r in rows}),
         offline=offline_summary(generations) if generations is not None else [],
-        baseline=baseline or (names[0] if names else ""),
         **options,
     )
+
+
+def _generations(session: Session, dataset: Dataset) -> list[tuple[str, str, str]]:
+    """(variant, generated recipe, reference) for every recipe generated on the eval set."""
+    from db import queries
+
+    variants = {v.id: v.name for v in queries.list_variants(session)}
+    answers = {s.id: s.answer for s in queries.list_samples(session, dataset_id=dataset.id,
+                                                             limit=None)}
+    return [(variants[g.variant_id], g.text, answers[g.sample_id])
+            for g in queries.list_generations(session, dataset_id=dataset.id)]
+
+
+def _agreements(session: Session, dataset: Dataset, selection: ResolvedSelection) -> list[Any]:
+    """People against the judge of the table, for the chosen campaign or every campaign on
+    the eval set, oldest first."""
+    from db.campaigns import list_campaigns
+    from engine.evaluation.rating import campaign_agreement
+
+    campaigns = [c for c in list_campaigns(session, dataset_id=dataset.id)
+                 if selection.campaign is None or c.name == selection.campaign]
+    # The judge setting of the table; campaign_agreement picks the most used one itself
+    # when nothing is judged.
+    return [campaign_agreement(session, c, judge=selection.judge, protocol=selection.protocol)
+            for c in campaigns]
+
+
+def _video(session: Session, dataset: Dataset) -> dict[str, Any]:
+    from engine.evaluation.grounding import grounding_report
+    from engine.evaluation.timestamps import coverage_report, timestamp_report
+
+    return {"timestamps": timestamp_report(session, dataset_id=dataset.id),
+            "coverage": coverage_report(session, dataset_id=dataset.id),
+            "grounding": grounding_report(session, dataset_id=dataset.id)}
+
+
+def build_report(
+    session: Session,
+    selection: ReportSelection,
+    *,
+    strict: bool = True,
+    parts: Collection[str] = PARTS,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> Report:
+    """The report on `selection`, its defaults filled by `resolve_selection`: Table 1 over the
+    eval set's judgments under exactly one judge, protocol and prompt version, with intervals
+    and every other variant compared with the baseline; offline metrics of the eval set's
+    recipes; human agreement of the chosen campaign (or every campaign on the eval set) against
+    that judge and protocol; timestamp, frame-coverage and grounding reports of the eval set.
+    `parts` leaves out what a caller does not show ("table", "offline", "agreement", "video").
+    The CLI, the demo and the Report screen all call this; they only render what it returns.
+
+    Raises ReportError for an eval set, judge, protocol, prompt version, baseline or campaign
+    the store lacks (when `strict`; otherwise those fall back to their defaults).
+    """
+    resolved, dataset, rows = _resolve(session, selection, strict=strict)
+    setting = (resolved.judge, resolved.protocol, resolved.prompt_version)
+    chosen = [r for r in rows if (r.judge, r.protocol, r.prompt_version) == setting] \
+        if "table" in parts else []
+    report = report_from_rows(
+        chosen, selection=resolved, n_boot=n_boot, seed=seed, confidence=confidence,
+        generations=_generations(session, dataset)
+        if dataset is not None and "offline" in parts else None)
+    if dataset is not None and "agreement" in parts:
+        report.agreement = _agreements(session, dataset, resolved)
+    if dataset is not None and "video" in parts:
+        report.video = _video(session, dataset)
+    return report
 
 
 def _fmt(value: Optional[float], pattern: str) -> str:
@@ -419,100 +700,6 @@ def histogram_bars(histogram: Mapping[int, int], *, width: int = 30) -> list[str
     return lines
 
 
-def render_markdown(report: Report) -> str:
-    level = f"{report.confidence * 100:g}%"
-    lines = [
-        f"| Variant | Yes | No | Accuracy | Average Score | n | Unparsable "
-        f"| Accuracy {level} CI | Score {level} CI | Recipes |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    stats = {s.variant: s for s in report.stats}
-    for row in report.rows:
-        s = stats.get(row.variant)
-        extra = ("| — | — | — |" if s is None else
-                 f"| {_fmt_range(s.accuracy_low, s.accuracy_high, '{:.2f}%')} "
-                 f"| {_fmt_range(s.score_low, s.score_high, '{:.2f}')} | {s.recipes} |")
-        lines.append(
-            f"| {row.variant} | {row.yes} | {row.no} | {_fmt(row.accuracy, '{:.2f}%')} "
-            f"| {_fmt(row.average_score, '{:.2f}')} | {row.n} | {row.unparsable} {extra}"
-        )
-    if report.stats:
-        lines += ["", f"Accuracy CI: Wilson score interval over parsed verdicts. Score CI: "
-                      f"percentile bootstrap resampling recipes ({report.n_boot} resamples, "
-                      f"seed {report.seed})."]
-
-    if report.comparisons:
-        lines += [
-            "",
-            "## Paired comparisons",
-            "",
-            "| Variant | Baseline | Pairs | Both yes | Only variant | Only baseline | Both no "
-            "| Δ Accuracy | McNemar p | Score pairs | Δ Score | Δ Score CI | Bootstrap p |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for c in report.comparisons:
-            lines.append(
-                f"| {c.variant} | {c.baseline} | {c.pairs} | {c.both_yes} | "
-                f"{c.variant_only_yes} | {c.baseline_only_yes} | {c.both_no} "
-                f"| {_fmt(c.accuracy_diff, '{:+.2f} pp')} | {_fmt_p(c.mcnemar_p)} "
-                f"| {c.score_pairs} | {_fmt(c.score_diff, '{:+.3f}')} "
-                f"| {_fmt_range(c.score_diff_low, c.score_diff_high, '{:+.3f}')} "
-                f"| {_fmt_p(c.score_p)} |"
-            )
-        lines += ["", "McNemar: exact two-sided binomial test on discordant pairs. Bootstrap: "
-                      "paired, resampling recipes; p from the distribution shifted to zero."]
-
-    staged = [s for s in report.stats if s.stages]
-    if staged:
-        lines += ["", "## Per-stage scores", "", f"| Variant | Stage | Mean | {level} CI | n |",
-                  "|---|---|---:|---:|---:|"]
-        for s in staged:
-            for stage, score in s.stages.items():
-                lines.append(f"| {s.variant} | {stage} | {score.mean:.2f} "
-                             f"| {_fmt_range(score.low, score.high, '{:.2f}')} | {score.n} |")
-
-    if report.offline:
-        lines += [
-            "",
-            "## Offline metrics",
-            "",
-            "| Variant | n | Ingredient P | Ingredient R | Ingredient F1 | Measurement rate "
-            "| Kendall τ (n) | Words | Ingredients | Steps |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for o in report.offline:
-            lines.append(
-                f"| {o.variant} | {o.n} | {_fmt(o.ingredient_precision, '{:.3f}')} "
-                f"| {_fmt(o.ingredient_recall, '{:.3f}')} | {_fmt(o.ingredient_f1, '{:.3f}')} "
-                f"| {_fmt(o.measurement_rate, '{:.1%}')} "
-                f"| {_fmt(o.kendall_tau, '{:.3f}')} ({o.kendall_n}) | {o.words:.1f} "
-                f"| {o.ingredients:.1f} | {o.steps:.1f} |"
-            )
-
-    if any(sum(s.histogram.values()) for s in report.stats):
-        lines += ["", "## Score histogram", "", "```text"]
-        for i, s in enumerate(report.stats):
-            if i:
-                lines.append("")
-            lines.append(s.variant)
-            lines += [f"  {bar}" for bar in histogram_bars(s.histogram)]
-        lines.append("```")
-
-    for summary in report.agreement:
-        lines += [""] + agreement_markdown(summary, level=level)
-    lines += video_markdown(report.video)
-
-    lines.append("")
-    if report.eval_set:
-        lines.append(f"Eval set: {report.eval_set}")
-    lines.append(f"Judge: {', '.join(report.judges) or '—'}")
-    lines.append(f"Protocol: {', '.join(report.protocols) or '—'}")
-    lines.append(f"Prompt version: {', '.join(report.prompt_versions) or '—'}")
-    for params in report.decoding:
-        lines.append(f"Decoding: {json.dumps(params, sort_keys=True)}")
-    return "\n".join(lines)
-
-
 def _cell(value: Optional[float]) -> str:
     return "" if value is None else f"{value:.4f}"
 
@@ -521,77 +708,350 @@ def _cell_p(value: Optional[float]) -> str:
     return "" if value is None else f"{value:.6g}"
 
 
+
+# ---------------------------------------------------------------- the sections
+
+
+class Section:
+    """One part of a report, in every format: markdown lines, CSV columns with one variant's
+    cells (the CSV has a row per Table 1 variant), and JSON keys."""
+
+    def markdown(self) -> list[str]:
+        return []
+
+    def columns(self) -> list[str]:
+        return []
+
+    def cells(self, variant: str) -> list[Any]:
+        return []
+
+    def json(self) -> dict[str, Any]:
+        return {}
+
+
+LABELS = {"eval_set": "Eval set", "judge": "Judge", "protocol": "Protocol",
+          "prompt_version": "Prompt version", "baseline": "Baseline", "campaign": "Campaign"}
+
+
+def _headline(s: ResolvedSelection) -> str:
+    """The line naming what a table is, and which choices were defaults."""
+    defaults = ", ".join(LABELS[name].lower() for name in s.defaults) or "none"
+    return (f"## Table 1 on {s.eval_set} · judge {s.judge} · protocol {s.protocol} · "
+            f"prompt version {s.prompt_version} · baseline {s.baseline} (defaults: {defaults})")
+
+
+class Table1Section(Section):
+    """The paper's Table 1 with its intervals, under one judge setting."""
+
+    COLUMNS = ["yes", "no", "accuracy", "average_score", "n", "unparsable", "accuracy_ci_low",
+               "accuracy_ci_high", "score_ci_low", "score_ci_high", "recipes"]
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.rows = {row.variant: row for row in report.rows}
+        self.stats = {s.variant: s for s in report.stats}
+
+    def markdown(self) -> list[str]:
+        r = self.report
+        if not r.rows:
+            return [f"Nothing judged on {r.eval_set} yet (`ddft judge`); human ratings only."]
+        level = f"{r.confidence * 100:g}%"
+        lines = [_headline(r.selection), "",
+                 f"| Variant | Yes | No | Accuracy | Average Score | n | Unparsable "
+                 f"| Accuracy {level} CI | Score {level} CI | Recipes |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in r.rows:
+            s = self.stats.get(row.variant)
+            extra = ("| — | — | — |" if s is None else
+                     f"| {_fmt_range(s.accuracy_low, s.accuracy_high, '{:.2f}%')} "
+                     f"| {_fmt_range(s.score_low, s.score_high, '{:.2f}')} | {s.recipes} |")
+            lines.append(
+                f"| {row.variant} | {row.yes} | {row.no} | {_fmt(row.accuracy, '{:.2f}%')} "
+                f"| {_fmt(row.average_score, '{:.2f}')} | {row.n} | {row.unparsable} {extra}")
+        lines += ["", f"{r.n_samples} samples. Accuracy CI: Wilson score interval over parsed "
+                      f"verdicts. Score CI: percentile bootstrap resampling recipes "
+                      f"({r.n_boot} resamples, seed {r.seed})."]
+        if len(r.decoding) > 1:
+            lines.append(f"Note: {len(r.decoding)} decoding settings are mixed in these rows.")
+        return lines
+
+    def columns(self) -> list[str]:
+        return list(self.COLUMNS)
+
+    def cells(self, variant: str) -> list[Any]:
+        row, s = self.rows[variant], self.stats.get(variant)
+        cells = [row.yes, row.no, _cell(row.accuracy), _cell(row.average_score), row.n,
+                 row.unparsable]
+        return cells + ([_cell(s.accuracy_low), _cell(s.accuracy_high), _cell(s.score_low),
+                         _cell(s.score_high), s.recipes] if s else [""] * 5)
+
+    def json(self) -> dict[str, Any]:
+        r = self.report
+        return {"rows": [asdict(row) for row in r.rows], "stats": [asdict(s) for s in r.stats],
+                "decoding": r.decoding, "n_samples": r.n_samples, "confidence": r.confidence,
+                "n_boot": r.n_boot, "seed": r.seed}
+
+
+class ComparisonSection(Section):
+    """Every other variant against the baseline, paired by sample."""
+
+    COLUMNS = ["baseline", "both_yes", "variant_only_yes", "baseline_only_yes", "both_no",
+               "mcnemar_p", "score_diff", "score_diff_low", "score_diff_high", "score_diff_p"]
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.against = {c.variant: c for c in report.comparisons}
+
+    def markdown(self) -> list[str]:
+        if not self.report.comparisons:
+            return []
+        lines = ["## Paired comparisons", "",
+                 "| Variant | Baseline | Pairs | Both yes | Only variant | Only baseline | Both no "
+                 "| Δ Accuracy | McNemar p | Score pairs | Δ Score | Δ Score CI | Bootstrap p |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for c in self.report.comparisons:
+            lines.append(
+                f"| {c.variant} | {c.baseline} | {c.pairs} | {c.both_yes} | "
+                f"{c.variant_only_yes} | {c.baseline_only_yes} | {c.both_no} "
+                f"| {_fmt(c.accuracy_diff, '{:+.2f} pp')} | {_fmt_p(c.mcnemar_p)} "
+                f"| {c.score_pairs} | {_fmt(c.score_diff, '{:+.3f}')} "
+                f"| {_fmt_range(c.score_diff_low, c.score_diff_high, '{:+.3f}')} "
+                f"| {_fmt_p(c.score_p)} |")
+        return lines + ["", "McNemar: exact two-sided binomial test on discordant pairs. "
+                            "Bootstrap: paired, resampling recipes; p from the distribution "
+                            "shifted to zero."]
+
+    def columns(self) -> list[str]:
+        return list(self.COLUMNS)
+
+    def cells(self, variant: str) -> list[Any]:
+        c = self.against.get(variant)
+        if c is None:  # the baseline's own row
+            return [""] * len(self.COLUMNS)
+        return [c.baseline, c.both_yes, c.variant_only_yes, c.baseline_only_yes, c.both_no,
+                _cell_p(c.mcnemar_p), _cell(c.score_diff), _cell(c.score_diff_low),
+                _cell(c.score_diff_high), _cell_p(c.score_p)]
+
+    def json(self) -> dict[str, Any]:
+        return {"baseline": self.report.baseline,
+                "comparisons": [asdict(c) for c in self.report.comparisons]}
+
+
+class StageSection(Section):
+    """Per-stage means of two-stage judgments (ingredients, steps), where there are any."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.stats = {s.variant: s for s in report.stats}
+        self.names = sorted({name for s in report.stats for name in s.stages})
+
+    def markdown(self) -> list[str]:
+        staged = [s for s in self.report.stats if s.stages]
+        if not staged:
+            return []
+        level = f"{self.report.confidence * 100:g}%"
+        lines = ["## Per-stage scores", "", f"| Variant | Stage | Mean | {level} CI | n |",
+                 "|---|---|---:|---:|---:|"]
+        for s in staged:
+            for stage, score in s.stages.items():
+                lines.append(f"| {s.variant} | {stage} | {score.mean:.2f} "
+                             f"| {_fmt_range(score.low, score.high, '{:.2f}')} | {score.n} |")
+        return lines
+
+    def columns(self) -> list[str]:
+        return [f"stage_{name}" for name in self.names]
+
+    def cells(self, variant: str) -> list[Any]:
+        s = self.stats.get(variant)
+        return [_cell(s.stages[name].mean) if s and name in s.stages else ""
+                for name in self.names]
+
+
+class OfflineSection(Section):
+    """`engine.evaluation.metrics.recipe_metrics` averaged per variant, when computed."""
+
+    COLUMNS = ["ingredient_precision", "ingredient_recall", "ingredient_f1", "measurement_rate",
+               "kendall_tau", "words", "ingredients", "steps"]
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.by_variant = {o.variant: o for o in report.offline}
+
+    def markdown(self) -> list[str]:
+        if not self.report.offline:
+            return []
+        lines = ["## Offline metrics", "",
+                 "| Variant | n | Ingredient P | Ingredient R | Ingredient F1 | Measurement rate "
+                 "| Kendall τ (n) | Words | Ingredients | Steps |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for o in self.report.offline:
+            lines.append(
+                f"| {o.variant} | {o.n} | {_fmt(o.ingredient_precision, '{:.3f}')} "
+                f"| {_fmt(o.ingredient_recall, '{:.3f}')} | {_fmt(o.ingredient_f1, '{:.3f}')} "
+                f"| {_fmt(o.measurement_rate, '{:.1%}')} "
+                f"| {_fmt(o.kendall_tau, '{:.3f}')} ({o.kendall_n}) | {o.words:.1f} "
+                f"| {o.ingredients:.1f} | {o.steps:.1f} |")
+        return lines
+
+    def columns(self) -> list[str]:
+        return list(self.COLUMNS)
+
+    def cells(self, variant: str) -> list[Any]:
+        o = self.by_variant.get(variant)
+        if o is None:
+            return [""] * len(self.COLUMNS)
+        return [_cell(o.ingredient_precision), _cell(o.ingredient_recall),
+                _cell(o.ingredient_f1), _cell(o.measurement_rate), _cell(o.kendall_tau),
+                _cell(o.words), _cell(o.ingredients), _cell(o.steps)]
+
+    def json(self) -> dict[str, Any]:
+        return {"offline": [asdict(o) for o in self.report.offline]}
+
+
+class HistogramSection(Section):
+    """Each variant's parsed scores per bin 1..5 (the counts live in `VariantStats`)."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.stats = {s.variant: s for s in report.stats}
+
+    def bars(self, *, width: int = 30) -> list[tuple[str, list[str]]]:
+        """(variant, `histogram_bars`) for each variant with a parsed score."""
+        return [(s.variant, histogram_bars(s.histogram, width=width))
+                for s in self.report.stats if sum(s.histogram.values())]
+
+    def markdown(self) -> list[str]:
+        bars = self.bars()
+        if not bars:
+            return []
+        lines = ["## Score histogram", "", "```text"]
+        for i, (variant, chart) in enumerate(bars):
+            lines += ([""] if i else []) + [variant] + [f"  {bar}" for bar in chart]
+        return lines + ["```"]
+
+    def columns(self) -> list[str]:
+        return [f"hist_{score}" for score in SCORE_BINS]
+
+    def cells(self, variant: str) -> list[Any]:
+        s = self.stats.get(variant)
+        return [s.histogram[b] for b in SCORE_BINS] if s else [""] * len(SCORE_BINS)
+
+
+class AgreementSection(Section):
+    """One rating campaign: people against the judge and between raters."""
+
+    def __init__(self, summary: Any, confidence: float) -> None:
+        self.summary = summary
+        self.level = f"{confidence * 100:g}%"
+
+    def markdown(self) -> list[str]:
+        return agreement_markdown(self.summary, level=self.level)
+
+    def columns(self) -> list[str]:
+        return agreement_columns([self.summary])
+
+    def cells(self, variant: str) -> list[Any]:
+        return agreement_cells([self.summary], variant)
+
+    def json(self) -> dict[str, Any]:
+        return {"agreement": [asdict(self.summary)]}
+
+
+class VideoSection(Section):
+    """Timestamp checks, frame coverage and grounding hit rates that have something to show."""
+
+    def __init__(self, parts: Mapping[str, Any]) -> None:
+        self.parts = parts
+
+    def markdown(self) -> list[str]:
+        return video_markdown(self.parts)[1:]  # video_markdown opens with a blank line
+
+    def columns(self) -> list[str]:
+        return video_columns(self.parts)
+
+    def cells(self, variant: str) -> list[Any]:
+        return video_cells(self.parts, variant)
+
+    def json(self) -> dict[str, Any]:
+        if not self.parts:
+            return {}
+        return {"video": {name: part.to_dict() for name, part in self.parts.items()}}
+
+
+class SelectionSection(Section):
+    """What the report is about, which choices were defaults, and the decoding behind it."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+
+    def markdown(self) -> list[str]:
+        s = self.report.selection
+        values = {"eval_set": s.eval_set, "judge": s.judge, "protocol": s.protocol,
+                  "prompt_version": s.prompt_version, "baseline": s.baseline,
+                  "campaign": s.campaign or "every campaign on the eval set"}
+        lines = [f"{LABELS[name]}: {values[name] or '—'}"
+                 + (" (default)" if name in s.defaults else "") for name in LABELS]
+        lines += [f"Decoding: {json.dumps(params, sort_keys=True)}"
+                  for params in self.report.decoding]
+        if s.defaults:
+            lines.append(f"Defaults: {DEFAULT_RULE}.")
+        return lines
+
+    def columns(self) -> list[str]:
+        return ["eval_set", "judge", "protocol", "prompt_version", "campaign", "defaults"]
+
+    def cells(self, variant: str) -> list[Any]:
+        s = self.report.selection
+        return [s.eval_set, s.judge or "", s.protocol or "", s.prompt_version or "",
+                s.campaign or "", ";".join(s.defaults)]
+
+    def json(self) -> dict[str, Any]:
+        return {"selection": self.report.selection.to_dict()}
+
+
+# ---------------------------------------------------------------- the renderings
+
+
+def render_markdown(report: Report) -> str:
+    """The report as markdown: each section in reading order, a blank line between."""
+    blocks = [section.markdown() for section in report.sections()]
+    return "\n\n".join("\n".join(block) for block in blocks if block)
+
+
 def render_csv(report: Report) -> str:
-    """One row per variant: Table 1, provenance, intervals, histogram counts, the comparison
-    against `report.baseline` (empty on the baseline's own row), offline metric means and
-    per-stage means (`stage_<name>`). Rectangular, so any CSV reader loads it; comparisons
-    between other pairs are in the md and json renderings."""
-    stats = {s.variant: s for s in report.stats}
-    against = {c.variant: c for c in report.comparisons if c.baseline == report.baseline}
-    offline = {o.variant: o for o in report.offline}
-    stage_names = sorted({name for s in report.stats for name in s.stages})
+    """One row per Table 1 variant: `variant`, then each section's columns (Table 1 and its
+    intervals, the comparison against the baseline, empty on the baseline's own row,
+    per-stage means, offline metric means, histogram counts, per-campaign human results,
+    timestamp and grounding figures, and the selection with the fields that took their
+    default). Rectangular, so any CSV reader loads it. With nothing judged, the human ratings
+    alone (`render_agreement_csv`), with the selection's eval set and defaults."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(
-        ["variant", "yes", "no", "accuracy", "average_score", "n", "unparsable",
-         "judge", "protocol", "prompt_version",
-         "accuracy_ci_low", "accuracy_ci_high", "score_ci_low", "score_ci_high", "recipes"]
-        + [f"hist_{score}" for score in SCORE_BINS]
-        + ["baseline", "both_yes", "variant_only_yes", "baseline_only_yes", "both_no",
-           "mcnemar_p", "score_diff", "score_diff_low", "score_diff_high", "score_diff_p"]
-        + ["ingredient_precision", "ingredient_recall", "ingredient_f1", "measurement_rate",
-           "kendall_tau", "words", "ingredients", "steps"]
-        + [f"stage_{name}" for name in stage_names]
-        + agreement_columns(report.agreement)
-        + video_columns(report.video)
-    )
+    if not report.rows and report.agreement:
+        lines = list(csv.reader(io.StringIO(render_agreement_csv(report.agreement))))
+        writer.writerow(lines[0] + ["eval_set", "defaults"])
+        for line in lines[1:]:
+            writer.writerow(line + [report.eval_set, ";".join(report.selection.defaults)])
+        return out.getvalue()
+    sections = report.sections()
+    writer.writerow(["variant"] + [name for section in sections for name in section.columns()])
     for row in report.rows:
-        s, c, o = stats.get(row.variant), against.get(row.variant), offline.get(row.variant)
-        cells = [row.variant, row.yes, row.no, _cell(row.accuracy), _cell(row.average_score),
-                 row.n, row.unparsable, ";".join(report.judges), ";".join(report.protocols),
-                 ";".join(report.prompt_versions)]
-        cells += ([_cell(s.accuracy_low), _cell(s.accuracy_high), _cell(s.score_low),
-                   _cell(s.score_high), s.recipes] + [s.histogram[b] for b in SCORE_BINS]
-                  if s else [""] * (5 + len(SCORE_BINS)))
-        cells += ([c.baseline, c.both_yes, c.variant_only_yes, c.baseline_only_yes, c.both_no,
-                   _cell_p(c.mcnemar_p), _cell(c.score_diff), _cell(c.score_diff_low),
-                   _cell(c.score_diff_high), _cell_p(c.score_p)] if c else [""] * 10)
-        cells += ([_cell(o.ingredient_precision), _cell(o.ingredient_recall),
-                   _cell(o.ingredient_f1), _cell(o.measurement_rate), _cell(o.kendall_tau),
-                   _cell(o.words), _cell(o.ingredients), _cell(o.steps)] if o else [""] * 8)
-        cells += [_cell(s.stages[name].mean) if s and name in s.stages else ""
-                  for name in stage_names]
-        cells += agreement_cells(report.agreement, row.variant)
-        cells += video_cells(report.video, row.variant)
-        writer.writerow(cells)
+        writer.writerow([row.variant] + [cell for section in sections
+                                         for cell in section.cells(row.variant)])
     return out.getvalue()
 
 
 def render_json(report: Report) -> str:
-    extra: dict[str, Any] = {}
-    if report.agreement:
-        extra["agreement"] = [asdict(a) for a in report.agreement]
-    if report.video:
-        extra["video"] = {name: part.to_dict() for name, part in report.video.items()}
-    return json.dumps(
-        {
-            "eval_set": report.eval_set,
-            "rows": [asdict(row) for row in report.rows],
-            "judges": report.judges,
-            "protocols": report.protocols,
-            "prompt_versions": report.prompt_versions,
-            "decoding": report.decoding,
-            "confidence": report.confidence,
-            "n_boot": report.n_boot,
-            "seed": report.seed,
-            "baseline": report.baseline,
-            "stats": [asdict(s) for s in report.stats],
-            "comparisons": [asdict(c) for c in report.comparisons],
-            "offline": [asdict(o) for o in report.offline],
-            **extra,
-        },
-        indent=2,
-    )
+    """The report as one JSON object: the selection first, then each section's keys
+    (`agreement` and `video` only when there is something in them)."""
+    data: dict[str, Any] = {"selection": None}
+    for section in report.sections():
+        for key, value in section.json().items():
+            if key == "agreement":
+                data.setdefault(key, []).extend(value)
+            else:
+                data[key] = value
+    return json.dumps(data, indent=2)
 
 
 # ---------------------------------------------------------------- people against the judge
@@ -778,3 +1238,31 @@ def video_cells(video: Mapping[str, Any], variant: str) -> list[Any]:
         return cells + [""] * 4
     return cells + [grounded.params, grounded.matched, _cell(grounded.hit_rate),
                     _cell(grounded.baseline)]
+
+
+RENDERERS = {"md": render_markdown, "csv": render_csv, "json": render_json}
+
+
+def render(report: Report, fmt: str) -> str:
+    """The report in one of RENDERERS' formats (md, csv, json). Raises KeyError for another."""
+    return RENDERERS[fmt](report)
+
+
+def render_video(report: Report, fmt: str) -> str:
+    """`ddft report-video`: the eval set's timestamp, frame-coverage and grounding reports,
+    empty ones included (each says what to run), under the eval set they are about; md or
+    json. Raises KeyError for another format."""
+    from engine.evaluation.grounding import render_grounding_markdown
+    from engine.evaluation.timestamps import render_coverage_markdown, render_timestamps_markdown
+
+    renderers = {"timestamps": render_timestamps_markdown, "coverage": render_coverage_markdown,
+                 "grounding": render_grounding_markdown}
+    parts = {name: report.video[name] for name in renderers if name in report.video}
+    if fmt == "json":
+        return json.dumps({"selection": report.selection.to_dict(),
+                           **{name: part.to_dict() for name, part in parts.items()}}, indent=2)
+    if fmt != "md":
+        raise KeyError(fmt)
+    s = report.selection
+    header = f"Eval set: {s.eval_set}" + (" (default)" if "eval_set" in s.defaults else "")
+    return "\n\n".join([header] + [renderers[name](part) for name, part in parts.items()])

@@ -10,7 +10,16 @@ import pytest
 from db.queries import JudgedRow
 from engine.evaluation.offline_judge import score_recipe
 from engine.evaluation.recipe import format_recipe, has_measurement, ingredient_food, parse_recipe
-from engine.evaluation.report import accuracy_percent, build_report, render_csv, render_json, render_markdown, table1
+from engine.evaluation.report import (
+    ReportError,
+    accuracy_percent,
+    compare_variants,
+    render_csv,
+    render_json,
+    render_markdown,
+    report_from_rows,
+    table1,
+)
 
 SOUP_STEPS = ["Heat the olive oil in a pot.", "Fry the garlic until golden.",
               "Add the tomatoes and simmer for ten minutes.", "Season with salt and blend smooth."]
@@ -86,7 +95,7 @@ def test_unparsable_replies_are_counted_not_scored():
 
 
 def test_reports_name_judge_protocol_and_decoding():
-    report = build_report(_rows("v", 3, 1), eval_set="youcook2-408")
+    report = report_from_rows(_rows("v", 3, 1), eval_set="youcook2-408")
     md = render_markdown(report)
     assert "| v | 3 | 1 | 75.00% | 3.50 | 4 | 0 |" in md
     assert "Judge: gpt-3.5-turbo" in md and "Protocol: paper" in md
@@ -106,7 +115,7 @@ def test_paper_counts_get_wilson_intervals_and_a_clustered_score_interval():
                     [f"recipe{i % 89}" for i in range(408)])
             + _paired("baseline", ["yes"] * 183 + ["no"] * 225, [4.0] * 183 + [2.0] * 225,
                       [f"recipe{i % 89}" for i in range(408)]))
-    report = build_report(rows, eval_set="youcook2-408")
+    report = report_from_rows(rows, eval_set="youcook2-408")
     fine, base = report.stats
     # 183/408 the same way: centre 0.4532367 / 1.0094153 = 0.449009,
     # half 1.941683 · sqrt(0.00060625 + 0.00000577) = 0.0480355 → (40.0974%, 49.7045%).
@@ -118,7 +127,7 @@ def test_paper_counts_get_wilson_intervals_and_a_clustered_score_interval():
     md = render_markdown(report)
     assert "| fine-tuned | 191 | 217 | 46.81% | 2.94 | 408 | 0 | 42.02%–51.66% |" in md
     assert "| baseline | 183 | 225 | 44.85% |" in md
-    assert build_report(rows).stats == report.stats  # the same seed, the same intervals
+    assert report_from_rows(rows).stats == report.stats  # the same seed, the same intervals
 
 
 def test_variants_are_compared_pairwise_with_mcnemar_and_a_paired_bootstrap():
@@ -129,7 +138,7 @@ def test_variants_are_compared_pairwise_with_mcnemar_and_a_paired_bootstrap():
     groups = [f"r{i % 10}" for i in range(30)]
     rows = (_paired("base", base, [to_score[v] for v in base], groups)
             + _paired("tuned", tuned, [to_score[v] for v in tuned], groups))
-    report = build_report(rows, n_boot=2000)
+    report = report_from_rows(rows, n_boot=2000)
     (c,) = report.comparisons
     assert (c.variant, c.baseline, c.pairs) == ("tuned", "base", 30)
     assert (c.both_yes, c.variant_only_yes, c.baseline_only_yes, c.both_no) == (8, 10, 2, 10)
@@ -147,17 +156,23 @@ def test_variants_are_compared_pairwise_with_mcnemar_and_a_paired_bootstrap():
     assert dict(zip(header, base_row))["baseline"] == ""
     assert json.loads(render_json(report))["comparisons"][0]["variant_only_yes"] == 10
     # Against a chosen baseline; an unknown one is named.
-    chosen = build_report(rows, baseline="tuned", n_boot=100).comparisons
+    chosen = report_from_rows(rows, baseline="tuned", n_boot=100).comparisons
     assert [(x.variant, x.baseline) for x in chosen] == [("base", "tuned")]
-    with pytest.raises(ValueError, match="'gpt'.*base, tuned"):
-        build_report(rows, baseline="gpt")
+    with pytest.raises(ReportError, match="'gpt'.*base, tuned"):
+        report_from_rows(rows, baseline="gpt")
+
+
+def test_a_table_never_mixes_judge_settings():
+    rows = _paired("a", ["yes", "no"], [4.0, 2.0]) + _paired("b", ["no"], [2.0], protocol="upstream")
+    with pytest.raises(ReportError, match="one judge, protocol and prompt version.*upstream"):
+        report_from_rows(rows)
 
 
 def test_only_the_same_sample_under_the_same_judge_setting_is_paired():
     rows = (_paired("a", ["yes", "no"], [4.0, 2.0])
             + _paired("b", ["no", "no"], [2.0, 2.0], protocol="upstream")
             + _paired("b", ["unparsable", "yes"], [None, 4.0]))
-    (c,) = build_report(rows, n_boot=100).comparisons
+    c = compare_variants(rows, "b", "a", n_boot=100)
     # Sample 0 is unparsable for b under "paper"; b's "upstream" judgments pair with nothing.
     assert c.pairs == 1 and c.score_pairs == 1 and c.variant_only_yes == 1
     assert c.score_diff == 2.0 and c.mcnemar_p == 1.0
@@ -166,7 +181,7 @@ def test_only_the_same_sample_under_the_same_judge_setting_is_paired():
 def test_histogram_rounds_half_up_and_renders_as_bars():
     rows = _paired("v", ["no", "no", "yes", "yes", "yes", "unparsable"],
                    [1.0, 2.49, 3.5, 4.4, 5.0, None])
-    report = build_report(rows, n_boot=100)
+    report = report_from_rows(rows, n_boot=100)
     assert report.stats[0].histogram == {1: 1, 2: 1, 3: 0, 4: 2, 5: 1}
     md = render_markdown(report)
     assert "## Score histogram" in md
@@ -179,7 +194,7 @@ def test_two_stage_details_give_per_stage_scores():
     details = {("v", 0): {"ingredients": 5.0, "steps": 3.0, "tokens_in": 812},
                ("v", 1): {"stages": {"ingredients": {"score": 2}, "steps": None}},
                ("v", 2): {"score": 2}}
-    report = build_report(rows, details=details, n_boot=200)
+    report = report_from_rows(rows, details=details, n_boot=200)
     stages = report.stats[0].stages
     assert stages["ingredients"].mean == 3.5 and stages["ingredients"].n == 2
     assert stages["steps"].mean == 3.0 and stages["steps"].n == 1
@@ -194,12 +209,12 @@ def test_two_stage_details_give_per_stage_scores():
 
     with_details = [RowWithDetails(*dataclasses.astuple(r)[:9], details=details.get(("v", i), {}))
                     for i, r in enumerate(rows)]
-    assert build_report(with_details, n_boot=200).stats[0].stages == stages
+    assert report_from_rows(with_details, n_boot=200).stats[0].stages == stages
 
 
 def test_offline_metrics_are_averaged_per_variant():
     vague = format_recipe("Tomato Soup", ["tomatoes", "olive oil"], SOUP_STEPS[::-1])
-    report = build_report(_rows("base", 1, 1) + _rows("tuned", 2, 0), n_boot=100,
+    report = report_from_rows(_rows("base", 1, 1) + _rows("tuned", 2, 0), n_boot=100,
                           generations=[("base", vague, SOUP), ("base", "no recipe", SOUP),
                                        ("tuned", SOUP, SOUP)])
     base, tuned = report.offline
@@ -215,5 +230,5 @@ def test_offline_metrics_are_averaged_per_variant():
 
 def test_ungrouped_samples_are_their_own_clusters():
     rows = _paired("v", ["yes", "no"] * 20, [4.0, 2.0] * 20, [""] * 40)
-    (stats,) = build_report(rows, n_boot=500).stats
+    (stats,) = report_from_rows(rows, n_boot=500).stats
     assert stats.recipes == 40 and stats.score_low < 3.0 < stats.score_high

@@ -21,7 +21,7 @@ from engine.evaluation.rating import (
     create_campaign,
     render_export,
 )
-from engine.evaluation.report import build_report, render_csv, render_json, render_markdown
+from engine.evaluation.report import render_csv, render_json, render_markdown, report_from_rows
 from tests.rating_store import EVAL_SET, VARIANTS, fill_store
 
 A, B = VARIANTS
@@ -172,7 +172,7 @@ def test_the_report_shows_agreement_only_when_there_is_a_campaign(ddft_store):
     with session_scope(ddft_store) as session:
         rows = queries.judged_rows(session)
         summary = campaign_agreement(session, c.get_campaign(session, name="duel"))
-    plain = build_report(rows, eval_set=EVAL_SET, n_boot=200)
+    plain = report_from_rows(rows, eval_set=EVAL_SET, n_boot=200)
     before = (render_markdown(plain), render_csv(plain), render_json(plain))
     assert "Human ratings" not in before[0] and "agreement" not in before[2]
     plain.agreement = [summary]

@@ -9,7 +9,13 @@ import json
 
 from db.queries import JudgedRow
 from engine.evaluation.grounding import GroundingReport, GroundingRow
-from engine.evaluation.report import build_report, render_csv, render_json, render_markdown, video_sections
+from engine.evaluation.report import (
+    render_csv,
+    render_json,
+    render_markdown,
+    report_from_rows,
+    video_sections,
+)
 from engine.evaluation.timestamps import (
     CoverageReport,
     Segment,
@@ -54,7 +60,7 @@ def test_empty_parts_are_left_out():
     assert video_sections(empty_ts, empty_cov, empty_gr) == {}
     assert set(video_sections(timestamps, coverage, grounding)) == {"timestamps", "coverage",
                                                                      "grounding"}
-    report = build_report(_rows(), eval_set="e", n_boot=200)
+    report = report_from_rows(_rows(), eval_set="e", n_boot=200)
     markdown = render_markdown(report)
     assert "Timestamps" not in markdown and "grounding" not in markdown.lower()
     assert "ts_answers" not in render_csv(report)
@@ -62,7 +68,7 @@ def test_empty_parts_are_left_out():
 
 
 def test_every_format_carries_the_video_parts():
-    report = build_report(_rows(), eval_set="e", n_boot=200)
+    report = report_from_rows(_rows(), eval_set="e", n_boot=200)
     report.video = video_sections(*_parts())
     markdown = render_markdown(report)
     assert "## Timestamps on e (prompt t1)" in markdown

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from textual.widgets import DataTable, Select
 
+from db import queries
+
 from .conftest import running, settle
 
 
@@ -71,3 +73,31 @@ async def test_choosing_another_judge_recomputes_the_table(demo_store):
         assert app.screen.query_one("#report-protocol", Select).selection == "paper"
         provenance = str(app.screen.query_one("#report-provenance").content)
         assert "judge gpt-3.5-turbo · protocol paper · prompt version p1" in provenance
+
+
+async def test_a_second_prompt_version_gets_its_own_table(demo_store):
+    # The gpt judge's four judgments of tuned again under a new prompt version, scored 1 (no).
+    with demo_store.session() as session:
+        judged = queries.judged_rows(session, judge="gpt-3.5-turbo")
+        tuned = {g.sample_id: g.id for g in queries.list_generations(session)
+                 if g.variant_id == queries.get_variant(session, name="tuned").id}
+        for row in judged:
+            queries.add_judgment(session, generation_id=tuned[row.sample_id],
+                                 judge="gpt-3.5-turbo", protocol="paper", prompt_version="p2",
+                                 score=1.0, verdict="no", raw="{}")
+    async with running(demo_store.url) as (app, pilot):
+        await pilot.press("4")
+        await settle(pilot)
+        app.screen.query_one("#report-judge", Select).value = "gpt-3.5-turbo"
+        await settle(pilot)
+        version = app.screen.query_one("#report-version", Select)
+        assert [value for _, value in version._options[1:]] == ["p1", "p2"]
+        # Four judgments under each version: a tie, broken by name; never eight in one row.
+        assert version.selection == "p1"
+        assert _table(app)[0][:7] == ["tuned", "3", "1", "75.00%", "3.75", "4", "0"]
+        provenance = str(app.screen.query_one("#report-provenance").content)
+        assert "defaults: eval set, protocol, prompt version, baseline, campaign" in provenance
+        version.value = "p2"
+        await settle(pilot)
+        assert _table(app)[0][:7] == ["tuned", "0", "4", "0.00%", "1.00", "4", "0"]
+        assert app.screen.query_one("#report-judge", Select).selection == "gpt-3.5-turbo"

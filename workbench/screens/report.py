@@ -17,19 +17,21 @@ from textual.widgets import DataTable, Footer, Header, Select, Static
 from textual.worker import get_current_worker
 
 from workbench.data.report import (
-    ReportView,
     agreement_lines,
-    video_lines,
     format_accuracy,
     format_p,
     format_range,
     format_score,
+    histogram_bars,
     load_report,
+    video_lines,
 )
 from workbench.screens.base import WorkbenchScreen
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+
+    from engine.evaluation.report import Report
 
 COLUMNS = (("variant", "Variant"), ("yes", "Yes"), ("no", "No"), ("accuracy", "Accuracy"),
            ("average_score", "Average Score"), ("n", "n"), ("unparsable", "Unparsable"),
@@ -39,6 +41,10 @@ COMPARISON_COLUMNS = (("variant", "Variant"), ("baseline", "Baseline"), ("pairs"
                       ("accuracy_diff", "Δ Accuracy"), ("mcnemar_p", "McNemar p"),
                       ("score_diff", "Δ Score"), ("score_diff_ci", "Δ Score 95% CI"),
                       ("score_p", "Bootstrap p"))
+# Selector → the selection field it sets, in the order each choice narrows the next.
+SELECTORS = {"report-eval-set": "eval_set", "report-judge": "judge",
+             "report-protocol": "protocol", "report-version": "prompt_version",
+             "report-baseline": "baseline"}
 NO_EVAL = ("No eval set yet — import the kitchen with `ddft data kitchen`, or build a complete "
            "demo with `ddft demo`.")
 
@@ -98,11 +104,14 @@ class ReportScreen(WorkbenchScreen):
 
     @dataclass
     class ReportLoaded(Message):
-        view: ReportView
+        report: Report
 
     def __init__(self) -> None:
         super().__init__()
-        self.view: ReportView | None = None
+        self.report: Report | None = None
+        # What the user chose; every other field takes its default (DEFAULT_RULE), exactly as
+        # `ddft report` without that option.
+        self.asked: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -135,32 +144,31 @@ class ReportScreen(WorkbenchScreen):
         self.load()
 
     def load(self) -> None:
-        def chosen(selector: str):
-            return self.query_one(selector, Select).selection
-
-        self._load(self.engine, chosen("#report-eval-set"), chosen("#report-judge"),
-                   chosen("#report-protocol"), chosen("#report-version"), chosen("#report-baseline"))
+        self._load(self.engine, dict(self.asked))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="report-load")
-    def _load(self, engine: Engine, dataset_id: int | None, judge: str | None,
-              protocol: str | None, prompt_version: str | None, baseline: str | None) -> None:
+    def _load(self, engine: Engine, asked: dict[str, str]) -> None:
         # The bootstrap behind the intervals takes a moment on a large eval set: a thread.
-        view = load_report(engine, dataset_id=dataset_id, judge=judge, protocol=protocol,
-                           prompt_version=prompt_version, baseline=baseline)
+        report = load_report(engine, **asked)
         if not get_current_worker().is_cancelled:
-            self.post_message(self.ReportLoaded(view))
+            self.post_message(self.ReportLoaded(report))
 
     @on(ReportLoaded)
     def _report_loaded(self, message: ReportLoaded) -> None:
-        view = self.view = message.view
+        report = self.report = message.report
+        s = report.selection
+
+        def options(values: tuple[str, ...]) -> list[tuple[Text, str]]:
+            return [(Text(value), value) for value in values]
+
         wanted = {
-            "#report-eval-set": ([(Text(name), i) for i, name in view.eval_sets], view.dataset_id),
-            "#report-judge": ([(Text(j), j) for j in view.judges], view.judge),
-            "#report-protocol": ([(Text(p), p) for p in view.protocols], view.protocol),
-            "#report-version": ([(Text(v), v) for v in view.prompt_versions], view.prompt_version),
-            "#report-baseline": ([(Text(r.variant), r.variant) for r in view.rows], view.baseline),
+            "#report-eval-set": (options(s.eval_sets), s.eval_set or None),
+            "#report-judge": (options(s.judges), s.judge),
+            "#report-protocol": (options(s.protocols), s.protocol),
+            "#report-version": (options(s.prompt_versions), s.prompt_version),
+            "#report-baseline": (options(s.variants), s.baseline),
         }
-        # The loader resolves each choice (falling back to what exists); show what it used.
+        # The builder resolves each choice (falling back to what exists); show what it used.
         with self.prevent(Select.Changed):
             for selector, (options, value) in wanted.items():
                 select = self.query_one(selector, Select)
@@ -169,73 +177,92 @@ class ReportScreen(WorkbenchScreen):
                     select.value = value
         table = self.query_one("#table1", DataTable)
         table.clear()
-        stats = {s.variant: s for s in view.stats}
-        for row in view.rows:
+        stats = {v.variant: v for v in report.stats}
+        for row in report.rows:
             table.add_row(*table1_cells(row, stats.get(row.variant)), key=row.variant)
         comparisons = self.query_one("#comparisons", DataTable)
         comparisons.clear()
-        for comparison in view.comparisons:
+        for comparison in report.comparisons:
             comparisons.add_row(*comparison_cells(comparison), key=comparison.variant)
-        comparisons.display = bool(view.comparisons)
+        comparisons.display = bool(report.comparisons)
         self.query_one("#comparisons-title", Static).update(
-            Text(f"Paired against {view.baseline} (same samples, same judge)", style="bold")
-            if view.comparisons else "")
-        self.query_one("#report-histogram", Static).update(self._histograms(view))
-        self.query_one("#report-agreement", Static).update(self._agreements(view))
-        self.query_one("#report-video", Static).update(self._video(view))
-        self.query_one("#report-provenance", Static).update(self._provenance(view))
+            Text(f"Paired against {report.baseline} (same samples, same judge)", style="bold")
+            if report.comparisons else "")
+        self.query_one("#report-histogram", Static).update(self._histograms(report))
+        self.query_one("#report-agreement", Static).update(self._agreements(report))
+        self.query_one("#report-video", Static).update(self._video(report))
+        self.query_one("#report-provenance", Static).update(self._provenance(report))
 
     @staticmethod
-    def _histograms(view: ReportView) -> Text:
+    def _histograms(report: Report) -> Text:
         text = Text()
-        if view.histograms:
+        histograms = histogram_bars(report)
+        if histograms:
             text.append("\nScore histogram (scores rounded half up)\n", style="bold")
-        for variant, bars in view.histograms:
+        for variant, bars in histograms:
             text.append(f"{variant}\n")
             for bar in bars:
                 text.append(f"  {bar}\n")
         return text
 
     @staticmethod
-    def _agreements(view: ReportView) -> Text:
+    def _agreements(report: Report) -> Text:
         """People against the judge for each rating campaign on the eval set."""
         text = Text()
-        for summary in view.agreements:
+        for summary in report.agreement:
             text.append("\n")
             for line, style in agreement_lines(summary):
                 text.append(line + "\n", style=style)
         return text
 
     @staticmethod
-    def _video(view: ReportView) -> Text:
+    def _video(report: Report) -> Text:
         """Where in the video: timestamp checks, frame coverage, grounding hit rates."""
         text = Text()
-        for line, style in video_lines(view.video):
+        for line, style in video_lines(report.video_parts()):
             if style == "bold":
                 text.append("\n")
             text.append(line + "\n", style=style)
         return text
 
     @staticmethod
-    def _provenance(view: ReportView) -> Text:
-        if not view.eval_sets:
+    def _provenance(report: Report) -> Text:
+        s = report.selection
+        if not s.eval_sets:
             return Text(NO_EVAL, style="dim")
-        if not view.rows:
-            return Text(no_judgments(view.eval_set), style="dim")
+        if not report.rows:
+            return Text(no_judgments(s.eval_set), style="dim")
         text = Text()
-        text.append(f"eval set {view.eval_set} · {view.n_samples} samples judged\n")
-        text.append(f"judge {view.judge} · protocol {view.protocol} · prompt version {view.prompt_version}\n")
-        if view.decodings > 1:
-            text.append(f"⚠ {view.decodings} decoding settings are mixed in these rows\n", style="yellow")
+        text.append(f"eval set {s.eval_set} · {report.n_samples} samples judged\n")
+        text.append(f"judge {s.judge} · protocol {s.protocol} · prompt version "
+                    f"{s.prompt_version}\n")
+        defaults = [name.replace("_", " ") for name in s.defaults]
+        if defaults:
+            text.append(f"defaults: {', '.join(defaults)} (the most used among the eval set's "
+                        "judgments, ties by name; baseline: the first variant)\n", style="dim")
+        if len(report.decoding) > 1:
+            text.append(f"⚠ {len(report.decoding)} decoding settings are mixed in these rows\n",
+                        style="yellow")
         text.append("\nAccuracy = Yes / (Yes + No) × 100; Average Score = mean of parsed scores; "
                     "n counts judged generations, unparsable included. Accuracy CI: Wilson; score "
-                    "CI: bootstrap resampling recipes whole (10000 resamples, seed 0). McNemar: "
-                    "exact, on samples both variants got yes/no for; Δ Score: paired bootstrap.",
-                    style="dim")
+                    f"CI: bootstrap resampling recipes whole ({report.n_boot} resamples, seed "
+                    f"{report.seed}). McNemar: exact, on samples both variants got yes/no for; "
+                    "Δ Score: paired bootstrap.", style="dim")
         return text
 
     @on(Select.Changed)
-    def _choice_changed(self) -> None:
+    def _choice_changed(self, event: Select.Changed) -> None:
+        name = SELECTORS[event.select.id or ""]
+        order = list(SELECTORS.values())
+        # A new eval set, judge or protocol narrows the choices after it: those go back to
+        # their defaults (the baseline only with a new eval set).
+        for later in order[order.index(name) + 1:]:
+            if later != "baseline" or name == "eval_set":
+                self.asked.pop(later, None)
+        if event.value is Select.BLANK:
+            self.asked.pop(name, None)
+        else:
+            self.asked[name] = str(event.value)
         self.load()
 
     def action_focus_select(self, selector: str) -> None:
