@@ -694,6 +694,7 @@ def scored_judgments(
     generation_ids: Iterable[int],
     judge: str | None = None,
     protocol: str | None = None,
+    prompt_version: str | None = None,
 ) -> list[Judgment]:
     """Parsed scores (not pairwise, not unparsable) of these generations, oldest first."""
     ids = sorted(set(generation_ids))
@@ -708,6 +709,8 @@ def scored_judgments(
         query = query.where(Judgment.judge == judge)
     if protocol:
         query = query.where(Judgment.protocol == protocol)
+    if prompt_version:
+        query = query.where(Judgment.prompt_version == prompt_version)
     return list(session.exec(query))
 
 

@@ -219,23 +219,26 @@ def campaign_progress(session: Session, campaign: Campaign) -> CampaignProgress:
 
 
 def _judge_scores(session: Session, generation_ids: set[int], *, judge: str | None,
-                  protocol: str | None) -> tuple[str, dict[int, float]]:
-    """(judge setting label, generation id → score) for the most used judge and protocol
-    (or the ones asked for) among parsed, non-pairwise judgments of these generations; the
-    newest judgment of a generation wins."""
+                  protocol: str | None, prompt_version: str | None = None,
+                  ) -> tuple[str, dict[int, float]]:
+    """(judge setting label, generation id → score) for the most used judge, protocol and
+    prompt version (or the ones asked for) among parsed, non-pairwise judgments of these
+    generations, so that scores of two prompt versions are never pooled; the newest judgment
+    of a generation wins."""
     judgments = scored_judgments(session, generation_ids=generation_ids, judge=judge,
-                                 protocol=protocol)
+                                 protocol=protocol, prompt_version=prompt_version)
     if not judgments:
         return "", {}
-    settings = Counter((j.judge, j.protocol) for j in judgments)
+    settings = Counter((j.judge, j.protocol, j.prompt_version) for j in judgments)
     chosen = min(settings.items(), key=lambda kv: (-kv[1], kv[0]))[0]
     scores = {j.generation_id: float(j.score) for j in judgments
-              if (j.judge, j.protocol) == chosen}
-    return f"{chosen[0]} ({chosen[1]})", scores
+              if (j.judge, j.protocol, j.prompt_version) == chosen}
+    return f"{chosen[0]} ({chosen[1]}, {chosen[2]})", scores
 
 
 def agreement_rows(session: Session, campaign: Campaign, *, judge: str | None = None,
-                   protocol: str | None = None) -> tuple[str, list[HumanRating]]:
+                   protocol: str | None = None, prompt_version: str | None = None,
+                   ) -> tuple[str, list[HumanRating]]:
     """(judge setting, one HumanRating per stored rating of the campaign, with its blinding key
     and the judge's scores of what was rated)."""
     from engine.evaluation.agreement import HumanRating
@@ -245,7 +248,8 @@ def agreement_rows(session: Session, campaign: Campaign, *, judge: str | None = 
     generations = {i.generation_id for i in items.values()}
     generations |= {i.other_generation_id for i in items.values() if i.other_generation_id}
     variant_of, sample_of = _generation_keys(session, generations)
-    label, scores = _judge_scores(session, generations, judge=judge, protocol=protocol)
+    label, scores = _judge_scores(session, generations, judge=judge, protocol=protocol,
+                                  prompt_version=prompt_version)
     raters = {r.id: r.name for r in list_raters(session)}
     rows = []
     for r in ratings:
@@ -271,7 +275,8 @@ def _generation_keys(session: Session, ids: set[int]) -> tuple[dict[int, str], d
 
 
 def campaign_agreement(session: Session, campaign: Campaign, *, judge: str | None = None,
-                       protocol: str | None = None, limit: int = 20) -> CampaignAgreement:
+                       protocol: str | None = None, prompt_version: str | None = None,
+                       limit: int = 20) -> CampaignAgreement:
     """`engine.evaluation.agreement.summarize_campaign` over the campaign's stored ratings."""
     from engine.evaluation.agreement import summarize_campaign
 
@@ -279,7 +284,8 @@ def campaign_agreement(session: Session, campaign: Campaign, *, judge: str | Non
 
     from db.campaigns import campaign_items
 
-    label, rows = agreement_rows(session, campaign, judge=judge, protocol=protocol)
+    label, rows = agreement_rows(session, campaign, judge=judge, protocol=protocol,
+                                 prompt_version=prompt_version)
     summary = summarize_campaign(campaign.name, campaign.mode, rows, judge=label, limit=limit)
     return replace(summary, total_items=len(campaign_items(session, campaign_id=campaign.id)))
 

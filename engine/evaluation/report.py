@@ -624,7 +624,8 @@ def _agreements(session: Session, dataset: Dataset, selection: ResolvedSelection
                  if selection.campaign is None or c.name == selection.campaign]
     # The judge setting of the table; campaign_agreement picks the most used one itself
     # when nothing is judged.
-    return [campaign_agreement(session, c, judge=selection.judge, protocol=selection.protocol)
+    return [campaign_agreement(session, c, judge=selection.judge, protocol=selection.protocol,
+                               prompt_version=selection.prompt_version)
             for c in campaigns]
 
 

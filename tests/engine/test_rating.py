@@ -154,14 +154,35 @@ def test_agreement_rows_join_the_judge_and_the_key(ddft_store):
         label, rows = agreement_rows(session, campaign)
         summary = campaign_agreement(session, campaign)
         progress = campaign_progress(session, campaign)
-    assert label == "offline (offline)" and len(rows) == 12
+    assert label == "offline (offline, v1)" and len(rows) == 12
     judged = {(r.variant, r.sample): r.judge for r in rows}
     assert judged[(A, "video-00")] == 5.0 and judged[(B, "video-02")] == 3.0
     # Both raters gave the same overall to every item: alpha over 6 items with variation = 1.
     assert summary.alpha == pytest.approx(1.0) and summary.alpha_units == 6
-    assert summary.kappa_n == 12 and summary.judge == "offline (offline)"
+    assert summary.kappa_n == 12 and summary.judge == "offline (offline, v1)"
     assert (progress.items, progress.ratings, progress.complete, progress.wanted) == (6, 12, 6, 12)
     assert [(r.rater, r.rated) for r in progress.raters] == [("ana", 6), ("bo", 6)]
+
+
+def test_agreement_never_pools_two_prompt_versions(ddft_store):
+    fill_store(ddft_store, samples=3, judge_scores={A: [5.0, 4.0, 1.0], B: [2.0, 2.0, 3.0]})
+    with session_scope(ddft_store) as session:
+        # The same generations judged again under a second prompt version, with other scores.
+        for judgment in queries.scored_judgments(session, generation_ids=range(1, 100)):
+            queries.add_judgment(session, generation_id=judgment.generation_id, judge="offline",
+                                 protocol="offline", prompt_version="v2", score=1.0,
+                                 verdict="no", raw="")
+    create_campaign(ddft_store, name="s", eval_set=EVAL_SET, variants=[A, B], mode="single",
+                    raters_per_item=1, seed=1)
+    _rate_all(ddft_store, "s", "ana", lambda item: {"scores": {
+        "ingredients": 3, "steps": 3, "overall": 4}})
+    with session_scope(ddft_store) as session:
+        campaign = c.get_campaign(session, name="s")
+        first_label, first = agreement_rows(session, campaign, prompt_version="v1")
+        second_label, second = agreement_rows(session, campaign, prompt_version="v2")
+    assert first_label == "offline (offline, v1)" and second_label == "offline (offline, v2)"
+    assert {(r.variant, r.sample): r.judge for r in first}[(A, "video-00")] == 5.0
+    assert {r.judge for r in second} == {1.0}
 
 
 def test_the_report_shows_agreement_only_when_there_is_a_campaign(ddft_store):
