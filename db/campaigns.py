@@ -32,6 +32,7 @@ from typing import Iterable, Optional, Sequence
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from db.errors import UserError
 from db.models import (
     CAMPAIGN_MODES,
     PAIRWISE_CHOICES,
@@ -52,7 +53,7 @@ SCORE_RANGE = (1, 5)
 MAX_RATER_NAME = 64
 
 
-class CampaignError(ValueError):
+class CampaignError(UserError, ValueError):
     """A rating campaign was asked for something it cannot do (bad input, unknown ids, a
     second rating of one assignment)."""
 

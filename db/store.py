@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 from db import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from db.errors import UserError
 from db.workspace import (  # noqa: F401  (re-exported: the store's callers import them here)
     DB_FILENAME,
     DEFAULT_WORKSPACE,
@@ -22,7 +23,7 @@ from db.workspace import (  # noqa: F401  (re-exported: the store's callers impo
 BUSY_TIMEOUT_MS = 30_000
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The store could not be opened (bad URL, unwritable folder, not a ddft database)."""
 
 

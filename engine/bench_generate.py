@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from db.errors import UserError
+
 CPU_SPEEDUP_TARGET = 3.0  # issue 5: on CPU with the tiny model, batch 8 ≥ 3× faster per video
 GPU_TARGET_PER_MIN = 100.0  # issue 5: ≥ 100 videos/min on one H100 (the 408-video eval in 4 min)
 PROMPT = "Write the recipe for the dish cooked in this video."
@@ -25,7 +27,7 @@ CORPUS = [
 ]
 
 
-class BenchGenerateError(RuntimeError):
+class BenchGenerateError(UserError, RuntimeError):
     """The benchmark cannot run as asked (a bad batch size, too few videos, a short output)."""
 
 

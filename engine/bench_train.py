@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from db.errors import UserError
+
 # The paper preset's LoRA (issue 4, part 2; Video-LLaVA's own LoRA recipe).
 LORA_R = 128
 LORA_ALPHA = 256
@@ -358,7 +360,7 @@ def _fmt_rate(rate: float | None, digits: int = 0) -> str:
     return "-" if rate is None else f"{rate:,.{digits}f}"
 
 
-class BenchTrainError(ValueError):
+class BenchTrainError(UserError, ValueError):
     """A setting of the benchmark is not usable (an empty grid, a non-positive count)."""
 
 

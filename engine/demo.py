@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,14 +13,25 @@ from sqlalchemy.engine import Engine
 from db import queries
 from db.store import open_store, resolve_workspace, session_scope
 from engine.importers.kitchen import EVAL_SET, TRAIN_SETS, ImportSummary, import_kitchen
-from engine.model.tiny import TINY_TRAINING
+from engine.jobs import (
+    GenerateRequest,
+    GroundRequest,
+    JudgeRequest,
+    TrainRequest,
+    run_job,
+    submit,
+)
 
 BASE_VARIANT = "tiny-base"
 TUNED_VARIANT = "tiny-ddft"
 TINY_MODEL_DIR = Path("models") / "tiny-videollava"
-# What the demo's run uses: the tiny model's measured settings, with checkpoints along the way.
-DEMO_TRAINING: dict[str, Any] = {**TINY_TRAINING, "save_every": 250, "seed": 0}
+# What the demo's run uses: the tiny preset (the tiny model's measured settings), with
+# checkpoints along the way.
+DEMO_TRAINING: dict[str, str] = {"save_every": "250", "seed": "0"}
 GENERATION = {"batch_size": 6, "max_new_tokens": 200}
+# Runs a queued job in this process and returns its finished row: (engine, job_id, *,
+# workspace, description). `ddft demo` hands in the CLI's progress bar.
+JobRunner = Callable[..., Any]
 # The demo's blind rating campaign: waiting for people, never filled in by the demo itself.
 DEMO_CAMPAIGN = "demo-pairwise"
 
@@ -100,13 +111,23 @@ def _unjudged(engine: Engine, eval_set: str) -> int:
         )
 
 
-def run_demo(workspace: str | Path | None, *, console: Console) -> Path:
+def _run(engine: Engine, request: Any, *, workspace: Path, description: str,
+         run: JobRunner | None) -> Any:
+    """Submit `request` as the CLI does and run its job here with `run` (without one, quietly);
+    returns the finished Job row. Raises JobError for a request the store refuses."""
+    job_id = submit(engine, request, workspace=workspace, detach=False)
+    if run is None:
+        return run_job(engine, job_id, workspace=workspace)
+    return run(engine, job_id, workspace=workspace, description=description)
+
+
+def run_demo(workspace: str | Path | None, *, console: Console,
+             run: Optional[JobRunner] = None) -> Path:
     """Build (or finish building) the demo workspace and print its report; returns its path.
+    `run` runs each job (`ddft demo` shows a progress bar); without it jobs run quietly.
 
     Each step reuses what an earlier run stored, so a second run only prints the report.
     """
-    from engine.cli.console import run_foreground
-    from engine.jobs import create_job
     from engine.model.tiny import build_tiny_model
 
     started = time.monotonic()
@@ -131,11 +152,11 @@ def run_demo(workspace: str | Path | None, *, console: Console) -> Path:
     with session_scope(engine) as session:
         tuned = queries.get_variant(session, name=TUNED_VARIANT)
     if tuned is None:
-        params = {"base": str(model_dir), "datasets": list(TRAIN_SETS), "variant": TUNED_VARIANT,
-                  "config": dict(DEMO_TRAINING)}
-        job_id = create_job(engine, kind="train", params=params, title=f"train {TUNED_VARIANT}")
-        job = run_foreground(engine, job_id, workspace=path, description="train",
-                             out=console)
+        request = TrainRequest(variant=TUNED_VARIANT, base=str(model_dir), preset="tiny",
+                               datasets={name: 1.0 for name in TRAIN_SETS},
+                               overrides=DEMO_TRAINING)
+        job = _run(engine, request, workspace=path, description="train", run=run)
+        job_id = job.id
         console.print(f"    job {job_id} {job.status}: final loss "
                       f"{job.result.get('final_loss', float('nan')):.4f}")
     else:
@@ -147,27 +168,23 @@ def run_demo(workspace: str | Path | None, *, console: Console) -> Path:
         if stored >= total:
             console.print(f"    {variant}: {stored} of {total} stored already")
             continue
-        params = {"variant": variant, "eval_set": EVAL_SET, "num_frames": 8, **GENERATION}
-        job_id = create_job(engine, kind="generate", params=params, title=f"generate {variant}")
-        job = run_foreground(engine, job_id, workspace=path, description=variant, out=console)
-        console.print(f"    job {job_id} {job.status}: {job.result}")
+        job = _run(engine, GenerateRequest(variant=variant, eval_set=EVAL_SET, **GENERATION),
+                   workspace=path, description=variant, run=run)
+        console.print(f"    job {job.id} {job.status}: {job.result}", markup=False)
 
     console.print("[bold]5/8[/] offline judge")
     if _unjudged(engine, EVAL_SET):
-        job_id = create_job(engine, kind="judge", params={"eval_set": EVAL_SET, "judge": "offline"},
-                            title=f"judge {EVAL_SET}")
-        job = run_foreground(engine, job_id, workspace=path, description="judge", out=console)
-        console.print(f"    job {job_id} {job.status}: {job.result}")
+        job = _run(engine, JudgeRequest(eval_set=EVAL_SET), workspace=path,
+                   description="judge", run=run)
+        console.print(f"    job {job.id} {job.status}: {job.result}", markup=False)
     else:
         console.print("    every generation judged already")
 
     console.print(f"[bold]6/8[/] keyframe grounding of {TUNED_VARIANT}'s recipes")
     if _ungrounded(engine, TUNED_VARIANT, EVAL_SET):
-        job_id = create_job(engine, kind="ground",
-                            params={"variant": TUNED_VARIANT, "eval_set": EVAL_SET},
-                            title=f"ground {TUNED_VARIANT}")
-        job = run_foreground(engine, job_id, workspace=path, description="ground", out=console)
-        console.print(f"    job {job_id} {job.status}: {job.result.get('grounded', 0)} grounded")
+        job = _run(engine, GroundRequest(variant=TUNED_VARIANT, eval_set=EVAL_SET),
+                   workspace=path, description="ground", run=run)
+        console.print(f"    job {job.id} {job.status}: {job.result.get('grounded', 0)} grounded")
     else:
         console.print("    every recipe grounded already")
 

@@ -7,12 +7,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from db.errors import UserError
+
 # What a peft adapter folder holds; a checkpoint also holds optimizer and scheduler state, RNG
 # states and ddft's own records, none of which belong in an export.
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """The variant cannot be exported as asked (no adapter, a folder in the way)."""
 
 

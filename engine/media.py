@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from db.errors import UserError
 from engine.evaluation.frames import DEFAULT_FRAMES, uniform_indices  # noqa: F401 (re-exported)
 
 
-class MediaError(ValueError):
+class MediaError(UserError, ValueError):
     """A media file is missing, unreadable, or too short for the frames asked of it."""
 
 

@@ -43,7 +43,6 @@ import math
 import os
 import random
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -615,19 +614,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# ---------------------------------------------------------------- data-parallel launch
-
-
-def distributed_command(job_id: int, workspace: Path, gpus: int) -> list[str]:
-    """The argv that runs training job `job_id` data-parallel on `gpus` GPUs: `accelerate
-    launch` of this module's worker entry (`python -m engine.train --job ID`), one process per
-    GPU; only rank 0 writes to the store and the run folder."""
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-            "--num_processes", str(gpus), "--num_machines", "1", "--mixed_precision", "no",
-            "--dynamo_backend", "no", "--module", "engine.train",
-            "--job", str(job_id), "--workspace", str(workspace)]
-
-
 # ---------------------------------------------------------------- the loop
 
 
@@ -928,22 +914,3 @@ def _oom_error() -> type[BaseException]:
     import torch
 
     return getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m engine.train --job ID --workspace DIR`: one rank of a data-parallel run (what
-    `distributed_command` launches). The job's own process keeps its status and heartbeat."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m engine.train")
-    parser.add_argument("--job", type=int, required=True)
-    parser.add_argument("--workspace", type=Path, required=True)
-    args = parser.parse_args(argv)
-    # The glue lives with the other job handlers; imported here so engine.train stays a library.
-    from engine.jobs.handlers import train_worker
-
-    train_worker(args.job, args.workspace)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,5 +1,5 @@
 """Pieces every command shares: the workspace option, opening the store, errors for people,
-and running a job in the foreground behind a progress bar."""
+and submitting a job to run detached or in the foreground behind a progress bar."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Annotated, Any, Callable, Optional, TypeVar
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from db.errors import UserError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -27,42 +29,26 @@ WorkspaceOption = Annotated[
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean the user asked for something that cannot be done as asked."""
-    from db.campaigns import CampaignError
-    from db.store import StoreError
-    from engine.importers.kitchen import KitchenImportError
-    from engine.jobs import JobError
-    from engine.media import MediaError
-
-    errors: list[type[BaseException]] = [StoreError, JobError, MediaError, KitchenImportError,
-                                         CampaignError]
-    try:  # the model layer pulls no torch at import time
-        from engine.model.loading import ModelLoadError
-
-        errors.append(ModelLoadError)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
 def friendly(command: F) -> F:
-    """Turn a user mistake into one red line and exit status 1, never a traceback."""
+    """Turn a user mistake (any db.errors.UserError) into one red line and exit status 1,
+    never a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except user_errors() as exc:
-            err_console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(1) from None
+        except UserError as exc:
+            fail(str(exc))
 
     return wrapper  # type: ignore[return-value]
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(1)
+    """Print `message` as one red line (literally: a `[/]` in a name is not markup) and end
+    the command with exit status 1."""
+    err_console.print("[bold red]error:[/] ", end="")
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(1) from None
 
 
 def write_output(path: Path, text: str) -> None:
@@ -143,7 +129,8 @@ def progress_bar(out: Console | None = None) -> Progress:
 
 def run_foreground(engine, job_id: int, *, workspace: Path, description: str,
                    out: Console | None = None):
-    """Run a job in this process with a progress bar; returns the finished Job row."""
+    """Run a job in this process with a progress bar; returns the finished Job row. Raises
+    what engine.jobs.run_job raises."""
     from engine.jobs import run_job
 
     with progress_bar(out) as bar:
@@ -153,3 +140,28 @@ def run_foreground(engine, job_id: int, *, workspace: Path, description: str,
             bar.update(task, completed=step, total=total or None, message=message or "")
 
         return run_job(engine, job_id, workspace=workspace, progress=update)
+
+
+def launch(engine, workspace: Path, request: Any, *, detach: bool):
+    """Submit `request` (an engine.jobs request); with `detach` start it in the background and
+    say how to follow it, else run it here behind a progress bar and print its result.
+    Returns the finished Job row, or None when detached. Raises engine.jobs.JobError (a
+    UserError) listing the request's problems before any job exists; ends the command with
+    status 1 when the job does not succeed."""
+    from engine.jobs import submit
+
+    job_id = submit(engine, request, workspace=workspace, detach=detach)
+    if detach:
+        from db import queries
+        from db.store import session_scope
+
+        with session_scope(engine) as session:
+            pid = queries.get_job(session, job_id=job_id).pid
+        console.print(f"job {job_id} started in the background (pid {pid}); "
+                      f"`ddft jobs show {job_id}` follows it")
+        return None
+    job = run_foreground(engine, job_id, workspace=workspace, description=request.title())
+    console.print(f"job {job_id} {job.status}: {job.result}", markup=False, highlight=False)
+    if job.status != "succeeded":
+        raise typer.Exit(1)
+    return job

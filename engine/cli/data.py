@@ -15,6 +15,7 @@ from engine.cli.console import (
     err_console,
     fail,
     friendly,
+    launch,
     open_workspace,
     progress_bar,
 )
@@ -277,12 +278,14 @@ def check(
                                                  "token budget uses (directory or hub id).")
                      ] = None,
     workspace: WorkspaceOption = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Run as a background job and return "
+                                         "at once.")] = False,
 ) -> None:
     """Check every sample before training: media decodes (8+ frames), token budget, duplicates,
     leakage into the eval set. Failures are marked with reasons and left out of training."""
     from db import queries
     from db.store import session_scope
-    from engine.checks import check_samples
+    from engine.jobs import CheckRequest
 
     path, engine = open_workspace(workspace)
     if model is None:
@@ -293,23 +296,17 @@ def check(
         if model:
             console.print(f"token budget: {model} (the newest local base model; --model "
                           "chooses another)")
-    with progress_bar() as bar:
-        task = bar.add_task("checking", total=None, message="")
-        try:
-            summary = check_samples(
-                engine, datasets=datasets or None, model=model, thumbs_dir=path / "thumbs",
-                progress=lambda done, total, message: bar.update(
-                    task, completed=done, total=total, message=message),
-            )
-        except KeyError as exc:
-            fail(f"{exc.args[0]}; `ddft data list` shows the datasets")
-            return
-    console.print(f"checked {summary.checked}: {summary.ok} ok, {summary.warned} with warnings, "
-                  f"{summary.failed} failed (left out of training)")
-    for reason, count in sorted(summary.reasons.items(), key=lambda item: -item[1]):
-        console.print(f"  {count} × {reason}")
-    for note in summary.notes:
-        console.print(note)
+    job = launch(engine, path, CheckRequest(datasets=list(datasets or []), model=model),
+                 detach=detach)
+    if job is None:
+        return
+    summary = job.result
+    console.print(f"checked {summary['checked']}: {summary['ok']} ok, {summary['warned']} with "
+                  f"warnings, {summary['failed']} failed (left out of training)")
+    for reason, count in sorted(summary["reasons"].items(), key=lambda item: -item[1]):
+        console.print(f"  {count} × {reason}", markup=False, highlight=False)
+    for note in summary["notes"]:
+        console.print(note, markup=False, highlight=False)
 
 
 @app.command("export")

@@ -8,34 +8,11 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.console import WorkspaceOption, console, fail, friendly, open_workspace
+from engine.cli.console import WorkspaceOption, console, fail, friendly, launch, open_workspace
 
 DetachOption = Annotated[
     bool, typer.Option("--detach", help="Run as a background job and return at once.")
 ]
-
-
-def _check_names(engine, *, variant: str | None, eval_set: str, task: str | None = None):
-    """The variant's base model, after checking that the variant and a video eval set exist
-    (and, for grounding, that the variant has recipes there to ground)."""
-    from db import queries
-    from db.store import session_scope
-
-    with session_scope(engine) as session:
-        found = queries.get_variant(session, name=variant) if variant is not None else None
-        if variant is not None and found is None:
-            fail(f"no model variant named {variant!r}; `ddft variants list` shows them")
-        dataset = queries.get_dataset(session, name=eval_set)
-        if dataset is None:
-            fail(f"no eval set named {eval_set!r}; `ddft data list` shows the datasets")
-        if task is not None and dataset.modality != "video":
-            fail(f"{eval_set} holds {dataset.modality} samples; {task} needs videos with "
-                 "annotated steps, such as kitchen-eval or an imported YouCook2 set")
-        if task == "grounding" and not queries.list_generations(session, variant_id=found.id,
-                                                                dataset_id=dataset.id):
-            fail(f"{variant} has no recipes for {eval_set} to ground: run `ddft generate "
-                 f"--variant {variant} --eval-set {eval_set}` first")
-        return found.base_model if found is not None else None
 
 
 @friendly
@@ -49,14 +26,12 @@ def timestamps(
 ) -> None:
     """Ask a variant for each step of its recipe with start and end times (greedy), for the
     timestamp evaluation; stored answers are skipped. `ddft report-video` scores them."""
-    from engine.cli.main import _launch
+    from engine.jobs import TimestampsRequest
 
     path, engine = open_workspace(workspace)
-    _check_names(engine, variant=variant, eval_set=eval_set, task="timestamps")
-    params = {"variant": variant, "eval_set": eval_set, "batch_size": batch_size,
-              "max_new_tokens": max_new_tokens, "num_frames": 8, "task": "timestamps"}
-    _launch(engine, path, kind="generate", params=params, title=f"timestamps {variant}",
-            detach=detach)
+    launch(engine, path, TimestampsRequest(variant=variant, eval_set=eval_set,
+                                           batch_size=batch_size, max_new_tokens=max_new_tokens),
+           detach=detach)
 
 
 @friendly
@@ -75,29 +50,11 @@ def ground(
 ) -> None:
     """Find the sampled frame each generated recipe step attends to most (teacher-forced
     attention); generations grounded with the same settings are skipped."""
-    from engine.cli.main import _launch
-    from engine.evaluation.grounding import GroundingError, check_index_spec, language_shape, parse_index_spec
+    from engine.jobs import GroundRequest
 
-    try:
-        check_index_spec(layers, "--layers")
-        check_index_spec(heads, "--heads")
-    except GroundingError as exc:
-        fail(str(exc))
-    if not 1 <= top_k <= 8:
-        fail(f"--top-k: expected 1 to 8 frames, found {top_k}")
     path, engine = open_workspace(workspace)
-    base = _check_names(engine, variant=variant, eval_set=eval_set, task="grounding")
-    shape = language_shape(base) if base else None
-    if shape is not None:  # a local model: check the layer and head numbers before any job
-        try:
-            parse_index_spec(layers, shape[0], "--layers")
-            parse_index_spec(heads, shape[1], "--heads")
-        except GroundingError as exc:
-            fail(str(exc))
-    params = {"variant": variant, "eval_set": eval_set, "layers": layers, "heads": heads,
-              "top_k": top_k}
-    _launch(engine, path, kind="ground", params=params, title=f"ground {variant}",
-            detach=detach)
+    launch(engine, path, GroundRequest(variant=variant, eval_set=eval_set, layers=layers,
+                                       heads=heads, top_k=top_k), detach=detach)
 
 
 class VideoReportFormat(str, Enum):

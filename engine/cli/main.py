@@ -19,6 +19,7 @@ from engine.cli.console import (
     console,
     fail,
     friendly,
+    launch,
     open_workspace,
     run_foreground,
 )
@@ -42,22 +43,6 @@ DetachOption = Annotated[
 ]
 
 
-def _launch(engine, workspace: Path, *, kind: str, params: dict, title: str, detach: bool):
-    from engine.jobs import create_job, spawn_job
-
-    job_id = create_job(engine, kind=kind, params=params, title=title)
-    if detach:
-        pid = spawn_job(engine, job_id, workspace=workspace)
-        console.print(f"job {job_id} started in the background (pid {pid}); "
-                      f"`ddft jobs show {job_id}` follows it")
-        return None
-    job = run_foreground(engine, job_id, workspace=workspace, description=title)
-    console.print(f"job {job_id} {job.status}: {job.result}")
-    if job.status != "succeeded":
-        raise typer.Exit(1)
-    return job
-
-
 @app.command()
 @friendly
 def demo(
@@ -67,15 +52,18 @@ def demo(
 ) -> None:
     """Build a complete demo workspace (kitchen, tiny model, LoRA run, generations, judge,
     report) and open the workbench on it. A second run reuses what exists."""
+    from functools import partial
+
     from engine.demo import run_demo
 
-    path = run_demo(workspace, console=console)
+    # The demo runs its jobs through the CLI's progress bar, handed in: it never imports the CLI.
+    path = run_demo(workspace, console=console, run=partial(run_foreground, out=console))
     if not no_tui:
         _open_tui(path)
 
 
 def _open_tui(path: Path) -> None:
-    from engine.cli.launch import open_workbench
+    from engine.cli.tui import open_workbench
 
     code = open_workbench(path)
     if code:
@@ -131,7 +119,6 @@ def train(
     Settings come from a preset, with --set overrides on top; `--resume JOB_ID` continues an
     interrupted, failed or cancelled run from its last checkpoint.
     """
-    from db.store import session_scope
     from engine.importers.kitchen import TRAIN_SETS
     from engine.jobs.requests import TrainRequest, parse_dataset_arg, parse_set_arg
 
@@ -153,12 +140,7 @@ def train(
     request = TrainRequest(variant=variant, base=base, preset=preset or "",
                            datasets=datasets or {name: 1.0 for name in TRAIN_SETS},
                            overrides=overrides, gpus=gpus)
-    with session_scope(engine) as session:
-        problems = request.problems(session)
-    if problems:
-        fail("cannot train: " + "; ".join(problems))
-    _launch(engine, path, kind="train", params=request.params(), title=f"train {variant}",
-            detach=detach)
+    launch(engine, path, request, detach=detach)
 
 
 def _resume_train(engine, path: Path, job_id: int, *, detach: bool) -> None:
@@ -195,23 +177,20 @@ def generate(
     """Generate recipes for an eval set (greedy); stored generations are skipped."""
     from db import queries
     from db.store import session_scope
+    from engine.jobs import GenerateRequest
 
     path, engine = open_workspace(workspace)
+    request = GenerateRequest(variant=variant, eval_set=eval_set, batch_size=batch_size,
+                              max_new_tokens=max_new_tokens)
     with session_scope(engine) as session:
-        if queries.get_variant(session, name=variant) is None:
-            fail(f"no model variant named {variant!r}; `ddft variants list` shows them")
         dataset = queries.get_dataset(session, name=eval_set)
-        if dataset is None:
-            fail(f"no eval set named {eval_set!r}; `ddft data list` shows the datasets")
-        if dataset.purpose != "eval":
-            # Allowed (it shows how well a variant fits what it learned), but never a held-out
-            # score: say so before the numbers are mistaken for one.
-            console.print(f"[yellow]note:[/] {eval_set} is a training set; its scores measure "
-                          "how well a variant fits its training data, not held-out videos")
-    params = {"variant": variant, "eval_set": eval_set, "batch_size": batch_size,
-              "max_new_tokens": max_new_tokens, "num_frames": 8}
-    _launch(engine, path, kind="generate", params=params, title=f"generate {variant}",
-            detach=detach)
+    if dataset is not None and dataset.purpose != "eval":
+        # Allowed (it shows how well a variant fits what it learned), but never a held-out
+        # score: say so before the numbers are mistaken for one.
+        console.print(f"[yellow]note:[/] {eval_set} is a training set; its scores measure how "
+                      "well a variant fits its training data, not held-out videos",
+                      highlight=False)
+    launch(engine, path, request, detach=detach)
 
 
 class JudgeName(str, Enum):
@@ -248,22 +227,13 @@ def judge(
 ) -> None:
     """Score stored generations against their references; judged ones are skipped. The GPT
     judge's key comes from $OPENAI_API_KEY and is never stored."""
-    from db import queries
-    from db.store import session_scope
+    from engine.jobs import JudgeRequest
 
     path, engine = open_workspace(workspace)
-    with session_scope(engine) as session:
-        if queries.get_dataset(session, name=eval_set) is None:
-            fail(f"no eval set named {eval_set!r}; `ddft data list` shows the datasets")
-    if protocol is Protocol.pairwise and judge_name is JudgeName.gpt and len(pair or []) != 2:
-        fail("the pairwise protocol needs two variants: --pair A --pair B")
-    params = {"eval_set": eval_set, "variants": variant or [], "judge": judge_name.value}
-    title = f"judge {eval_set}"
-    if judge_name is JudgeName.gpt:
-        params.update(protocol=protocol.value, model=model, base_url=base_url,
-                      concurrency=concurrency, pair=pair or None)
-        title = f"judge {eval_set} ({model}, {protocol.value})"
-    _launch(engine, path, kind="judge", params=params, title=title, detach=detach)
+    request = JudgeRequest(eval_set=eval_set, variants=list(variant or []),
+                           judge=judge_name.value, protocol=protocol.value, model=model,
+                           base_url=base_url, concurrency=concurrency, pair=pair or None)
+    launch(engine, path, request, detach=detach)
 
 
 class ReportFormat(str, Enum):

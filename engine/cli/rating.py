@@ -199,7 +199,7 @@ def rate(
 
 def open_rating(path: Path, *, rater: str, campaign: str) -> None:
     """Open the workbench on the rating screen."""
-    from engine.cli.launch import open_workbench
+    from engine.cli.tui import open_workbench
 
     code = open_workbench(path, rater=rater, campaign=campaign)
     if code:

@@ -69,6 +69,7 @@ def from_checkpoint(
     """Make a variant of any checkpoint of a training run, so generation can use it."""
     from db import queries
     from db.store import session_scope
+    from engine.jobs import TrainRequest
 
     _, engine = open_workspace(workspace)
     with session_scope(engine) as session:
@@ -85,7 +86,8 @@ def from_checkpoint(
                  + ", ".join(str(c.step) for c in checkpoints))
         if queries.get_variant(session, name=name):
             fail(f"a model variant named {name!r} exists already")
-        queries.create_variant(session, name=name, base_model=job.params["base"],
+        base = TrainRequest.from_params(job.params).base
+        queries.create_variant(session, name=name, base_model=base,
                                adapter_path=chosen.path, job_id=job_id,
                                checkpoint_id=chosen.id,
                                description=f"checkpoint step {chosen.step} of job {job_id}")

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from db.errors import UserError
 from engine.evaluation.timestamps import Segment, annotated_segments
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ DEFAULT_HEADS = "all"
 DEFAULT_TOP_K = 1
 
 
-class GroundingError(ValueError):
+class GroundingError(UserError, ValueError):
     """A grounding cannot be computed as asked: a bad layer or head list, a video that no longer
     gives the frames the generation saw, a tokenizer without character offsets."""
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 from sqlalchemy.engine import Engine
 
 from db import queries
+from db.errors import UserError
 from db.store import session_scope
 
 Progress = Callable[[int, int, str], None]
@@ -53,7 +54,7 @@ def read_text_file(path: Path, problems: list[Problem], what: str) -> str | None
     return None
 
 
-class ImportFailed(ValueError):
+class ImportFailed(UserError, ValueError):
     """The input has problems and nothing was written. `problems` lists all of them."""
 
     def __init__(self, problems: list[Problem]):

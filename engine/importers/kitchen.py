@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from db.errors import UserError
 from engine.importers.base import (
     ImportPlan,
     ImportSummary,
@@ -26,7 +27,7 @@ TRAIN_SETS = (IMAGE_SET, VIDEO_SET, TEXT_SET)
 RECIPE_QUESTION = "What is the recipe for {name}? Include specific measurements for each ingredient."
 
 
-class KitchenImportError(ValueError):
+class KitchenImportError(UserError, ValueError):
     """The kitchen folder is missing its manifest or the manifest is not what ddft wrote."""
 
 

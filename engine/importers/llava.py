@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from db.errors import UserError
 from engine.importers.base import (
     ImportPlan,
     PlannedDataset,
@@ -29,7 +30,7 @@ _PLACEHOLDER = re.compile(r"[ \t]*<(?:image|video)>[ \t]*\n?")
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 
-class LlavaExportError(ValueError):
+class LlavaExportError(UserError, ValueError):
     """Samples that cannot be written as LLaVA JSON; nothing was written. `problems` lists all."""
 
     def __init__(self, problems: list[Problem]):

@@ -1,15 +1,28 @@
-"""Job handlers: what `ddft jobs run ID` executes for a train, generate or judge job."""
+"""Job handlers: what `ddft jobs run ID` executes for each kind of job in
+engine.jobs.requests.KINDS. Each reads its typed request from the job's params."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from db import queries
 from db.store import session_scope
-from engine.jobs import JobContext, JobError
+from engine.jobs.requests import (
+    CheckRequest,
+    Found,
+    GenerateRequest,
+    GroundRequest,
+    JobError,
+    JudgeRequest,
+    TimestampsRequest,
+    TrainRequest,
+    find_named,
+)
+from engine.jobs.runner import JobContext
 
 
 def generation_key(prompt: str, decoding: dict[str, Any]) -> str:
@@ -18,15 +31,17 @@ def generation_key(prompt: str, decoding: dict[str, Any]) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
+def _find(ctx: JobContext, **names: Any) -> Found:
+    """find_named in a session of its own. Raises JobError naming every name not in the
+    store."""
+    with session_scope(ctx.engine) as session:
+        found = find_named(session, **names)
+    if found.problems:
+        raise JobError("; ".join(found.problems))
+    return found
+
+
 # ---------------------------------------------------------------- train
-
-
-def _train_datasets(params: dict[str, Any]) -> dict[str, float]:
-    """Dataset name → mixture weight; older params list names (weight 1 each)."""
-    datasets = params.get("datasets") or {}
-    if isinstance(datasets, (list, tuple)):
-        return {name: 1.0 for name in datasets}
-    return {name: float(weight) for name, weight in datasets.items()}
 
 
 def _train_examples(ctx: JobContext, datasets: dict[str, float]) -> list[Any]:
@@ -34,12 +49,10 @@ def _train_examples(ctx: JobContext, datasets: dict[str, float]) -> list[Any]:
     Raises JobError for an unknown dataset or when no sample is left."""
     from engine.train import TrainExample
 
+    found = _find(ctx, datasets=list(datasets))
     examples = []
     with session_scope(ctx.engine) as session:
-        for name in datasets:
-            dataset = queries.get_dataset(session, name=name)
-            if dataset is None:
-                raise JobError(f"no dataset named {name!r}")
+        for name, dataset in found.datasets.items():
             for sample in queries.list_samples(session, dataset_id=dataset.id, included=True,
                                                limit=None):
                 if sample.check_status == "failed":
@@ -53,23 +66,17 @@ def _train_examples(ctx: JobContext, datasets: dict[str, float]) -> list[Any]:
     return examples
 
 
-def _train_config(params: dict[str, Any]) -> Any:
-    """The run's TrainConfig: the preset (or, for older params, TrainConfig's defaults), then
-    `config` values, then `overrides`. Raises JobError listing every bad setting."""
+def _train_config(request: TrainRequest) -> Any:
+    """The run's TrainConfig: the preset, then the overrides. Raises TrainError listing every
+    bad setting."""
     from engine.jobs.train_settings import apply_overrides, load_preset
-    from engine.jobs.train_settings import TrainConfig, TrainError
 
-    try:
-        config = load_preset(params["preset"]) if params.get("preset") else TrainConfig()
-        config = apply_overrides(config, {**params.get("config", {}),
-                                          **params.get("overrides", {})})
-    except TrainError as exc:
-        raise JobError(str(exc)) from None
-    return config
+    return apply_overrides(load_preset(request.preset), request.overrides)
 
 
-def _train_run_dir(ctx: JobContext) -> Path:
-    return Path(ctx.params.get("out_dir") or ctx.workspace / "runs" / f"train-{ctx.job_id:05d}")
+def train_run_dir(ctx: JobContext) -> Path:
+    """Where a train job keeps its checkpoints: runs/train-NNNNN in the workspace."""
+    return ctx.workspace / "runs" / f"train-{ctx.job_id:05d}"
 
 
 class _TrainJobCallbacks:
@@ -106,29 +113,24 @@ class _TrainJobCallbacks:
                                        path=str(path), final=final)
 
 
-def _train_here(ctx: JobContext, *, is_main: bool | None = None) -> dict[str, Any]:
+def train_here(ctx: JobContext, *, is_main: bool | None = None) -> dict[str, Any]:
     """Train in this process (one GPU, the CPU, or one rank of a data-parallel run), continuing
     from the run folder's last complete checkpoint when there is one. Returns the job result
     without the variant."""
-    from engine.train import TrainError, last_checkpoint, train_lora
+    from engine.train import last_checkpoint, train_lora
 
-    params = ctx.params
-    datasets = _train_datasets(params)
-    examples = _train_examples(ctx, datasets)
-    config = _train_config(params)
-    out_dir = _train_run_dir(ctx)
+    request = TrainRequest.from_params(ctx.params)
+    examples = _train_examples(ctx, request.datasets)
+    config = _train_config(request)
+    out_dir = train_run_dir(ctx)
     resume_from = last_checkpoint(out_dir)
     main = is_main is not False
     if main:
-        ctx.log(f"training {params['variant']} on {len(examples)} samples into {out_dir}")
+        ctx.log(f"training {request.variant} on {len(examples)} samples into {out_dir}")
     callbacks = _TrainJobCallbacks(ctx, len(examples)) if main else None
-    try:
-        result = train_lora(base=params["base"], examples=examples, out_dir=out_dir,
-                            config=config, callbacks=callbacks,
-                            weights=datasets,
-                            resume_from=resume_from, is_main=is_main)
-    except TrainError as exc:
-        raise JobError(str(exc)) from None
+    result = train_lora(base=request.base, examples=examples, out_dir=out_dir, config=config,
+                        callbacks=callbacks, weights=request.datasets,
+                        resume_from=resume_from, is_main=is_main)
     values: dict[str, Any] = {
         "adapter_dir": str(result.adapter_dir), "steps": result.steps,
         "total_steps": result.total_steps, "final_loss": result.final_loss,
@@ -141,6 +143,16 @@ def _train_here(ctx: JobContext, *, is_main: bool | None = None) -> dict[str, An
     return values
 
 
+def distributed_command(job_id: int, workspace: Path, gpus: int) -> list[str]:
+    """The argv that runs training job `job_id` data-parallel on `gpus` GPUs: `accelerate
+    launch` of the worker entry (`python -m engine.jobs.train_worker --job ID`), one process
+    per GPU; only rank 0 writes to the store and the run folder."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+            "--num_processes", str(gpus), "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "--module", "engine.jobs.train_worker",
+            "--job", str(job_id), "--workspace", str(workspace)]
+
+
 def _train_distributed(ctx: JobContext, gpus: int) -> dict[str, Any]:
     """Run the job on `gpus` GPUs through `accelerate launch` and wait; rank 0 reports."""
     import shlex
@@ -148,12 +160,10 @@ def _train_distributed(ctx: JobContext, gpus: int) -> dict[str, Any]:
 
     import torch
 
-    from engine.train import distributed_command
-
     if torch.cuda.device_count() < gpus:
         raise JobError(f"gpus: asked for {gpus}, this machine has {torch.cuda.device_count()} "
                        "CUDA devices")
-    out_dir = _train_run_dir(ctx)
+    out_dir = train_run_dir(ctx)
     result_file = out_dir / "result.json"
     result_file.unlink(missing_ok=True)
     command = distributed_command(ctx.job_id, ctx.workspace, gpus)
@@ -165,48 +175,23 @@ def _train_distributed(ctx: JobContext, gpus: int) -> dict[str, Any]:
     return json.loads(result_file.read_text())
 
 
-def train_worker(job_id: int, workspace: Path) -> None:
-    """One rank of a data-parallel training job (`python -m engine.train --job ID`, launched by
-    `_train_distributed`). Only rank 0 writes progress, metrics, checkpoints and result.json;
-    the job's status and heartbeat stay with the process that launched it."""
-    from accelerate import PartialState
-
-    from db.store import open_store
-
-    engine = open_store(workspace)
-    with session_scope(engine) as session:
-        job = queries.get_job(session, job_id=job_id)
-        if job is None:
-            raise JobError(f"no job with id {job_id}")
-    ctx = JobContext(engine, job, Path(workspace))
-    main = PartialState().is_main_process
-    values = _train_here(ctx, is_main=main)
-    if main:
-        path = _train_run_dir(ctx) / "result.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(values))
-        tmp.replace(path)
-
-
 def train_task(ctx: JobContext) -> dict[str, Any]:
     """LoRA-train a base model on the included samples of the named training datasets, then
     record the result as a ModelVariant.
 
-    params: variant (name of the result), base (hub id or directory), datasets (name → mixture
-    weight, or a list of names), preset (name or file; absent: TrainConfig's defaults), overrides
-    (TrainConfig field → value text), config (older form: TrainConfig values), gpus (default 1),
-    out_dir (default runs/train-NNNNN). Running the same job again (`ddft jobs resume`,
-    `ddft train --resume`) continues from its last complete checkpoint.
-    Raises JobError for unknown datasets, no usable samples, a taken variant name, bad settings
-    or out of GPU memory.
+    The request: engine.jobs.requests.TrainRequest; the run folder is runs/train-NNNNN. Running
+    the same job again (`ddft jobs resume`, `ddft train --resume`) continues from its last
+    complete checkpoint.
+    Raises JobError for unknown datasets, no usable samples or a taken variant name; TrainError
+    for bad settings or out of GPU memory.
     """
-    params = ctx.params
-    variant_name = params["variant"]
+    request = TrainRequest.from_params(ctx.params)
+    variant_name = request.variant
     with session_scope(ctx.engine) as session:
         if queries.get_variant(session, name=variant_name) is not None:
             raise JobError(f"a model variant named {variant_name!r} exists already")
-    gpus = int(params.get("gpus", 1))
-    final_dir = _train_run_dir(ctx) / "final"
+    gpus = request.gpus
+    final_dir = train_run_dir(ctx) / "final"
     if (final_dir / "train_config.json").is_file():
         # Training finished before the process died; only the variant is missing.
         stored = json.loads((final_dir / "train_config.json").read_text())
@@ -215,7 +200,7 @@ def train_task(ctx: JobContext) -> dict[str, Any]:
     elif gpus > 1:
         result = _train_distributed(ctx, gpus)
     else:
-        result = _train_here(ctx)
+        result = train_here(ctx)
     if result.get("stopped"):
         return result
     with session_scope(ctx.engine) as session:
@@ -224,11 +209,11 @@ def train_task(ctx: JobContext) -> dict[str, Any]:
         queries.create_variant(
             session,
             name=variant_name,
-            base_model=params["base"],
+            base_model=request.base,
             adapter_path=result["adapter_dir"],
             job_id=ctx.job_id,
             checkpoint_id=final.id if final else None,
-            description=f"LoRA on {', '.join(_train_datasets(params))}",
+            description=f"LoRA on {', '.join(request.datasets)}",
         )
     return {**result, "variant": variant_name}
 
@@ -238,13 +223,8 @@ def train_task(ctx: JobContext) -> dict[str, Any]:
 
 def _task_prompt(sample_prompt: str, task: str) -> str:
     """What a generation asks: the sample's own prompt for a recipe, the timestamp prompt for
-    the timestamp evaluation. Raises JobError for an unknown task."""
-    from db.models import GENERATION_TASKS
-
-    if task not in GENERATION_TASKS:
-        raise JobError(f"unknown generation task {task!r}; expected one of "
-                       f"{', '.join(GENERATION_TASKS)}")
-    if task == "timestamps":
+    the timestamp evaluation."""
+    if task == TimestampsRequest.task:
         from engine.evaluation.timestamps import TIMESTAMP_PROMPT
 
         return TIMESTAMP_PROMPT
@@ -260,30 +240,31 @@ def _task_key(prompt: str, decoding: dict[str, Any], task: str) -> str:
 def generate_task(ctx: JobContext) -> dict[str, Any]:
     """Generate answers of one variant for the included samples of an eval set; what is stored
     already (same variant, sample, prompt, decoding and task) is skipped, so a rerun resumes.
+    The request: engine.jobs.requests.GenerateRequest (an older job's params may give a
+    TimestampsRequest). Raises JobError for an unknown variant or eval set."""
+    return _generate(ctx, GenerateRequest.from_params(ctx.params))
 
-    params: variant, eval_set, batch_size, max_new_tokens, num_frames, task ("recipe", the
-    default, answers the sample's prompt; "timestamps" asks engine.evaluation.timestamps.TIMESTAMP_PROMPT
-    and stores rows with task "timestamps").
-    """
-    params = ctx.params
-    task = params.get("task", "recipe")
+
+def timestamps_task(ctx: JobContext) -> dict[str, Any]:
+    """Ask one variant for timed steps (engine.evaluation.timestamps.TIMESTAMP_PROMPT) on the
+    included samples of an eval set; stored as generations of task "timestamps" and resumed
+    as generate_task is. The request: engine.jobs.requests.TimestampsRequest."""
+    return _generate(ctx, TimestampsRequest.from_params(ctx.params))
+
+
+def _generate(ctx: JobContext, request: GenerateRequest) -> dict[str, Any]:
+    task = request.task
+    found = _find(ctx, variant=request.variant, eval_set=request.eval_set)
+    variant = found.variant
     with session_scope(ctx.engine) as session:
-        variant = queries.get_variant(session, name=params["variant"])
-        if variant is None:
-            raise JobError(f"no model variant named {params['variant']!r}")
-        dataset = queries.get_dataset(session, name=params["eval_set"])
-        if dataset is None:
-            raise JobError(f"no eval set named {params['eval_set']!r}")
-        samples = queries.list_samples(session, dataset_id=dataset.id, included=True, limit=None)
-    _task_prompt("", task)
+        samples = queries.list_samples(session, dataset_id=found.eval_set.id, included=True,
+                                       limit=None)
     # torch and transformers load here, inside the job's own process.
     from engine.generate import GenRequest, decoding_params, generate
     from engine.model.loading import load_variant
 
-    decoding = decoding_params(
-        max_new_tokens=params.get("max_new_tokens", 256),
-        num_frames=params.get("num_frames", 8),
-    )
+    decoding = decoding_params(max_new_tokens=request.max_new_tokens,
+                               num_frames=request.num_frames)
     todo, keys = [], {}
     with session_scope(ctx.engine) as session:
         for sample in samples:
@@ -303,7 +284,7 @@ def generate_task(ctx: JobContext) -> dict[str, Any]:
     for output in generate(
         loaded,
         todo,
-        batch_size=params.get("batch_size", 4),
+        batch_size=request.batch_size,
         max_new_tokens=decoding["max_new_tokens"],
         num_frames=decoding["num_frames"],
     ):
@@ -334,13 +315,13 @@ def generate_task(ctx: JobContext) -> dict[str, Any]:
 
 def ground_task(ctx: JobContext) -> dict[str, Any]:
     """Ground every generated step of one variant's recipe generations on an eval set on the
-    sampled frame its tokens attend to most (engine.evaluation.grounding); generations grounded with the
-    same settings are skipped, so a rerun resumes.
+    sampled frame its tokens attend to most (engine.evaluation.grounding); generations
+    grounded with the same settings are skipped, so a rerun resumes.
 
-    params: variant, eval_set, layers ("late", "all" or a list like "12-31"), heads ("all" or
-    a list), top_k. Each grounded sample's frame strip is saved under thumbs/grounding/ for
-    the Compare screen. Raises JobError for an unknown variant or eval set, bad settings, or a
-    video that no longer gives the frames its generation saw.
+    The request: engine.jobs.requests.GroundRequest. Each grounded sample's frame strip is
+    saved under thumbs/grounding/ for the Compare screen. Raises JobError for an unknown variant
+    or eval set, layers, heads or a top-k the model does not have, or a video that no longer
+    gives the frames its generation saw.
     """
     from db.queries import add_grounding, find_grounding
     from engine.attention import capture_frame_attention, language_config
@@ -351,16 +332,12 @@ def ground_task(ctx: JobContext) -> dict[str, Any]:
         step_spans,
     )
 
-    params = ctx.params
+    request = GroundRequest.from_params(ctx.params)
+    found = _find(ctx, variant=request.variant, eval_set=request.eval_set)
+    variant = found.variant
     with session_scope(ctx.engine) as session:
-        variant = queries.get_variant(session, name=params["variant"])
-        if variant is None:
-            raise JobError(f"no model variant named {params['variant']!r}")
-        dataset = queries.get_dataset(session, name=params["eval_set"])
-        if dataset is None:
-            raise JobError(f"no eval set named {params['eval_set']!r}")
         generations = [g for g in queries.list_generations(session, variant_id=variant.id,
-                                                           dataset_id=dataset.id)
+                                                           dataset_id=found.eval_set.id)
                        if g.frame_indices]
         samples = {g.sample_id: queries.get_sample(session, sample_id=g.sample_id)
                    for g in generations}
@@ -375,9 +352,8 @@ def ground_task(ctx: JobContext) -> dict[str, Any]:
     loaded = load_variant(variant.base_model, variant.adapter_path)
     text_config = language_config(loaded.model)
     try:
-        chosen = resolve_params(layers=str(params.get("layers", "late")),
-                                heads=str(params.get("heads", "all")),
-                                top_k=int(params.get("top_k", 1)),
+        chosen = resolve_params(layers=request.layers, heads=request.heads,
+                                top_k=request.top_k,
                                 n_layers=text_config.num_hidden_layers,
                                 n_heads=text_config.num_attention_heads)
     except GroundingError as exc:
@@ -428,23 +404,20 @@ def ground_task(ctx: JobContext) -> dict[str, Any]:
 def judge_task(ctx: JobContext) -> dict[str, Any]:
     """Judge every stored generation for an eval set; judged ones are skipped.
 
-    params: eval_set, variants (optional list of names), judge ("offline" or "gpt"); for the
-    GPT judge also protocol, model, base_url, concurrency and pair (two variant names, for the
-    pairwise protocol). The API key comes from $OPENAI_API_KEY and is never stored.
+    The request: engine.jobs.requests.JudgeRequest. The API key comes from $OPENAI_API_KEY and
+    is never stored. Raises JobError for an unknown eval set or judge, and for a GPT judge that
+    cannot run.
     """
-    params = ctx.params
-    judge = params.get("judge", "offline")
-    if judge == "gpt":
-        return _gpt_judge(ctx)
-    if judge != "offline":
-        raise JobError(f"unknown judge {judge!r}; expected offline or gpt")
+    request = JudgeRequest.from_params(ctx.params)
+    if request.judge == "gpt":
+        return _gpt_judge(ctx, request)
+    if request.judge != "offline":
+        raise JobError(f"judge: expected offline or gpt, found {request.judge!r}")
     from engine.evaluation import offline_judge as offline
 
+    dataset = _find(ctx, eval_set=request.eval_set).eval_set
     with session_scope(ctx.engine) as session:
-        dataset = queries.get_dataset(session, name=params["eval_set"])
-        if dataset is None:
-            raise JobError(f"no eval set named {params['eval_set']!r}")
-        wanted = set(params.get("variants") or [])
+        wanted = set(request.variants)
         variants = {v.id: v.name for v in queries.list_variants(session)
                     if not wanted or v.name in wanted}
         generations = [g for g in queries.list_generations(session, dataset_id=dataset.id)
@@ -479,11 +452,9 @@ def judge_task(ctx: JobContext) -> dict[str, Any]:
     return {"judged": judged, "skipped": skipped}
 
 
-def _gpt_judge(ctx: JobContext) -> dict[str, Any]:
+def _gpt_judge(ctx: JobContext, request: JudgeRequest) -> dict[str, Any]:
     from db.errors import UserError
     from engine.judge.gpt import judge_generations
-
-    params = ctx.params
 
     def report(state) -> None:
         cost = "" if state.cost_usd is None else f" · ${state.cost_usd:.4f}"
@@ -493,13 +464,13 @@ def _gpt_judge(ctx: JobContext) -> dict[str, Any]:
     try:
         run = judge_generations(
             ctx.engine,
-            eval_set=params["eval_set"],
-            protocol=params.get("protocol", "paper"),
-            model=params.get("model", "gpt-3.5-turbo"),
-            base_url=params.get("base_url"),
-            variants=params.get("variants") or None,
-            pair=tuple(params["pair"]) if params.get("pair") else None,
-            concurrency=params.get("concurrency", 16),
+            eval_set=request.eval_set,
+            protocol=request.protocol,
+            model=request.model,
+            base_url=request.base_url,
+            variants=request.variants or None,
+            pair=tuple(request.pair) if request.pair else None,
+            concurrency=request.concurrency,
             cache_dir=ctx.workspace / "cache",
             progress=report,
             should_stop=ctx.should_stop,
@@ -517,20 +488,22 @@ def _gpt_judge(ctx: JobContext) -> dict[str, Any]:
 
 
 def check_task(ctx: JobContext) -> dict[str, Any]:
-    """Check samples before training (see engine.checks). params: datasets (names, optional),
-    model (directory or hub id for the token budget, optional)."""
+    """Check samples before training (see engine.checks). The request:
+    engine.jobs.requests.CheckRequest. Raises JobError for an unknown dataset."""
     from engine.checks import check_samples
 
+    request = CheckRequest.from_params(ctx.params)
+    _find(ctx, datasets=request.datasets)
     try:
         summary = check_samples(
             ctx.engine,
-            datasets=ctx.params.get("datasets") or None,
-            model=ctx.params.get("model"),
+            datasets=request.datasets or None,
+            model=request.model,
             thumbs_dir=ctx.workspace / "thumbs",
             progress=lambda done, total, message: ctx.progress(done, total, message),
             should_stop=ctx.should_stop,
         )
-    except KeyError as exc:
+    except KeyError as exc:  # a dataset removed since the lookup above
         raise JobError(str(exc.args[0])) from None
     return {"checked": summary.checked, "ok": summary.ok, "warned": summary.warned,
             "failed": summary.failed, "reasons": summary.reasons, "notes": summary.notes}

@@ -23,26 +23,15 @@ from typing import Any, Callable, Optional
 from sqlalchemy.engine import Engine
 
 from db import queries
+from db.errors import UserError
 from db.models import JOB_ACTIVE, Job, utcnow
 from db.store import session_scope
+from engine.jobs.requests import KINDS, JobError, JobRequest
 
 HEARTBEAT_S = 2.0
 # A heartbeat older than this marks a job interrupted when its process cannot be checked directly
 # (it runs on another host sharing the store).
 STALE_AFTER_S = 60.0
-# What `ddft jobs run` executes for each kind: "module:function", imported only when run, so
-# that listing or cancelling jobs never imports torch.
-HANDLERS: dict[str, str] = {
-    "train": "engine.jobs.handlers:train_task",
-    "generate": "engine.jobs.handlers:generate_task",
-    "judge": "engine.jobs.handlers:judge_task",
-    "check": "engine.jobs.handlers:check_task",
-    "ground": "engine.jobs.handlers:ground_task",
-}
-
-
-class JobError(RuntimeError):
-    """A job cannot be started, run or resumed as asked."""
 
 
 class JobCancelled(Exception):
@@ -105,9 +94,10 @@ class JobContext:
 
 
 def create_job(engine: Engine, *, kind: str, params: dict[str, Any], title: str = "") -> int:
-    """Add a queued job row; returns its id. Raises JobError for an unknown kind."""
-    if kind not in HANDLERS:
-        raise JobError(f"unknown job kind {kind!r}; expected one of {', '.join(sorted(HANDLERS))}")
+    """Add a queued job row as it is given, unchecked (commands go through `submit`); returns
+    its id. Raises JobError for an unknown kind."""
+    if kind not in KINDS:
+        raise JobError(f"unknown job kind {kind!r}; expected one of {', '.join(sorted(KINDS))}")
     with session_scope(engine) as session:
         return queries.create_job(session, kind=kind, params=params, title=title).id  # type: ignore[return-value]
 
@@ -145,12 +135,27 @@ def spawn_job(engine: Engine, job_id: int, *, workspace: Path) -> int:
     return process.pid
 
 
-def submit(
-    engine: Engine, *, kind: str, params: dict[str, Any], workspace: Path, title: str = ""
-) -> int:
-    """Create a job and start it detached; returns the job id."""
-    job_id = create_job(engine, kind=kind, params=params, title=title)
-    spawn_job(engine, job_id, workspace=workspace)
+def submit(engine: Engine, request: JobRequest, *, workspace: Path, title: str | None = None,
+           detach: bool = True) -> int:
+    """The one way work is asked for: check `request` against the store, add its job and, with
+    `detach`, start it in its own process; without, the job stays queued for the caller to run
+    here (`run_job`, behind a progress bar). Returns the job id.
+
+    Raises JobError for a request of no registered kind, and, before any row is written, with
+    every problem `request.problems` finds, one after another on one line.
+    """
+    kind = getattr(request, "kind", None)
+    if kind not in KINDS or type(request) is not KINDS[kind].request:
+        raise JobError(f"{type(request).__name__} is not a job request; expected one of "
+                       + ", ".join(k.request.__name__ for k in KINDS.values()))
+    with session_scope(engine) as session:
+        problems = request.problems(session)
+    name = title or request.title()
+    if problems:
+        raise JobError(f"cannot start {name}: " + "; ".join(problems))
+    job_id = create_job(engine, kind=kind, params=request.params(), title=name)
+    if detach:
+        spawn_job(engine, job_id, workspace=workspace)
     return job_id
 
 
@@ -203,17 +208,12 @@ def refresh_job_states(engine: Engine) -> list[int]:
 
 
 def _load_handler(kind: str) -> Callable[[JobContext], Optional[dict[str, Any]]]:
-    module_name, _, function = HANDLERS[kind].partition(":")
+    """The handler of `kind`, imported now. Raises JobError for a kind this ddft does not run
+    (a row written by another version)."""
+    if kind not in KINDS:
+        raise JobError(f"unknown job kind {kind!r}; expected one of {', '.join(sorted(KINDS))}")
+    module_name, _, function = KINDS[kind].handler.partition(":")
     return getattr(importlib.import_module(module_name), function)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that mean the input was wrong, not ddft: logged as one line, not a traceback."""
-    from engine.media import MediaError
-    from engine.model.loading import ModelLoadError
-    from engine.jobs.train_settings import TrainError
-
-    return (JobError, MediaError, ModelLoadError, TrainError)
 
 
 class _Heartbeat(threading.Thread):
@@ -278,8 +278,8 @@ def run_job(
             status = "cancelled"
     except JobCancelled:
         status = "cancelled"
-    except _user_errors() as exc:
-        # A user's mistake (a missing dataset or model, an unreadable video, a rejected key):
+    except UserError as exc:
+        # A user's mistake (a missing dataset or model, an unreadable video, a bad setting):
         # the message says it all.
         status, error = "failed", str(exc)
         if progress is None:  # a detached job: its log is the only place the user looks

@@ -16,6 +16,7 @@ from pathlib import Path
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from db.errors import UserError
 from engine.evaluation.frames import DEFAULT_FRAMES
 
 
@@ -27,7 +28,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
 ATTENTION = ("sdpa", "eager")
 
 
-class TrainError(ValueError):
+class TrainError(UserError, ValueError):
     """Training cannot start or go on: a bad setting, bad examples, a checkpoint that does not
     match, or out of GPU memory."""
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from db.errors import UserError
 from engine.kitchen.questions import QUESTIONS
 from engine.kitchen.recipes import DISHES, Dish, dish_by_slug, format_recipe
 from engine.kitchen.render import render_dish_image, render_video
@@ -21,7 +22,7 @@ SUBSETS = ("training", "validation")
 Progress = Callable[[int, int, str], None]
 
 
-class KitchenError(ValueError):
+class KitchenError(UserError, ValueError):
     """A kitchen manifest is missing, unreadable or not in the expected shape."""
 
 

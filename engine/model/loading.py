@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from db.errors import UserError
+
 if TYPE_CHECKING:  # only for annotations: importing torch here would slow `ddft --help`
     import torch
     from peft import PeftModel
@@ -14,7 +16,7 @@ if TYPE_CHECKING:  # only for annotations: importing torch here would slow `ddft
 MODALITIES = ("video", "image", "text")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """A model or adapter cannot be opened: a missing directory, or one that is not a model."""
 
 

@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from db.errors import UserError
+
 MARKER = "ddft_tiny.json"
 # Bump when the recipe below changes, so an old directory is rebuilt rather than reused.
 RECIPE_VERSION = 1
@@ -79,7 +81,7 @@ TINY_TRAINING = {
 LM_HEAD_STD = 0.15
 
 
-class TinyModelError(RuntimeError):
+class TinyModelError(UserError, RuntimeError):
     """The tiny model cannot be built (an empty corpus, an unwritable directory)."""
 
 

@@ -137,3 +137,27 @@ def test_generating_on_a_training_set_says_its_scores_are_not_held_out(ddft_stor
     result = invoke(ddft_workspace, "generate", "--variant", "gone", "--eval-set", "qa")
     assert "qa is a training set; its scores measure how well a variant fits" in " ".join(
         result.output.split())
+
+
+def test_a_user_error_is_one_red_line_and_any_other_error_is_not_hidden():
+    import typer
+
+    from engine.cli.console import friendly
+    from engine.jobs.train_settings import TrainError
+
+    probe = typer.Typer()
+
+    @probe.command()
+    @friendly
+    def train(bug: bool = False) -> None:
+        if bug:
+            raise KeyError("not a user mistake")
+        # A bracketed name must come out literally, never as Rich markup.
+        raise TrainError("preset 'my[/]preset': expected one of paper, tiny, found neither")
+
+    result = CliRunner().invoke(probe, [])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "error: preset 'my[/]preset': expected one of paper, tiny, found neither"]
+    result = CliRunner().invoke(probe, ["--bug"])
+    assert result.exit_code == 1 and isinstance(result.exception, KeyError)

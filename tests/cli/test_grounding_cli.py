@@ -59,15 +59,15 @@ def _store(engine, model, root) -> None:
     (["timestamps", "--variant", "ghost"], "no model variant named 'ghost'"),
     (["ground", "--variant", "tiny", "--eval-set", "nope"], "no eval set named 'nope'"),
     (["ground", "--variant", "tiny", "--layers", "top"],
-     "--layers: expected 'all', 'late' or numbers and ranges like 12-31, found 'top'"),
-    (["ground", "--variant", "tiny", "--heads", "1-x"], "--heads: expected 'all' or numbers"),
-    (["ground", "--variant", "tiny", "--heads", "late"], "--heads: expected 'all' or numbers"),
+     "layers: expected 'all', 'late' or numbers and ranges like 12-31, found 'top'"),
+    (["ground", "--variant", "tiny", "--heads", "1-x"], "heads: expected 'all' or numbers"),
+    (["ground", "--variant", "tiny", "--heads", "late"], "heads: expected 'all' or numbers"),
     (["ground", "--variant", "tiny"], "tiny has no recipes for kitchen-eval to ground"),
     (["timestamps", "--variant", "tiny", "--eval-set", "kitchen-questions"],
      "kitchen-questions holds text samples; timestamps needs videos"),
-    (["ground", "--variant", "tiny", "--top-k", "9"], "--top-k: expected 1 to 8 frames, found 9"),
+    (["ground", "--variant", "tiny", "--top-k", "9"], "top_k: expected 1 to 8, found 9"),
     (["ground", "--variant", "tiny", "--layers", "20-4"],
-     "--layers: expected a range from low to high, found '20-4'"),
+     "layers: expected a range from low to high, found '20-4'"),
     (["report-video", "--eval-set", "nope"], "no eval set named 'nope'"),
 ])
 def test_mistakes_are_one_message_exit_1_and_no_job(ddft_store, ddft_workspace, kitchen_root,
@@ -88,7 +88,7 @@ def test_layers_beyond_a_local_model_are_refused_before_any_job(ddft_store, ddft
     _store(ddft_store, tiny_model, kitchen_root)
     result = invoke(ddft_workspace, "ground", "--variant", "tiny", "--layers", "99")
     assert result.exit_code == 1
-    assert "--layers: expected indices from 0 to 2, found '99'" in " ".join(result.output.split())
+    assert "layers: expected indices from 0 to 2, found '99'" in " ".join(result.output.split())
     with session_scope(ddft_store) as session:
         assert queries.list_jobs(session) == []
 

@@ -13,6 +13,7 @@ import pytest
 from db import queries
 from db.store import session_scope
 from engine.jobs import runner as jobs
+from engine.jobs.requests import JudgeRequest
 from engine.evaluation.recipe import format_recipe
 
 REFERENCE = format_recipe("Tomato Soup", ["2 cups tomatoes", "1 tbsp olive oil"],
@@ -45,8 +46,7 @@ def _wait_for(engine, job_id, statuses, timeout=60.0):
 def test_a_detached_job_runs_in_its_own_session_and_reports_to_the_store(ddft_store,
                                                                           ddft_workspace):
     _one_generation(ddft_store)
-    job_id = jobs.submit(ddft_store, kind="judge", params={"eval_set": "eval"},
-                         workspace=ddft_workspace, title="judge eval")
+    job_id = jobs.submit(ddft_store, JudgeRequest(eval_set="eval"), workspace=ddft_workspace)
     with session_scope(ddft_store) as session:
         pid = queries.get_job(session, job_id=job_id).pid
     try:
@@ -145,3 +145,70 @@ def test_cancelling_a_queued_job_cancels_it_at_once(ddft_store):
     jobs.request_cancel(ddft_store, job_id)
     with session_scope(ddft_store) as session:
         assert queries.get_job(session, job_id=job_id).status == "cancelled"
+
+
+def test_a_user_error_in_a_handler_is_one_log_line_and_fails_the_job(ddft_store, ddft_workspace,
+                                                                     monkeypatch, capsys):
+    from engine.media import MediaError
+
+    def unreadable(ctx):
+        raise MediaError("/data/v1.mp4: expected a video with 8 frames, found 3")
+
+    monkeypatch.setattr(jobs, "_load_handler", lambda kind: unreadable)
+    job_id = jobs.create_job(ddft_store, kind="generate", params={})
+    capsys.readouterr()
+    with pytest.raises(MediaError):
+        jobs.run_job(ddft_store, job_id, workspace=ddft_workspace)
+    log = capsys.readouterr().out
+    # A detached job's log is its stdout: the mistake is one line, never a traceback.
+    assert log.splitlines() == ["error: /data/v1.mp4: expected a video with 8 frames, found 3"]
+    with session_scope(ddft_store) as session:
+        job = queries.get_job(session, job_id=job_id)
+    assert job.status == "failed"
+    assert job.error == "/data/v1.mp4: expected a video with 8 frames, found 3"
+
+
+def test_a_bug_in_a_handler_keeps_its_traceback_in_the_log(ddft_store, ddft_workspace,
+                                                           monkeypatch, capsys):
+    def broken(ctx):
+        return {}["missing"]
+
+    monkeypatch.setattr(jobs, "_load_handler", lambda kind: broken)
+    job_id = jobs.create_job(ddft_store, kind="generate", params={})
+    capsys.readouterr()
+    with pytest.raises(KeyError):
+        jobs.run_job(ddft_store, job_id, workspace=ddft_workspace)
+    assert "Traceback" in capsys.readouterr().out
+    with session_scope(ddft_store) as session:
+        assert queries.get_job(session, job_id=job_id).error == "KeyError: 'missing'"
+
+
+def test_submit_refuses_a_bad_request_before_any_job_exists(ddft_store, ddft_workspace,
+                                                            monkeypatch):
+    from engine.jobs.requests import GenerateRequest, GroundRequest
+
+    spawned = []
+    monkeypatch.setattr(jobs, "spawn_job", lambda engine, job_id, *, workspace: spawned.append(job_id))
+    with pytest.raises(jobs.JobError) as caught:
+        jobs.submit(ddft_store, GenerateRequest(variant="ghost", eval_set="nope", batch_size=0),
+                    workspace=ddft_workspace)
+    message = str(caught.value)
+    assert message.startswith("cannot start generate ghost: ") and "\n" not in message
+    for part in ("no model variant named 'ghost'", "no eval set named 'nope'",
+                 "batch_size: expected an integer >= 1, found 0"):
+        assert part in message
+    with pytest.raises(jobs.JobError, match="is not a job request"):
+        jobs.submit(ddft_store, {"kind": "generate"}, workspace=ddft_workspace)
+    with session_scope(ddft_store) as session:
+        assert queries.list_jobs(session) == []
+    assert spawned == []
+
+    _one_generation(ddft_store)
+    queued = jobs.submit(ddft_store, GroundRequest(variant="tuned", eval_set="eval"),
+                         workspace=ddft_workspace, detach=False)
+    started = jobs.submit(ddft_store, JudgeRequest(eval_set="eval"), workspace=ddft_workspace)
+    assert spawned == [started]
+    with session_scope(ddft_store) as session:
+        job = queries.get_job(session, job_id=queued)
+        assert (job.kind, job.status, job.title) == ("ground", "queued", "ground tuned")
+        assert job.params == GroundRequest(variant="tuned", eval_set="eval").params()

@@ -386,7 +386,7 @@ def test_out_of_memory_is_one_clear_error_and_earlier_checkpoints_stay(
 
 
 def test_only_the_main_process_writes(engine_tiny_model, tmp_path):
-    from engine.train import distributed_command
+    from engine.jobs.handlers import distributed_command
 
     recorder = Recorder()
     examples = [TrainExample("text", "Q?", f"Answer {i}.", None, i) for i in range(2)]
@@ -400,7 +400,7 @@ def test_only_the_main_process_writes(engine_tiny_model, tmp_path):
     assert command[1:3] == ["-m", "accelerate.commands.launch"]
     assert command[command.index("--num_processes") + 1] == "4"
     assert command[command.index("--module") + 1:] == [
-        "engine.train", "--job", "12", "--workspace", str(tmp_path / "ws")]
+        "engine.jobs.train_worker", "--job", "12", "--workspace", str(tmp_path / "ws")]
 
 
 def test_gradient_checkpointing_and_eager_attention_give_the_same_losses(

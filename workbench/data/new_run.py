@@ -143,5 +143,4 @@ def start_run(engine: Engine, request: Any, *, variant: str, workspace: Path) ->
         from engine.jobs import submit
     except ImportError as exc:
         raise JobsUnavailable(f"cannot start the run: engine.jobs is not available ({exc})") from exc
-    return submit(engine, kind="train", params=request.params(), workspace=workspace,
-                  title=f"train {variant}")
+    return submit(engine, request, workspace=workspace, title=f"train {variant}")

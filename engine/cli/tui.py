@@ -1,0 +1,37 @@
+"""Opening the workbench (or the blind rating app) from the command line: what `ddft tui`,
+`ddft demo` and `ddft rate` end in. Import-light, for the console script's fast path."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def open_workbench(workspace: Path | str | None, *, rater: str | None = None,
+                   campaign: str | None = None) -> int:
+    """Run the workbench (or, with `rater`, the blind rating app) until it quits; the exit code.
+
+    The store opens after the first frame; when it cannot be opened the app ends and the reason
+    is printed here, on the normal terminal.
+    """
+    from db.workspace import database_url
+
+    url = database_url(workspace)
+    if url.startswith("sqlite:///"):
+        # The commonest mistake, an unusable workspace folder, is told before the screen clears.
+        folder = Path(url[len("sqlite:///"):]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"error: cannot create the workspace folder {folder}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
+    # The workbench is imported only here: the CLI is the composition root.
+    from workbench.app import build_app
+
+    app = build_app(workspace, rater=rater, campaign=campaign, lazy_store=True)
+    app.run()
+    if app.store_error:
+        print(f"error: cannot open the store: {app.store_error}", file=sys.stderr)
+        return 1
+    return app.return_code or 0

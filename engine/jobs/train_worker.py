@@ -1,0 +1,51 @@
+"""One rank of a data-parallel training job: `python -m engine.jobs.train_worker --job ID
+--workspace DIR`, what engine.jobs.handlers.distributed_command launches on each GPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from db import queries
+from db.store import session_scope
+from engine.jobs.handlers import train_here, train_run_dir
+from engine.jobs.requests import JobError
+from engine.jobs.runner import JobContext
+
+
+def train_worker(job_id: int, workspace: Path) -> None:
+    """Train this rank's share of job `job_id`. Only rank 0 writes progress, metrics,
+    checkpoints and result.json; the job's status and heartbeat stay with the process that
+    launched the ranks. Raises JobError for an unknown job."""
+    # accelerate (and with it torch) loads here, inside the rank's own process.
+    from accelerate import PartialState
+
+    from db.store import open_store
+
+    engine = open_store(workspace)
+    with session_scope(engine) as session:
+        job = queries.get_job(session, job_id=job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+    ctx = JobContext(engine, job, Path(workspace))
+    main = PartialState().is_main_process
+    values = train_here(ctx, is_main=main)
+    if main:
+        path = train_run_dir(ctx) / "result.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(values))
+        tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m engine.jobs.train_worker")
+    parser.add_argument("--job", type=int, required=True)
+    parser.add_argument("--workspace", type=Path, required=True)
+    args = parser.parse_args(argv)
+    train_worker(args.job, args.workspace)
+
+
+if __name__ == "__main__":
+    main()
