@@ -101,10 +101,21 @@ class OfflineSummary:
 
 # ---------------------------------------------------------------- what a report is about
 
-DEFAULT_RULE = ("eval set: the oldest eval set; judge: the most used among the eval set's "
+DEFAULT_RULE = ("eval set: the one with the most judged recipes (the oldest on a tie); judge: the most used among the eval set's "
                 "judgments; protocol: the most used of that judge's; prompt version: the most "
                 "used of that judge and protocol's (ties by name); baseline: the first variant; "
                 "campaigns: every campaign on the eval set")
+
+def default_eval_set(eval_sets) -> int | None:
+    """The eval set a report or the Compare screen shows when none is named: the one with the
+    most judged recipe generations, the oldest on a tie or when none is judged; None without
+    eval sets. `eval_sets`: `db.compare.EvalSetCount`s, oldest first."""
+    best = None
+    for candidate in eval_sets:
+        if best is None or candidate.judged > best.judged:
+            best = candidate
+    return best.id if best is not None else None
+
 
 PARTS = frozenset({"table", "offline", "agreement", "video"})
 
@@ -192,17 +203,20 @@ def _resolve(session: Session, asked: ReportSelection, *,
     from db.campaigns import CampaignError
 
     resolver = _Resolver(strict=strict)
+    from db.compare import eval_sets_judged
+
     eval_sets = queries.list_datasets(session, purpose="eval")
     dataset = queries.get_dataset(session, name=asked.eval_set) if asked.eval_set else None
     if asked.eval_set and dataset is None and strict:
         raise ReportError(f"no eval set named {asked.eval_set!r}; `ddft data list` shows the "
                           "datasets")
     if dataset is None and eval_sets:
-        dataset = eval_sets[0]
+        chosen = default_eval_set(eval_sets_judged(session))
+        dataset = next(d for d in eval_sets if d.id == chosen)
         resolver.defaults.append("eval_set")
     if dataset is None:
         if strict:
-            raise ReportError("no eval set yet: import one with `ddft data kitchen`, or build a "
+            raise ReportError("no eval set yet: import one with `ddft data import kitchen`, or build a "
                               "demo workspace with `ddft demo`")
         return ResolvedSelection(eval_set="", judge=None, protocol=None, prompt_version=None,
                                  baseline=None, campaign=None), None, []

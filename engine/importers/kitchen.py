@@ -50,7 +50,7 @@ def import_kitchen(engine: Engine, root: Path) -> list[ImportSummary]:
         annotations = json.loads((root / "annotations.json").read_text())["database"]
     except FileNotFoundError as exc:
         raise KitchenImportError(f"{exc.filename}: not found; build the kitchen first "
-                                 "(`ddft data kitchen`)") from None
+                                 "(`ddft data import kitchen`)") from None
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise KitchenImportError(f"{manifest_path}: not a ddft kitchen manifest ({exc})") from None
 

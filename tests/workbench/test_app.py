@@ -54,7 +54,7 @@ async def test_keys_switch_screens_and_help_lists_the_screen_keys(demo_store):
 async def test_an_empty_store_shows_what_to_run_on_every_screen(empty_url):
     async with running(empty_url) as (app, pilot):
         assert "No samples yet" in _text(app, "#sample-detail")
-        assert "ddft data kitchen" in _text(app, "#sample-detail")
+        assert "ddft data import kitchen" in _text(app, "#sample-detail")
         assert _text(app, "#samples-page-label") == "rows 0 of 0"
         await pilot.press("x", "n")  # nothing to toggle or page: no error
         await pilot.press("2")

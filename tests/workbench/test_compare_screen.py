@@ -159,7 +159,7 @@ def _add_eval_set(store, name: str, n_samples: int, *, judged: bool) -> list[int
 
 def test_the_default_eval_set_is_the_most_judged_then_the_first():
     from db.compare import EvalSetCount
-    from workbench.data.compare import default_eval_set
+    from engine.evaluation.report import default_eval_set
 
     assert default_eval_set([EvalSetCount(1, "a", 0), EvalSetCount(2, "b", 3),
                              EvalSetCount(3, "c", 3)]) == 2

@@ -265,22 +265,13 @@ def _grounding_for(grounding, generation, segments, sample_meta,
     return grounding_view(grounding.steps, grounding.params, segments, n_frames, strip)
 
 
-def default_eval_set(eval_sets) -> int | None:
-    """The eval set with the most judged generations, the first on a tie or when none is
-    judged; None without eval sets. `eval_sets`: `db.compare.EvalSetCount`s in list order."""
-    best = None
-    for candidate in eval_sets:
-        if best is None or candidate.judged > best.judged:
-            best = candidate
-    return best.id if best is not None else None
-
-
 def load_choices(engine: Engine, *, dataset_id: int | None = None) -> CompareChoices:
     """The samples of one eval set (`dataset_id`; when it is None or gone,
     `default_eval_set`'s), each with its filter flags over the variants' latest generations,
     the variants that can be compared and the judge settings seen. Four statements, however
     many samples and variants there are."""
     from db.compare import eval_sets_judged, latest_judgments, sample_labels
+    from engine.evaluation.report import default_eval_set
     from db.queries import list_variants
     from db.store import session_scope
 

@@ -32,7 +32,7 @@ from workbench.screens.base import WorkbenchScreen
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-NO_DATASETS = "No training datasets yet: import some with `ddft data kitchen` or `ddft data import …`."
+NO_DATASETS = "No training datasets yet: import some with `ddft data import kitchen` or `ddft data import …`."
 
 
 class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 NO_EVAL = ("No evaluation samples yet.\n\nImport the kitchen, whose held-out videos form the eval "
-           "set, with `ddft data kitchen`, or build a complete demo with `ddft demo`.")
+           "set, with `ddft data import kitchen`, or build a complete demo with `ddft demo`.")
 EMPTY_EVAL_SET = "This eval set has no samples — press e to choose another."
 NO_VARIANTS = ("No model variants yet — train one with `ddft train --variant NAME --base MODEL`, "
                "or run `ddft demo`. Then `ddft generate` makes recipes to compare.")

@@ -45,7 +45,7 @@ COMPARISON_COLUMNS = (("variant", "Variant"), ("baseline", "Baseline"), ("pairs"
 SELECTORS = {"report-eval-set": "eval_set", "report-judge": "judge",
              "report-protocol": "protocol", "report-version": "prompt_version",
              "report-baseline": "baseline"}
-NO_EVAL = ("No eval set yet — import the kitchen with `ddft data kitchen`, or build a complete "
+NO_EVAL = ("No eval set yet — import the kitchen with `ddft data import kitchen`, or build a complete "
            "demo with `ddft demo`.")
 
 

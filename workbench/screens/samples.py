@@ -47,7 +47,7 @@ CHECK_MARKS = {"ok": ("✓", "bold green"), "warn": ("!", "bold yellow"), "faile
 MARKED = Text("●", style="bold magenta")
 # Decoded strips kept in memory, so moving the cursor back and forth does not read files again.
 STRIP_CACHE_SIZE = 64
-NO_SAMPLES = ("No samples yet.\n\nBuild and import the synthetic kitchen with `ddft data kitchen`, "
+NO_SAMPLES = ("No samples yet.\n\nBuild and import the synthetic kitchen with `ddft data import kitchen`, "
               "or make a complete demo workspace with `ddft demo`.")
 NO_MATCH = "No samples match these filters. Clear the search (/) or the filters (f)."
 
