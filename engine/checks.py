@@ -54,13 +54,14 @@ def token_budget(model: str) -> TokenBudget:
 
     Raises engine.model.loading.ModelLoadError when the model cannot be opened.
     """
-    from engine.model.loading import ModelLoadError, _resolve, quiet_transformers
+    from engine.jobs.train_settings import resolve_base
+    from engine.model.loading import ModelLoadError, quiet_transformers
 
     # transformers loads here: checking a dataset must not pay for it unless asked to.
     from transformers import AutoConfig, AutoProcessor
 
     quiet_transformers()
-    source, local = _resolve(model)
+    source, local = resolve_base(model)
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=local)
         processor = AutoProcessor.from_pretrained(source, local_files_only=local)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from db.errors import UserError
 from engine.evaluation.frames import DEFAULT_FRAMES
-from engine.model.tiny import MARKER
+from engine.jobs.train_settings import TINY_MARKER
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -105,7 +105,7 @@ def find_named(session: Session, *, variant: str | None = None, eval_set: str | 
 def default_preset(base: str) -> str:
     """`tiny` for a directory holding ddft's tiny model, `paper` for anything else."""
     try:
-        return TINY_PRESET if (Path(base).expanduser() / MARKER).is_file() else PAPER_PRESET
+        return TINY_PRESET if (Path(base).expanduser() / TINY_MARKER).is_file() else PAPER_PRESET
     except OSError:
         return PAPER_PRESET
 
@@ -223,9 +223,9 @@ class TrainRequest:
         if not self.base.strip():
             out.append("base: a hub id or a model directory is needed")
         else:
-            from engine.model.loading import _resolve
+            from engine.jobs.train_settings import resolve_base
 
-            source, local = _resolve(self.base)
+            source, local = resolve_base(self.base)
             if local and not (Path(source) / "config.json").is_file():
                 out.append(f"base: {self.base}: expected a model directory with config.json, "
                            "found none")

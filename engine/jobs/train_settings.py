@@ -26,6 +26,26 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib  # type: ignore[no-redef]
 
 ATTENTION = ("sdpa", "eager")
+# The file that marks a model directory as ddft's tiny Video-LLaVA (engine.model.tiny writes it).
+TINY_MARKER = "ddft_tiny.json"
+
+
+def resolve_base(name_or_path: str) -> tuple[str, bool]:
+    """The string to hand to from_pretrained, and whether it is a local directory.
+
+    A name that looks like a path (absolute, starting with . or ~, or existing on disk) is
+    treated as local; anything else of the form `owner/name` is a hub id. Import-light, so that
+    the New run form checks a base without importing the model code.
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    looks_local = (
+        path.exists()
+        or path.is_absolute()
+        or text.startswith((".", "~"))
+        or text.count("/") != 1
+    )
+    return (str(path), True) if looks_local else (text, False)
 
 
 class TrainError(UserError, ValueError):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from db.errors import UserError
+from engine.jobs.train_settings import resolve_base
 
 if TYPE_CHECKING:  # only for annotations: importing torch here would slow `ddft --help`
     import torch
@@ -58,23 +59,6 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _resolve(name_or_path: str) -> tuple[str, bool]:
-    """The string to hand to from_pretrained, and whether it is a local directory.
-
-    A name that looks like a path (absolute, starting with . or ~, or existing on disk) is
-    treated as local; anything else of the form `owner/name` is a hub id.
-    """
-    text = str(name_or_path)
-    path = Path(text).expanduser()
-    looks_local = (
-        path.exists()
-        or path.is_absolute()
-        or text.startswith((".", "~"))
-        or text.count("/") != 1
-    )
-    return (str(path), True) if looks_local else (text, False)
-
-
 def quiet_transformers() -> None:
     """Silence transformers' per-load progress bars and notices: ddft shows its own progress,
     and a job's log should hold what the job did, not weight-loading chatter."""
@@ -98,7 +82,7 @@ def load_model(
     from transformers import VideoLlavaForConditionalGeneration, VideoLlavaProcessor
 
     quiet_transformers()
-    source, local = _resolve(name_or_path)
+    source, local = resolve_base(name_or_path)
     if local:
         folder = Path(source)
         if not folder.is_dir():

@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from db.errors import UserError
+from engine.jobs.train_settings import TINY_MARKER
 
-MARKER = "ddft_tiny.json"
+MARKER = TINY_MARKER
 # Bump when the recipe below changes, so an old directory is rebuilt rather than reused.
 RECIPE_VERSION = 1
 
