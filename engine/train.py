@@ -44,6 +44,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -614,6 +615,190 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# ---------------------------------------------------------------- the step
+# What one run is made of, as functions: `train_lora` strings them together, and `ddft bench
+# train` times the same ones, so a benchmark number is a number of this code.
+
+
+def make_accelerator(device: str | None = None) -> Any:
+    """The accelerate `Accelerator` a run trains under: the CPU when `device` is "cpu", else
+    what accelerate finds (one GPU, or one rank of `accelerate launch`)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # Text batches leave the projector unused, and ranks train different modalities in the
+    # same step: DDP must not wait for gradients that never come.
+    return Accelerator(
+        cpu=device == "cpu",
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+
+
+def weights_dtype(config: TrainConfig, device: str) -> torch.dtype:
+    """The dtype a run loads the frozen base weights in (and feeds pixels in): bfloat16 on
+    CUDA when `config.bf16`, else float32."""
+    import torch
+
+    return torch.bfloat16 if device.startswith("cuda") and config.bf16 else torch.float32
+
+
+@dataclass
+class Training:
+    """A model made ready to train by `setup_training`: what `optimizer_step` runs."""
+
+    model: Any  # LoRA attached, prepared by accelerate (DDP-wrapped in a data-parallel run)
+    optimizer: Any  # AdamW, group 0 the LoRA weights, group 1 the projector
+    trainable: list[Any]  # the parameters gradient clipping covers
+    accelerator: Any
+    device: str
+    dtype: torch.dtype  # of the frozen weights, and of the pixel inputs
+    pad_id: int
+    accum: int  # micro-batches per optimizer step on this device
+    world: int  # devices in the run
+    max_grad_norm: float
+    autocast: bool  # torch.autocast(bfloat16) around the forward (CUDA with bf16)
+
+
+@dataclass
+class StepStats:
+    """What one optimizer step saw: each micro-batch's loss in order, and its samples, real
+    tokens and token slots (real plus padding)."""
+
+    losses: list[float] = field(default_factory=list)
+    samples: int = 0
+    tokens: int = 0
+    slots: int = 0
+    grad_norm: float = 0.0
+
+
+def setup_training(
+    model: Any,
+    config: TrainConfig,
+    *,
+    accelerator: Any,
+    device: str,
+    pad_id: int,
+    load_state: Any = None,
+) -> Training:
+    """Make a base Video-LLaVA (loaded on `device` in `weights_dtype(config, device)`) ready to
+    train under `config`, as every run does: the attention kernel, no KV cache, non-reentrant
+    gradient checkpointing when asked, LoRA initialised from `config.seed`, float32 master
+    copies of the trainable weights on CUDA, AdamW with one group for the LoRA weights and one
+    for the projector (fused on CUDA when `config.fused_optimizer`), both wrapped by
+    `accelerator`, the model in training mode and torch seeded with `config.seed` + rank (LoRA
+    dropout). `load_state(model, optimizer)`, when given, runs just before accelerate wraps
+    them: a resume loads the adapter and the optimizer state there, and sets its saved RNG
+    state afterwards. Learning rates start at the peaks; `set_learning_rates` schedules them.
+    """
+    import torch
+
+    from engine.model.loading import attach_lora
+
+    cuda = device.startswith("cuda")
+    if getattr(model.config, "_attn_implementation", None) != config.attention:
+        model.set_attn_implementation(config.attention)
+    model.config.use_cache = False
+    if config.gradient_checkpointing:
+        # transformers 5 renamed it (the old name warns); older releases only have the old one.
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    torch.manual_seed(config.seed)
+    model = attach_lora(model, r=config.lora_r, alpha=config.lora_alpha,
+                        dropout=config.lora_dropout)
+    trainable_named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if cuda:
+        # Master weights in float32: bfloat16 cannot hold an AdamW update of a 2e-5 step.
+        for _, p in trainable_named:
+            p.data = p.data.float()
+    lora_params = [p for n, p in trainable_named if "lora_" in n]
+    projector_params = [p for n, p in trainable_named if "lora_" not in n]
+    optimizer = torch.optim.AdamW(
+        [{"params": lora_params, "lr": config.learning_rate, "peak": config.learning_rate},
+         {"params": projector_params, "lr": config.projector_learning_rate,
+          "peak": config.projector_learning_rate}],
+        weight_decay=config.weight_decay,
+        **({"fused": True} if cuda and config.fused_optimizer else {}),
+    )
+    if load_state is not None:
+        load_state(model, optimizer)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    torch.manual_seed(config.seed + accelerator.process_index)
+    world = accelerator.num_processes
+    return Training(model=model, optimizer=optimizer, trainable=lora_params + projector_params,
+                    accelerator=accelerator, device=device, dtype=weights_dtype(config, device),
+                    pad_id=pad_id, accum=config.accumulation(world), world=world,
+                    max_grad_norm=config.max_grad_norm, autocast=cuda and config.bf16)
+
+
+def set_learning_rates(optimizer: Any, step: int, *, total: int, warmup: int,
+                       min_ratio: float) -> None:
+    """Set each parameter group's learning rate for optimizer step `step` (0-based) of `total`
+    from its peak (`lr_at`)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step, peak=group["peak"], total=total, warmup=warmup,
+                            min_ratio=min_ratio)
+
+
+def optimizer_step(
+    training: Training,
+    micro_batches: Iterable[tuple[list[EncodedExample], dict[str, dict[str, Any]]]],
+) -> StepStats:
+    """One optimizer step: for each of the `training.accum` micro-batches in `micro_batches`
+    (an iterable of (examples, media) pairs, media as `load_media` or `MediaStream.get` give
+    it, taken one at a time), `collate`, the forward pass (under bfloat16 autocast when
+    `training.autocast`), and the backward pass of loss / accum, gradients synchronised across
+    devices on the last micro-batch only; then clipping at `max_grad_norm` (0: none), the AdamW
+    step, and the gradients set to None.
+
+    Raises what the model, the media or the device raise; `is_out_of_memory` tells out of GPU
+    memory apart. The gradients of a step that raised are left as they were.
+    """
+    import torch
+
+    accelerator, model = training.accelerator, training.model
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if training.autocast
+                else contextlib.nullcontext())
+    stats = StepStats()
+    for k, (batch, media) in enumerate(micro_batches):
+        inputs = {key: v.to(training.device, training.dtype) if v.is_floating_point() else
+                  v.to(training.device)
+                  for key, v in collate(batch, media, training.pad_id).items()}
+        sync = k == training.accum - 1 or training.world == 1
+        with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
+            with autocast:
+                loss = model(**inputs).loss
+            accelerator.backward(loss / training.accum)
+        slots = inputs["attention_mask"].numel()
+        stats.losses.append(loss.item())
+        stats.samples += len(batch)
+        stats.tokens += int(inputs["attention_mask"].sum())
+        stats.slots += slots
+    if training.max_grad_norm > 0:
+        stats.grad_norm = float(accelerator.clip_grad_norm_(training.trainable,
+                                                            training.max_grad_norm))
+    training.optimizer.step()
+    training.optimizer.zero_grad(set_to_none=True)
+    return stats
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` means the GPU ran out of memory: torch's own error, or a RuntimeError
+    saying so from a library that allocates outside torch's caching allocator (cuBLAS and some
+    kernels)."""
+    import torch
+
+    if isinstance(exc, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text.lower() or "CUBLAS_STATUS_ALLOC_FAILED" in text)
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -660,17 +845,11 @@ def train_lora(
     what it raises.
     """
     import torch
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list
+    from accelerate.utils import broadcast_object_list
 
-    from engine.model.loading import attach_lora, load_model
+    from engine.model.loading import load_model
 
-    # Text batches leave the projector unused, and ranks train different modalities in the
-    # same step: DDP must not wait for gradients that never come.
-    accelerator = Accelerator(
-        cpu=device == "cpu",
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-    )
+    accelerator = make_accelerator(device)
     world, rank = accelerator.num_processes, accelerator.process_index
     main = accelerator.is_main_process if is_main is None else is_main
     callbacks = callbacks if main else None
@@ -679,19 +858,8 @@ def train_lora(
 
     device = device or str(accelerator.device)
     cuda = device.startswith("cuda")
-    loaded = load_model(base, device=device,
-                        dtype=torch.bfloat16 if cuda and config.bf16 else torch.float32)
-    processor, model = loaded.processor, loaded.model
-    if getattr(model.config, "_attn_implementation", None) != config.attention:
-        model.set_attn_implementation(config.attention)
-    model.config.use_cache = False
-    if config.gradient_checkpointing:
-        # transformers 5 renamed it (the old name warns); older releases only have the old one.
-        if hasattr(model, "activation_checkpointing_enable"):
-            model.activation_checkpointing_enable({"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
+    loaded = load_model(base, device=device, dtype=weights_dtype(config, device))
+    processor = loaded.processor
 
     shapes = media_shapes(processor, examples, config.num_frames)
     encoded, too_long = [], []
@@ -710,49 +878,31 @@ def train_lora(
     digest = plan_digest(plan, encoded)
     warmup = int(total_steps * config.warmup_ratio)
 
-    torch.manual_seed(config.seed)
-    model = attach_lora(model, r=config.lora_r, alpha=config.lora_alpha,
-                        dropout=config.lora_dropout)
-    trainable_named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if cuda:
-        # Master weights in float32: bfloat16 cannot hold an AdamW update of a 2e-5 step.
-        for _, p in trainable_named:
-            p.data = p.data.float()
-    lora_params = [p for n, p in trainable_named if "lora_" in n]
-    projector_params = [p for n, p in trainable_named if "lora_" not in n]
-    trainable = lora_params + projector_params
-    optimizer = torch.optim.AdamW(
-        [{"params": lora_params, "lr": config.learning_rate, "peak": config.learning_rate},
-         {"params": projector_params, "lr": config.projector_learning_rate,
-          "peak": config.projector_learning_rate}],
-        weight_decay=config.weight_decay,
-        **({"fused": True} if cuda and config.fused_optimizer else {}),
-    )
-
     out_dir = Path(out_dir)
     start_step, window = 0, {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "pad": 0, "slots": 0}
     resumed_path = _resolve_resume(resume_from) if resume_from is not None else None
+    load_state = None
     if resumed_path is not None:
-        from peft.utils import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
         state = torch.load(resumed_path / STATE_FILE, map_location="cpu", weights_only=True)
         if state.get("format") != STATE_FORMAT or state.get("plan_digest") != digest:
             raise TrainError(f"{resumed_path}: the checkpoint was made with other data or "
                              "settings (batch plan differs); start a new run instead")
-        weights_file = resumed_path / "adapter_model.safetensors"
-        set_peft_model_state_dict(model, load_file(str(weights_file), device=device))
-        optimizer.load_state_dict(state["optimizer"])
         start_step, window = state["step"], state["window"]
-        rng_state = state["rng"]
-    model, optimizer = accelerator.prepare(model, optimizer)
-    model.train()
-    if resumed_path is not None:
-        _set_rng_state(rng_state)
-    else:
-        torch.manual_seed(config.seed + rank)
 
-    pad_id = processor.tokenizer.pad_token_id
+        def load_state(model: Any, optimizer: Any) -> None:
+            from peft.utils import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            weights_file = resumed_path / "adapter_model.safetensors"
+            set_peft_model_state_dict(model, load_file(str(weights_file), device=device))
+            optimizer.load_state_dict(state["optimizer"])
+
+    training = setup_training(loaded.model, config, accelerator=accelerator, device=device,
+                              pad_id=processor.tokenizer.pad_token_id, load_state=load_state)
+    model, optimizer = training.model, training.optimizer
+    if resumed_path is not None:
+        _set_rng_state(state["rng"])
+
     record = {"base": str(base), "config": asdict(config), "n_examples": len(examples),
               "weights": weights or {}, "world_size": world, "grad_accum": accum,
               "attention": config.attention, "truncated": truncated}
@@ -823,8 +973,6 @@ def train_lora(
     total_pad = total_slots = 0
     last_loss = float("nan")
     window_start = time.perf_counter()
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and config.bf16
-                else contextlib.nullcontext())
     step = start_step
     try:
         while step < total_steps:
@@ -836,37 +984,19 @@ def train_lora(
                 return TrainResult(path, step, last_loss, True, truncated,
                                    total_pad / total_slots if total_slots else 0.0, start_step,
                                    total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, peak=group["peak"], total=total_steps, warmup=warmup,
-                                    min_ratio=config.min_lr_ratio)
+            set_learning_rates(optimizer, step, total=total_steps, warmup=warmup,
+                               min_ratio=config.min_lr_ratio)
             position = step * accum * world
+            # Taken one by one as the step runs, so the stream decodes ahead of the device.
+            micro_batches = (
+                ([encoded[i] for i in plan[position + k * world + rank]],
+                 stream.get((step - start_step) * accum + k))
+                for k in range(accum))
             try:
-                for k in range(accum):
-                    batch = [encoded[i] for i in plan[position + k * world + rank]]
-                    media = stream.get((step - start_step) * accum + k)
-                    inputs = {key: v.to(device, loaded.dtype) if v.is_floating_point() else
-                              v.to(device) for key, v in collate(batch, media, pad_id).items()}
-                    sync = k == accum - 1 or world == 1
-                    with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
-                        with autocast:
-                            loss = model(**inputs).loss
-                        accelerator.backward(loss / accum)
-                    slots = inputs["attention_mask"].numel()
-                    real = int(inputs["attention_mask"].sum())
-                    window["loss"] += loss.item()
-                    window["n"] += 1
-                    window["samples"] += len(batch)
-                    window["tokens"] += real
-                    window["pad"] += slots - real
-                    window["slots"] += slots
-                    total_pad += slots - real
-                    total_slots += slots
-                grad_norm = 0.0
-                if config.max_grad_norm > 0:
-                    grad_norm = float(accelerator.clip_grad_norm_(trainable, config.max_grad_norm))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            except _oom_error() as exc:
+                stats = optimizer_step(training, micro_batches)
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
                 saved = last_checkpoint(out_dir)
                 raise TrainError(
                     f"out of GPU memory at step {step + 1} with batch_size {config.batch_size}: "
@@ -875,6 +1005,16 @@ def train_lora(
                     + (f"the last checkpoint, {saved}, is intact" if saved else
                        "no checkpoint was written yet")
                 ) from exc
+            for loss in stats.losses:
+                window["loss"] += loss
+            window["n"] += len(stats.losses)
+            window["samples"] += stats.samples
+            window["tokens"] += stats.tokens
+            window["pad"] += stats.slots - stats.tokens
+            window["slots"] += stats.slots
+            total_pad += stats.slots - stats.tokens
+            total_slots += stats.slots
+            grad_norm = stats.grad_norm
             step += 1
             log_frames()
 
@@ -908,9 +1048,3 @@ def train_lora(
                            total_pad / total_slots if total_slots else 0.0, start_step, total_steps)
     finally:
         stream.close()
-
-
-def _oom_error() -> type[BaseException]:
-    import torch
-
-    return getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)

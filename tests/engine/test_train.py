@@ -537,3 +537,38 @@ def test_a_file_dropped_from_a_full_cache_by_its_own_batch_is_decoded_again(monk
     for index, paths in enumerate(order):
         assert set(stream.get(index)) == {path for path, _ in paths}
     assert stream.cached_bytes <= 2 * 1024
+
+
+def test_a_cublas_allocation_failure_is_out_of_memory_and_other_errors_pass_through(
+    engine_tiny_model, tmp_path, monkeypatch
+):
+    import torch
+
+    import engine.train as train_module
+    from engine.train import is_out_of_memory
+
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling "
+                                         "cublasCreate(handle)"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(ValueError("out of memory"))
+
+    examples = [TrainExample("text", "Q?", "Answer.", None, 0)]
+    config = TrainConfig(max_steps=2, batch_size=1)
+
+    def step_raises(error):
+        def collate_fails(*args, **kwargs):
+            raise error
+
+        monkeypatch.setattr(train_module, "collate", collate_fails)
+
+    step_raises(RuntimeError("CUBLAS_STATUS_ALLOC_FAILED"))
+    with pytest.raises(TrainError, match="out of GPU memory at step 1 with batch_size 1"):
+        train_lora(base=str(engine_tiny_model), examples=examples, out_dir=tmp_path / "cublas",
+                   config=config, device="cpu")
+    mismatch = RuntimeError("shape mismatch")
+    step_raises(mismatch)
+    with pytest.raises(RuntimeError) as caught:
+        train_lora(base=str(engine_tiny_model), examples=examples, out_dir=tmp_path / "shape",
+                   config=config, device="cpu")
+    assert caught.value is mismatch  # as raised, not dressed up as out of memory
