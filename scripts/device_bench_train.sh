@@ -4,13 +4,9 @@
 # Run from the repository root:
 #     bash scripts/device_bench_train.sh
 # It times engine.train's own set-up and optimizer step under the paper preset, so it needs what
-# engine.train needs: torch, transformers, peft and accelerate (the device image has them) and
-# the store's libraries, which engine.jobs imports (sqlmodel and its dependencies; the image
-# lacks them). When they are missing, wheels in .whl/ are installed into /tmp/site first. Fill it
-# here, once, and carry `.whl` (about 7 MB):
-#     echo /.whl/ >> .git/info/exclude
-#     python3 -m pip download --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl sqlmodel
+# engine.train needs: torch, transformers, peft and accelerate (the device image has them).
+# engine.train reaches the preset code through engine.jobs, which loads the store only when
+# its job functions are used, so SQLAlchemy and sqlmodel are not needed here.
 # Raw output goes to $OUT/bench_train.txt and every number to $OUT/bench_train.json
 # (./bench-out/ when OUT is unset). Extra arguments go to `python -m engine.bench_train`
 # (e.g. `--set grad_accum=4`, `--preset tiny`).
@@ -28,14 +24,6 @@ export PYTORCH_ALLOC_CONF="${PYTORCH_ALLOC_CONF:-expandable_segments:True}"
 {
   echo "# ddft bench train — $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "# command: bash scripts/device_bench_train.sh $*"
-  if ! "$python" -c "import sqlmodel" 2>/dev/null; then
-    if compgen -G ".whl/*.whl" >/dev/null; then
-      "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-        --target /tmp/site .whl/*.whl && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-    else
-      echo "sqlmodel is not installed and .whl/ holds no wheels: see the top of this script"
-    fi
-  fi
   nvidia-smi || echo "nvidia-smi: not available"
   "$python" - <<'PY'
 import sys

@@ -38,3 +38,9 @@ def test_the_engine_and_store_never_import_the_tui_and_cli_startup_stays_light(s
 def test_db_imports_neither_torch_nor_textual():
     loaded = _loaded_after("import db.models, db.store, db.queries")
     assert not loaded & {"torch", "textual", "engine", "workbench"}
+
+
+def test_the_training_loop_does_not_load_the_store():
+    # The GPU benchmark runs engine.train on a machine without the store's libraries.
+    loaded = _loaded_after("import engine.train, engine.bench_train")
+    assert not loaded & {"sqlalchemy", "sqlmodel", "textual", "workbench"}
