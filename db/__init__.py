@@ -1,1 +1,1 @@
-"""ddft store: SQLModel tables, the engine factory and typed queries (no torch, no textual)."""
+"""ddft store: SQLModel tables, the SQLAlchemy engine factory and typed queries (no torch, no textual)."""

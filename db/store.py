@@ -1,4 +1,4 @@
-"""Opening the store: workspace and URL resolution, the engine factory, sessions."""
+"""Opening the store: workspace and URL resolution, the SQLAlchemy engine factory, sessions."""
 
 from __future__ import annotations
 
@@ -55,47 +55,47 @@ def open_store(
                 raise StoreError(f"cannot create the store folder for {path}: {exc}") from exc
         connect_args = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
     try:
-        engine = create_engine(url, connect_args=connect_args)
+        db_engine = create_engine(url, connect_args=connect_args)
     except Exception as exc:  # bad URL or missing driver
         raise StoreError(f"cannot open store {url!r}: {exc}") from exc
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _configure_sqlite)
+    if db_engine.dialect.name == "sqlite":
+        event.listen(db_engine, "connect", _configure_sqlite)
     try:
-        _drop_empty_legacy_tables(engine)
-        SQLModel.metadata.create_all(engine)
-        _add_missing_columns(engine)
-        if engine.dialect.name == "sqlite":
-            _create_sqlite_search(engine)
+        _drop_empty_legacy_tables(db_engine)
+        SQLModel.metadata.create_all(db_engine)
+        _add_missing_columns(db_engine)
+        if db_engine.dialect.name == "sqlite":
+            _create_sqlite_search(db_engine)
     except Exception as exc:
         raise StoreError(f"cannot open store {url!r}: {exc}") from exc
-    return engine
+    return db_engine
 
 
-def _drop_empty_legacy_tables(engine: Engine) -> None:
+def _drop_empty_legacy_tables(db_engine: Engine) -> None:
     """Stores made before rating campaigns have a `rating` table of another shape that no
     ddft ever wrote to; it is dropped while empty so the campaign-aware table replaces it."""
     from sqlalchemy import inspect, text
 
-    inspector = inspect(engine)
+    inspector = inspect(db_engine)
     if "rating" not in inspector.get_table_names():
         return
     if "item_id" in {c["name"] for c in inspector.get_columns("rating")}:
         return
-    with engine.begin() as connection:
+    with db_engine.begin() as connection:
         if connection.execute(text("SELECT COUNT(*) FROM rating")).scalar():
             raise StoreError("the store's rating table predates campaigns and holds ratings; "
                              "copy them out before opening it with this ddft")
         connection.execute(text("DROP TABLE rating"))
 
 
-def _add_missing_columns(engine: Engine) -> None:
+def _add_missing_columns(db_engine: Engine) -> None:
     """Bring a store made by an older ddft up to date: columns added since are created with
     their defaults (ddft only ever adds columns, so this is the whole migration)."""
     import json
 
     from sqlalchemy import inspect, text
 
-    inspector = inspect(engine)
+    inspector = inspect(db_engine)
     tables = {m.__tablename__: m for m in SQLModel.__subclasses__() if hasattr(m, "__table__")}
     statements = []
     for table in SQLModel.metadata.sorted_tables:
@@ -117,11 +117,11 @@ def _add_missing_columns(engine: Engine) -> None:
                 default = repr(value)
             else:
                 default = "'" + str(value).replace("'", "''") + "'"
-            kind = column.type.compile(dialect=engine.dialect)
+            kind = column.type.compile(dialect=db_engine.dialect)
             null = "" if default == "NULL" else " NOT NULL"
             statements.append(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'
                               f"{null} DEFAULT {default}")
-    with engine.begin() as connection:
+    with db_engine.begin() as connection:
         for statement in statements:
             connection.execute(text(statement))
         # Indexes added since the store was made (create_all only indexes new tables).
@@ -149,10 +149,10 @@ _FTS_DDL = (
 )
 
 
-def _create_sqlite_search(engine: Engine) -> None:
+def _create_sqlite_search(db_engine: Engine) -> None:
     from sqlalchemy import text
 
-    with engine.begin() as connection:
+    with db_engine.begin() as connection:
         connection.execute(text("DROP TRIGGER IF EXISTS sample_fts_ai"))
         exists = connection.execute(
             text("SELECT 1 FROM sqlite_master WHERE name = 'sample_fts'")
@@ -166,9 +166,9 @@ def _create_sqlite_search(engine: Engine) -> None:
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
+def session_scope(db_engine: Engine) -> Iterator[Session]:
     """A session that commits on success and rolls back on any error."""
-    with Session(engine, expire_on_commit=False) as session:
+    with Session(db_engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

@@ -86,13 +86,13 @@ def bench_import(
         say(f"writing {rows:,} FoodX-251 rows and empty image files (not timed)")
         write_foodx_like(root, rows)
         os.sync()
-        engine = open_store(url=f"sqlite:///{tmp}/bench.db")
+        db_engine = open_store(url=f"sqlite:///{tmp}/bench.db")
 
         say("importing (timed: reading, checking presence, planning, one transaction)")
         start = time.perf_counter()
         plan = read_foodx(root, split="train")
         read_s = time.perf_counter() - start
-        summaries = apply_plan(engine, plan)
+        summaries = apply_plan(db_engine, plan)
         total_s = time.perf_counter() - start
         imported = sum(s.imported for s in summaries)
         result.timings.append(Timing(
@@ -102,7 +102,7 @@ def bench_import(
         extra = store_rows - imported
         if extra > 0:
             say(f"adding {extra:,} text samples to reach {store_rows:,} (not timed)")
-            with session_scope(engine) as session:
+            with session_scope(db_engine) as session:
                 dataset = queries.get_or_create_dataset(session, name="bench-text",
                                                         modality="text")
                 queries.add_samples(session, dataset_id=dataset.id, samples=(
@@ -110,14 +110,14 @@ def bench_import(
                      "prompt": f"How long should I roast vegetable number {i}?",
                      "answer": "About 25 minutes at 220 °C, turning once."}
                     for i in range(extra)))
-        with session_scope(engine) as session:
+        with session_scope(db_engine) as session:
             total = queries.count_samples(session)
             foodx = queries.get_dataset(session, name="foodx251-train")
 
         def page(**filters) -> Callable[[], object]:
             def load() -> object:
                 # What the Samples screen does per page: one count and one page of 50 rows.
-                with session_scope(engine) as session:
+                with session_scope(db_engine) as session:
                     queries.count_samples(session, **filters)
                     return queries.list_samples(session, offset=50 * 100, limit=50, **filters)
             return load
@@ -135,7 +135,7 @@ def bench_import(
 
         def search(term: str) -> Callable[[], object]:
             def run() -> object:
-                with session_scope(engine) as session:
+                with session_scope(db_engine) as session:
                     queries.count_samples(session, search=term)
                     return queries.list_samples(session, search=term, limit=50)
             return run
@@ -143,7 +143,7 @@ def bench_import(
         for term in ("dish", "dish number 17", "roast vegetable 12345", "zzz-no-match"):
             result.timings.append(Timing(f"full-text search {term!r} (count + first page)",
                                          _repeat(search(term), repeats), 0.100))
-        engine.dispose()
+        db_engine.dispose()
     result.notes.append(f"store: SQLite (WAL) in a temporary folder; {total:,} samples; "
                         f"{repeats} timed repeats after one warm-up, median shown")
     return result

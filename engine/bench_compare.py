@@ -71,8 +71,8 @@ def _recipe_texts(sample: int, variants: int) -> tuple[str, list[str]]:
     return reference, generations
 
 
-def fill_compare_store(engine: Any, *, samples: int, variants: int) -> None:
-    """Add an eval set of `samples` videos and `variants` variants to the store at `engine`: for
+def fill_compare_store(db_engine: Any, *, samples: int, variants: int) -> None:
+    """Add an eval set of `samples` videos and `variants` variants to the store at `db_engine`: for
     each video and variant an older generation and the latest one, the latest judged by two
     judges (that disagree on every fifth sample) and grounded. Only db's query functions."""
     from db import queries
@@ -81,7 +81,7 @@ def fill_compare_store(engine: Any, *, samples: int, variants: int) -> None:
     times = [round(1.1 * f, 1) for f in range(8)]
     segments = [{"segment": [0.0, 4.0], "id": 0, "sentence": "prepare"},
                 {"segment": [4.0, 9.0], "id": 1, "sentence": "cook"}]
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         dataset = queries.get_or_create_dataset(session, name=EVAL_SET, modality="video",
                                                 purpose="eval", source="synthetic")
         queries.add_samples(session, dataset_id=dataset.id, samples=[
@@ -116,8 +116,8 @@ def fill_compare_store(engine: Any, *, samples: int, variants: int) -> None:
 
 
 @contextmanager
-def counting_statements(engine: Any) -> Iterator[list[str]]:
-    """The SQL statements run on `engine` inside the block, in order."""
+def counting_statements(db_engine: Any) -> Iterator[list[str]]:
+    """The SQL statements run on `db_engine` inside the block, in order."""
     # An event hook, not a query: the statements are db's, this only counts them.
     from sqlalchemy import event
 
@@ -126,17 +126,17 @@ def counting_statements(engine: Any) -> Iterator[list[str]]:
     def record(conn, cursor, statement, parameters, context, executemany) -> None:
         statements.append(statement)
 
-    event.listen(engine, "before_cursor_execute", record)
+    event.listen(db_engine, "before_cursor_execute", record)
     try:
         yield statements
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        event.remove(db_engine, "before_cursor_execute", record)
 
 
-def _time(name: str, load: Callable[[], object], engine: Any, repeats: int,
+def _time(name: str, load: Callable[[], object], db_engine: Any, repeats: int,
           target_s: float | None = None) -> LoadTiming:
     load()  # warm: the first load compiles the SQL and fills SQLite's page cache
-    with counting_statements(engine) as statements:
+    with counting_statements(db_engine) as statements:
         load()
     seconds = []
     for _ in range(repeats):
@@ -163,13 +163,13 @@ def bench_compare(*, samples: int = 408, variants: int = 4, repeats: int = 20,
             raise BenchCompareError(f"{option} must be at least 1, got {value}")
     say = progress or (lambda message: None)
     with tempfile.TemporaryDirectory(prefix="ddft-bench-compare-") as folder:
-        engine = open_store(url=f"sqlite:///{Path(folder) / 'ddft.db'}")
+        db_engine = open_store(url=f"sqlite:///{Path(folder) / 'ddft.db'}")
         try:
             say(f"building a store of {samples} videos × {variants} variants")
             start = time.perf_counter()
-            fill_compare_store(engine, samples=samples, variants=variants)
+            fill_compare_store(db_engine, samples=samples, variants=variants)
             result = BenchCompareResult(samples, variants, time.perf_counter() - start)
-            choices = load_choices(engine)
+            choices = load_choices(db_engine)
             if len(choices.samples) != samples or len(choices.variants) != variants:
                 raise RuntimeError(f"the page holds {len(choices.samples)} samples and "
                                    f"{len(choices.variants)} variants; expected {samples} and "
@@ -177,14 +177,14 @@ def bench_compare(*, samples: int = 408, variants: int = 4, repeats: int = 20,
             say(f"timing {repeats} loads of each")
             result.timings.append(_time(
                 f"page ({samples} videos × {variants} variants)",
-                lambda: load_choices(engine, dataset_id=choices.dataset_id), engine, repeats,
+                lambda: load_choices(db_engine, dataset_id=choices.dataset_id), db_engine, repeats,
                 PAGE_TARGET_S))
             shown = itertools.count()  # each load a different sample
             result.timings.append(_time(
                 f"one sample's view ({variants} variants)",
-                lambda: load_view(engine, variants=choices.variants,
+                lambda: load_view(db_engine, variants=choices.variants,
                                   sample=choices.samples[next(shown) % samples]),
-                engine, repeats))
+                db_engine, repeats))
         finally:
-            engine.dispose()
+            db_engine.dispose()
     return result

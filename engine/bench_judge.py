@@ -120,9 +120,9 @@ def build_judge_store(path: Path, *, samples: int) -> Any:
     from db.store import open_store, session_scope
     from engine.generate import decoding_params
 
-    engine = open_store(url=f"sqlite:///{path}")
+    db_engine = open_store(url=f"sqlite:///{path}")
     decoding = decoding_params()
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         dataset = queries.get_or_create_dataset(session, name=EVAL_SET, modality="video",
                                                 purpose="eval")
         queries.add_samples(session, dataset_id=dataset.id, samples=(
@@ -139,7 +139,7 @@ def build_judge_store(path: Path, *, samples: int) -> Any:
                 session, variant_id=variant.id, sample_id=sample.id, prompt=sample.prompt,
                 text=f"Dish: Soup\nIngredients:\n- stock\nSteps:\n1. Simmer ({sample.external_id}).",
                 params_key=f"bench-{sample.external_id}", decoding=decoding, n_tokens=20)
-    return engine
+    return db_engine
 
 
 @dataclass
@@ -176,9 +176,9 @@ def bench_judge(
         folder = Path(tmp)
         cache = folder / "cache"
 
-        def run(engine: Any) -> tuple[Any, float]:
+        def run(db_engine: Any) -> tuple[Any, float]:
             start = time.perf_counter()
-            done = judge_generations(engine, eval_set=EVAL_SET, protocol="paper",
+            done = judge_generations(db_engine, eval_set=EVAL_SET, protocol="paper",
                                      base_url=server.base_url, api_key=DUMMY_API_KEY,
                                      concurrency=concurrency, cache_dir=cache)
             return done, time.perf_counter() - start

@@ -153,7 +153,7 @@ def _check_media(
 
 
 def check_samples(
-    engine: Engine,
+    db_engine: Engine,
     *,
     datasets: list[str] | None = None,
     model: str | None = None,
@@ -168,7 +168,7 @@ def check_samples(
 
     Raises KeyError naming an unknown dataset; ModelLoadError when `model` cannot be opened.
     """
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         all_sets = queries.list_datasets(session)
         by_name = {d.name: d for d in all_sets}
         unknown = [name for name in datasets or [] if name not in by_name]
@@ -232,7 +232,7 @@ def check_samples(
         pending.append(queries.SampleCheck(sample_id=sample.id, status=status, reasons=reasons,
                                            meta={**sample.meta, **learnt}, checked_at=utcnow()))
         if len(pending) >= 200:
-            _write_marks(engine, pending)
+            _write_marks(db_engine, pending)
         summary.checked += 1
         if status == "failed":
             summary.failed += 1
@@ -244,14 +244,14 @@ def check_samples(
             summary.count(reason)
         if progress and (index % 50 == 0 or index == total):
             progress(index, total, f"{summary.failed} failed")
-    _write_marks(engine, pending)
+    _write_marks(db_engine, pending)
     return summary
 
 
-def _write_marks(engine: Engine, pending: list[queries.SampleCheck]) -> None:
+def _write_marks(db_engine: Engine, pending: list[queries.SampleCheck]) -> None:
     """Store a batch of check results (a crash loses at most one batch, never half a row)."""
     if not pending:
         return
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         queries.record_sample_checks(session, checks=pending)
     pending.clear()

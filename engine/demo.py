@@ -48,7 +48,7 @@ def _steps_bar(console: Console) -> Progress:
 
 
 def build_and_import_kitchen(
-    engine: Engine, root: Path, *, seed: int = 0, console: Console
+    db_engine: Engine, root: Path, *, seed: int = 0, console: Console
 ) -> list[ImportSummary]:
     """Render the synthetic kitchen under `root` (reused when it exists) and import it."""
     from engine.kitchen.build import build_kitchen
@@ -60,15 +60,15 @@ def build_and_import_kitchen(
             bar.update(task, completed=done, total=total, message=what)
 
         build_kitchen(root, seed=seed, progress=update)
-    return import_kitchen(engine, root)
+    return import_kitchen(db_engine, root)
 
 
-def kitchen_corpus(engine: Engine) -> list[str]:
+def kitchen_corpus(db_engine: Engine) -> list[str]:
     """Every prompt and answer of the kitchen datasets: what the tiny tokenizer is trained on."""
     from engine.model.loading import format_prompt
 
     texts: list[str] = []
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         for name in (*TRAIN_SETS, EVAL_SET):
             dataset = queries.get_dataset(session, name=name)
             if dataset is None:
@@ -78,8 +78,8 @@ def kitchen_corpus(engine: Engine) -> list[str]:
     return texts
 
 
-def _stored_generations(engine: Engine, variant: str, eval_set: str) -> tuple[int, int]:
-    with session_scope(engine) as session:
+def _stored_generations(db_engine: Engine, variant: str, eval_set: str) -> tuple[int, int]:
+    with session_scope(db_engine) as session:
         v = queries.get_variant(session, name=variant)
         d = queries.get_dataset(session, name=eval_set)
         total = queries.count_samples(session, dataset_id=d.id, included=True)
@@ -88,19 +88,19 @@ def _stored_generations(engine: Engine, variant: str, eval_set: str) -> tuple[in
     return stored, total
 
 
-def _ungrounded(engine: Engine, variant: str, eval_set: str) -> int:
+def _ungrounded(db_engine: Engine, variant: str, eval_set: str) -> int:
     """Recipe generations of `variant` on `eval_set` with no grounding stored yet."""
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         v = queries.get_variant(session, name=variant)
         d = queries.get_dataset(session, name=eval_set)
         return sum(1 for g in queries.list_generations(session, variant_id=v.id, dataset_id=d.id)
                    if not queries.groundings_for_generation(session, generation_id=g.id))
 
 
-def _unjudged(engine: Engine, eval_set: str) -> int:
+def _unjudged(db_engine: Engine, eval_set: str) -> int:
     from engine.evaluation import offline_judge as offline
 
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         d = queries.get_dataset(session, name=eval_set)
         return sum(
             1
@@ -111,14 +111,14 @@ def _unjudged(engine: Engine, eval_set: str) -> int:
         )
 
 
-def _run(engine: Engine, request: Any, *, workspace: Path, description: str,
+def _run(db_engine: Engine, request: Any, *, workspace: Path, description: str,
          run: JobRunner | None) -> Any:
     """Submit `request` as the CLI does and run its job here with `run` (without one, quietly);
     returns the finished Job row. Raises JobError for a request the store refuses."""
-    job_id = submit(engine, request, workspace=workspace, detach=False)
+    job_id = submit(db_engine, request, workspace=workspace, detach=False)
     if run is None:
-        return run_job(engine, job_id, workspace=workspace)
-    return run(engine, job_id, workspace=workspace, description=description)
+        return run_job(db_engine, job_id, workspace=workspace)
+    return run(db_engine, job_id, workspace=workspace, description=description)
 
 
 def run_demo(workspace: str | Path | None, *, console: Console,
@@ -132,30 +132,30 @@ def run_demo(workspace: str | Path | None, *, console: Console,
 
     started = time.monotonic()
     path = resolve_workspace(workspace)
-    engine = open_store(path)
+    db_engine = open_store(path)
     console.rule(f"ddft demo · {path}")
 
     console.print("[bold]1/8[/] synthetic kitchen")
-    for summary in build_and_import_kitchen(engine, path / "kitchen", console=console):
+    for summary in build_and_import_kitchen(db_engine, path / "kitchen", console=console):
         console.print(f"    {summary.dataset}: {summary.imported} imported, "
                       f"{summary.skipped} already there")
 
     console.print("[bold]2/8[/] tiny Video-LLaVA (built offline)")
-    model_dir = build_tiny_model(path / TINY_MODEL_DIR, kitchen_corpus(engine), seed=0)
-    with session_scope(engine) as session:
+    model_dir = build_tiny_model(path / TINY_MODEL_DIR, kitchen_corpus(db_engine), seed=0)
+    with session_scope(db_engine) as session:
         if queries.get_variant(session, name=BASE_VARIANT) is None:
             queries.create_variant(session, name=BASE_VARIANT, base_model=str(model_dir),
                                    description="tiny Video-LLaVA, random weights")
     console.print(f"    {model_dir}")
 
     console.print("[bold]3/8[/] LoRA training on images, videos and questions")
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         tuned = queries.get_variant(session, name=TUNED_VARIANT)
     if tuned is None:
         request = TrainRequest(variant=TUNED_VARIANT, base=str(model_dir), preset="tiny",
                                datasets={name: 1.0 for name in TRAIN_SETS},
                                overrides=DEMO_TRAINING)
-        job = _run(engine, request, workspace=path, description="train", run=run)
+        job = _run(db_engine, request, workspace=path, description="train", run=run)
         job_id = job.id
         console.print(f"    job {job_id} {job.status}: final loss "
                       f"{job.result.get('final_loss', float('nan')):.4f}")
@@ -164,37 +164,37 @@ def run_demo(workspace: str | Path | None, *, console: Console,
 
     console.print("[bold]4/8[/] generating recipes for held-out videos")
     for variant in (BASE_VARIANT, TUNED_VARIANT):
-        stored, total = _stored_generations(engine, variant, EVAL_SET)
+        stored, total = _stored_generations(db_engine, variant, EVAL_SET)
         if stored >= total:
             console.print(f"    {variant}: {stored} of {total} stored already")
             continue
-        job = _run(engine, GenerateRequest(variant=variant, eval_set=EVAL_SET, **GENERATION),
+        job = _run(db_engine, GenerateRequest(variant=variant, eval_set=EVAL_SET, **GENERATION),
                    workspace=path, description=variant, run=run)
         console.print(f"    job {job.id} {job.status}: {job.result}", markup=False)
 
     console.print("[bold]5/8[/] offline judge")
-    if _unjudged(engine, EVAL_SET):
-        job = _run(engine, JudgeRequest(eval_set=EVAL_SET), workspace=path,
+    if _unjudged(db_engine, EVAL_SET):
+        job = _run(db_engine, JudgeRequest(eval_set=EVAL_SET), workspace=path,
                    description="judge", run=run)
         console.print(f"    job {job.id} {job.status}: {job.result}", markup=False)
     else:
         console.print("    every generation judged already")
 
     console.print(f"[bold]6/8[/] keyframe grounding of {TUNED_VARIANT}'s recipes")
-    if _ungrounded(engine, TUNED_VARIANT, EVAL_SET):
-        job = _run(engine, GroundRequest(variant=TUNED_VARIANT, eval_set=EVAL_SET),
+    if _ungrounded(db_engine, TUNED_VARIANT, EVAL_SET):
+        job = _run(db_engine, GroundRequest(variant=TUNED_VARIANT, eval_set=EVAL_SET),
                    workspace=path, description="ground", run=run)
         console.print(f"    job {job.id} {job.status}: {job.result.get('grounded', 0)} grounded")
     else:
         console.print("    every recipe grounded already")
 
     console.print("[bold]7/8[/] a blind rating campaign, waiting for raters")
-    _demo_campaign(engine, console)
+    _demo_campaign(db_engine, console)
 
     console.print("[bold]8/8[/] report (the paper's Table 1, and what comes with it)")
     from engine.evaluation.report import ReportSelection, build_report, render_markdown
 
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         report = build_report(session, ReportSelection(eval_set=EVAL_SET))
     console.print(render_markdown(report), markup=False, highlight=False, soft_wrap=True)
     console.print(f"\ndemo ready in {time.monotonic() - started:.0f} s · workspace {path}")
@@ -203,18 +203,18 @@ def run_demo(workspace: str | Path | None, *, console: Console,
     return path
 
 
-def _demo_campaign(engine: Engine, console: Console) -> None:
+def _demo_campaign(db_engine: Engine, console: Console) -> None:
     """A pairwise campaign of the base against the tuned variant, two raters per item, with a
     fixed seed; the demo rates nothing itself."""
     from db.campaigns import get_campaign
     from engine.evaluation.rating import create_campaign
 
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         exists = get_campaign(session, name=DEMO_CAMPAIGN) is not None
     if exists:
         console.print(f"    {DEMO_CAMPAIGN} exists already")
         return
-    created = create_campaign(engine, name=DEMO_CAMPAIGN, eval_set=EVAL_SET,
+    created = create_campaign(db_engine, name=DEMO_CAMPAIGN, eval_set=EVAL_SET,
                               variants=[BASE_VARIANT, TUNED_VARIANT], mode="pairwise",
                               raters_per_item=2, seed=0,
                               description="the demo's base against its LoRA run")

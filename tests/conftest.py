@@ -20,6 +20,6 @@ def ddft_workspace(tmp_path, monkeypatch):
 @pytest.fixture
 def ddft_store(ddft_workspace):
     """A fresh SQLite store in the test's workspace."""
-    engine = open_store(ddft_workspace)
-    yield engine
-    engine.dispose()
+    db_engine = open_store(ddft_workspace)
+    yield db_engine
+    db_engine.dispose()

@@ -26,7 +26,7 @@ def generated(index: int, variant_index: int) -> str:
                          ["Whisk everything.", f"Rest for {variant_index + 2} minutes."])
 
 
-def fill_store(engine, *, samples: int = 6, variants: Sequence[str] = VARIANTS,
+def fill_store(db_engine, *, samples: int = 6, variants: Sequence[str] = VARIANTS,
                judge_scores: dict[str, Sequence[float]] | None = None,
                missing: dict[str, Sequence[int]] | None = None) -> dict[str, int]:
     """An eval set of `samples` samples and one recipe generation per (variant, sample), except
@@ -34,7 +34,7 @@ def fill_store(engine, *, samples: int = 6, variants: Sequence[str] = VARIANTS,
     judgment of that variant's generation of sample i. Returns variant name → id."""
     missing = missing or {}
     judge_scores = judge_scores or {}
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         dataset = queries.get_or_create_dataset(session, name=EVAL_SET, modality="video",
                                                 purpose="eval")
         queries.add_samples(session, dataset_id=dataset.id, samples=[

@@ -29,8 +29,8 @@ def demo_workspace(tmp_path_factory):
 
 def test_the_demo_trains_a_variant_that_beats_the_base_on_held_out_videos(demo_workspace):
     workspace, output, _ = demo_workspace
-    engine = open_store(workspace)
-    with session_scope(engine) as session:
+    db_engine = open_store(workspace)
+    with session_scope(db_engine) as session:
         dataset = queries.get_dataset(session, name=EVAL_SET)
         rows = table1(queries.judged_rows(session, dataset_id=dataset.id))
     by_variant = {row.variant: row for row in rows}
@@ -46,8 +46,8 @@ def test_the_demo_trains_a_variant_that_beats_the_base_on_held_out_videos(demo_w
 
 def test_the_training_run_left_metrics_checkpoints_and_a_variant(demo_workspace):
     workspace, _, _ = demo_workspace
-    engine = open_store(workspace)
-    with session_scope(engine) as session:
+    db_engine = open_store(workspace)
+    with session_scope(db_engine) as session:
         (train,) = queries.list_jobs(session, kind="train")
         assert train.status == "succeeded" and train.step == train.total > 0
         loss = queries.metric_series(session, job_id=train.id, name="loss")
@@ -76,8 +76,8 @@ def test_the_demo_grounds_the_tuned_recipes_and_opens_a_campaign_it_does_not_rat
     from engine.demo import DEMO_CAMPAIGN
 
     workspace, output, _ = demo_workspace
-    engine = open_store(workspace)
-    with session_scope(engine) as session:
+    db_engine = open_store(workspace)
+    with session_scope(db_engine) as session:
         tuned = queries.get_variant(session, name=TUNED_VARIANT)
         generations = queries.list_generations(session, variant_id=tuned.id)
         groundings = [queries.groundings_for_generation(session, generation_id=g.id)
@@ -97,14 +97,14 @@ def test_the_demo_grounds_the_tuned_recipes_and_opens_a_campaign_it_does_not_rat
 
 def test_a_second_demo_run_reuses_everything(demo_workspace):
     workspace, _, _ = demo_workspace
-    engine = open_store(workspace)
-    with session_scope(engine) as session:
+    db_engine = open_store(workspace)
+    with session_scope(db_engine) as session:
         jobs_before = len(queries.list_jobs(session))
     output = io.StringIO()
     started = time.monotonic()
     run_demo(workspace, console=Console(file=output, width=120))
     assert time.monotonic() - started < 30
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         assert len(queries.list_jobs(session)) == jobs_before
     assert "exists already" in output.getvalue()
     assert "every generation judged already" in output.getvalue()

@@ -82,7 +82,7 @@ class DdftApp(App[None]):
 
     def __init__(
         self,
-        engine: Engine | None,
+        db_engine: Engine | None,
         *,
         location: str,
         workspace: Path | None = None,
@@ -90,15 +90,15 @@ class DdftApp(App[None]):
         rater: str | None = None,
         campaign: str | None = None,
     ) -> None:
-        """`engine` is the open store, or None with `open_store` to open it after the first frame."""
+        """`db_engine` is the open store, or None with `open_store` to open it after the first frame."""
         if rater:
             # No command palette for a rater (its commands are the workbench's); set before
             # App.__init__, which reads it.
             self.ENABLE_COMMAND_PALETTE = False
         super().__init__()
-        if engine is None and open_store is None:
+        if db_engine is None and open_store is None:
             raise ValueError("DdftApp needs an engine or a way to open one")
-        self.engine = engine
+        self.db_engine = db_engine
         self._open_store = open_store
         self.location = location
         # Where started runs put their checkpoints and logs; None: runs cannot be started here.
@@ -111,7 +111,7 @@ class DdftApp(App[None]):
 
     @property
     def store_ready(self) -> bool:
-        return self.engine is not None
+        return self.db_engine is not None
 
     def on_mount(self) -> None:
         if not self.rater:
@@ -129,18 +129,18 @@ class DdftApp(App[None]):
 
     def _open_store_worker(self) -> None:
         try:
-            engine = self._open_store()  # type: ignore[misc]
+            db_engine = self._open_store()  # type: ignore[misc]
         except Exception as exc:  # StoreError, or a driver's own error for a bad URL
             self.call_from_thread(self._store_failed, str(exc))
             return
-        self.call_from_thread(self._store_opened, engine)
+        self.call_from_thread(self._store_opened, db_engine)
 
     def _store_failed(self, message: str) -> None:
         self.store_error = message
         self.exit(return_code=1)
 
-    def _store_opened(self, engine: Engine) -> None:
-        self.engine = engine
+    def _store_opened(self, db_engine: Engine) -> None:
+        self.db_engine = db_engine
         self._start()
         if self._pending_mode:
             mode, self._pending_mode = self._pending_mode, None

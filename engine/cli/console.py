@@ -127,7 +127,7 @@ def progress_bar(out: Console | None = None) -> Progress:
     )
 
 
-def run_foreground(engine, job_id: int, *, workspace: Path, description: str,
+def run_foreground(db_engine, job_id: int, *, workspace: Path, description: str,
                    out: Console | None = None):
     """Run a job in this process with a progress bar; returns the finished Job row. Raises
     what engine.jobs.run_job raises."""
@@ -139,10 +139,10 @@ def run_foreground(engine, job_id: int, *, workspace: Path, description: str,
         def update(step: int, total: int, message: str) -> None:
             bar.update(task, completed=step, total=total or None, message=message or "")
 
-        return run_job(engine, job_id, workspace=workspace, progress=update)
+        return run_job(db_engine, job_id, workspace=workspace, progress=update)
 
 
-def launch(engine, workspace: Path, request: Any, *, detach: bool):
+def launch(db_engine, workspace: Path, request: Any, *, detach: bool):
     """Submit `request` (an engine.jobs request); with `detach` start it in the background and
     say how to follow it, else run it here behind a progress bar and print its result.
     Returns the finished Job row, or None when detached. Raises engine.jobs.JobError (a
@@ -150,17 +150,17 @@ def launch(engine, workspace: Path, request: Any, *, detach: bool):
     status 1 when the job does not succeed."""
     from engine.jobs import submit
 
-    job_id = submit(engine, request, workspace=workspace, detach=detach)
+    job_id = submit(db_engine, request, workspace=workspace, detach=detach)
     if detach:
         from db import queries
         from db.store import session_scope
 
-        with session_scope(engine) as session:
+        with session_scope(db_engine) as session:
             pid = queries.get_job(session, job_id=job_id).pid
         console.print(f"job {job_id} started in the background (pid {pid}); "
                       f"`ddft jobs show {job_id}` follows it")
         return None
-    job = run_foreground(engine, job_id, workspace=workspace, description=request.title())
+    job = run_foreground(db_engine, job_id, workspace=workspace, description=request.title())
     console.print(f"job {job_id} {job.status}: {job.result}", markup=False, highlight=False)
     if job.status != "succeeded":
         raise typer.Exit(1)

@@ -38,7 +38,7 @@ def _run_import(workspace: Path | None, read: Callable, *, skip_bad: bool, what:
     """Read with a progress bar, write in one transaction, print the summary."""
     from engine.importers.base import ImportFailed, apply_plan
 
-    _, engine = open_workspace(workspace)
+    _, db_engine = open_workspace(workspace)
     with progress_bar() as bar:
         task = bar.add_task(f"reading {what}", total=None, message="")
 
@@ -57,7 +57,7 @@ def _run_import(workspace: Path | None, read: Callable, *, skip_bad: bool, what:
             err_console.print("  (--skip-bad imports the good rows and lists the bad ones)")
         raise typer.Exit(1)
     try:
-        summaries = apply_plan(engine, plan, skip_bad=skip_bad)
+        summaries = apply_plan(db_engine, plan, skip_bad=skip_bad)
     except ImportFailed as exc:  # cannot happen after the check above, kept for safety
         fail(str(exc))
         return
@@ -214,8 +214,8 @@ def import_kitchen_cmd(
     eval set."""
     from engine.demo import build_and_import_kitchen
 
-    path, engine = open_workspace(workspace)
-    for summary in build_and_import_kitchen(engine, root or path / "kitchen", seed=seed,
+    path, db_engine = open_workspace(workspace)
+    for summary in build_and_import_kitchen(db_engine, root or path / "kitchen", seed=seed,
                                             console=console):
         console.print(f"{summary.dataset}: imported {summary.imported}, "
                       f"skipped {summary.skipped} already in the store")
@@ -247,7 +247,7 @@ def generate_questions_cmd(
     from db.errors import UserError
     from engine.questions import generate_questions, questions_plan
 
-    path, engine = open_workspace(workspace)
+    path, db_engine = open_workspace(workspace)
     folder = (out or path / "questions").resolve()
     with progress_bar() as bar:
         task = bar.add_task("questions", total=n, message="")
@@ -287,16 +287,16 @@ def check(
     from db.store import session_scope
     from engine.jobs import CheckRequest
 
-    path, engine = open_workspace(workspace)
+    path, db_engine = open_workspace(workspace)
     if model is None:
         # The newest base model that lies on disk: counting tokens must never download one.
-        with session_scope(engine) as session:
+        with session_scope(db_engine) as session:
             bases = [v.base_model for v in reversed(queries.list_variants(session))]
         model = next((b for b in bases if Path(b).is_dir()), None)
         if model:
             console.print(f"token budget: {model} (the newest local base model; --model "
                           "chooses another)")
-    job = launch(engine, path, CheckRequest(datasets=list(datasets or []), model=model),
+    job = launch(db_engine, path, CheckRequest(datasets=list(datasets or []), model=model),
                  detach=detach)
     if job is None:
         return
@@ -326,8 +326,8 @@ def export(
     from db.store import session_scope
     from engine.importers.llava import export_llava_json
 
-    _, engine = open_workspace(workspace)
-    with session_scope(engine) as session:
+    _, db_engine = open_workspace(workspace)
+    with session_scope(db_engine) as session:
         found = queries.get_dataset(session, name=dataset)
         if found is None:
             fail(f"no dataset named {dataset!r}; `ddft data list` shows the datasets")
@@ -348,10 +348,10 @@ def list_datasets(workspace: WorkspaceOption = None) -> None:
     from db import queries
     from db.store import session_scope
 
-    _, engine = open_workspace(workspace)
+    _, db_engine = open_workspace(workspace)
     table = Table("id", "name", "modality", "purpose", "source", "samples", "included",
                   "checked ok", "failed")
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         datasets = queries.list_datasets(session)
         for d in datasets:
             count = lambda **kw: str(queries.count_samples(session, dataset_id=d.id, **kw))  # noqa: E731

@@ -28,8 +28,8 @@ def timestamps(
     timestamp evaluation; stored answers are skipped. `ddft report-video` scores them."""
     from engine.jobs import TimestampsRequest
 
-    path, engine = open_workspace(workspace)
-    launch(engine, path, TimestampsRequest(variant=variant, eval_set=eval_set,
+    path, db_engine = open_workspace(workspace)
+    launch(db_engine, path, TimestampsRequest(variant=variant, eval_set=eval_set,
                                            batch_size=batch_size, max_new_tokens=max_new_tokens),
            detach=detach)
 
@@ -52,8 +52,8 @@ def ground(
     attention); generations grounded with the same settings are skipped."""
     from engine.jobs import GroundRequest
 
-    path, engine = open_workspace(workspace)
-    launch(engine, path, GroundRequest(variant=variant, eval_set=eval_set, layers=layers,
+    path, db_engine = open_workspace(workspace)
+    launch(db_engine, path, GroundRequest(variant=variant, eval_set=eval_set, layers=layers,
                                        heads=heads, top_k=top_k), detach=detach)
 
 
@@ -64,8 +64,8 @@ class VideoReportFormat(str, Enum):
 
 @friendly
 def report_video(
-    eval_set: Annotated[str | None, typer.Option(help="Eval dataset (default: the oldest "
-                                                 "eval set).")] = None,
+    eval_set: Annotated[str | None, typer.Option(help="Eval dataset (default: the one with "
+                                                 "the most judged recipes).")] = None,
     fmt: Annotated[VideoReportFormat, typer.Option("--format", help="Output format.")]
     = VideoReportFormat.md,
     workspace: WorkspaceOption = None,
@@ -75,9 +75,9 @@ def report_video(
     from db.store import session_scope
     from engine.evaluation.report import ReportError, ReportSelection, build_report, render_video
 
-    _, engine = open_workspace(workspace)
+    _, db_engine = open_workspace(workspace)
     try:
-        with session_scope(engine) as session:
+        with session_scope(db_engine) as session:
             built = build_report(session, ReportSelection(eval_set=eval_set), parts={"video"})
     except ReportError as exc:
         fail(str(exc))

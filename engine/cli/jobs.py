@@ -36,9 +36,9 @@ def list_jobs(workspace: WorkspaceOption = None) -> None:
     from db.store import session_scope
     from engine.jobs import refresh_job_states
 
-    _, engine = open_workspace(workspace)
-    refresh_job_states(engine)
-    with session_scope(engine) as session:
+    _, db_engine = open_workspace(workspace)
+    refresh_job_states(db_engine)
+    with session_scope(db_engine) as session:
         jobs = queries.list_jobs(session)
         table = Table("id", "kind", "title", "status", "progress", "loss", "heartbeat", "message")
         for job in jobs:
@@ -66,9 +66,9 @@ def show_job(job_id: int, workspace: WorkspaceOption = None) -> None:
     from db.store import session_scope
     from engine.jobs import refresh_job_states
 
-    _, engine = open_workspace(workspace)
-    refresh_job_states(engine)
-    with session_scope(engine) as session:
+    _, db_engine = open_workspace(workspace)
+    refresh_job_states(db_engine)
+    with session_scope(db_engine) as session:
         job = queries.get_job(session, job_id=job_id)
         if job is None:
             fail(f"no job with id {job_id}")
@@ -102,8 +102,8 @@ def cancel_job(job_id: int, workspace: WorkspaceOption = None) -> None:
     """Ask a job to stop; a training run saves a checkpoint first."""
     from engine.jobs import request_cancel
 
-    _, engine = open_workspace(workspace)
-    request_cancel(engine, job_id)
+    _, db_engine = open_workspace(workspace)
+    request_cancel(db_engine, job_id)
     console.print(f"cancel requested for job {job_id}")
 
 
@@ -118,11 +118,11 @@ def resume(
     from engine.cli.console import run_foreground
     from engine.jobs import refresh_job_states, resume_job
 
-    path, engine = open_workspace(workspace)
-    refresh_job_states(engine)
-    resume_job(engine, job_id, workspace=path, detach=not foreground)
+    path, db_engine = open_workspace(workspace)
+    refresh_job_states(db_engine)
+    resume_job(db_engine, job_id, workspace=path, detach=not foreground)
     if foreground:
-        job = run_foreground(engine, job_id, workspace=path, description=f"job {job_id}")
+        job = run_foreground(db_engine, job_id, workspace=path, description=f"job {job_id}")
         console.print(f"job {job_id} {job.status}")
     else:
         console.print(f"job {job_id} resumed in the background; watch it with "
@@ -134,9 +134,9 @@ def run(job_id: int, workspace: WorkspaceOption = None) -> None:
     """Run a queued job in this process (what a detached job's process executes)."""
     from engine.jobs import run_job
 
-    path, engine = open_workspace(workspace)
+    path, db_engine = open_workspace(workspace)
     try:
-        job = run_job(engine, job_id, workspace=path)
+        job = run_job(db_engine, job_id, workspace=path)
     except Exception as exc:
         print(f"job {job_id} failed: {exc}", flush=True)
         raise typer.Exit(1) from None

@@ -122,9 +122,9 @@ def train(
     from engine.importers.kitchen import TRAIN_SETS
     from engine.jobs.requests import TrainRequest, parse_dataset_arg, parse_set_arg
 
-    path, engine = open_workspace(workspace)
+    path, db_engine = open_workspace(workspace)
     if resume is not None:
-        _resume_train(engine, path, resume, detach=detach)
+        _resume_train(db_engine, path, resume, detach=detach)
         return
     if not variant or not base:
         fail("--variant and --base are needed (or --resume JOB_ID to continue a run)")
@@ -140,25 +140,25 @@ def train(
     request = TrainRequest(variant=variant, base=base, preset=preset or "",
                            datasets=datasets or {name: 1.0 for name in TRAIN_SETS},
                            overrides=overrides, gpus=gpus)
-    launch(engine, path, request, detach=detach)
+    launch(db_engine, path, request, detach=detach)
 
 
-def _resume_train(engine, path: Path, job_id: int, *, detach: bool) -> None:
+def _resume_train(db_engine, path: Path, job_id: int, *, detach: bool) -> None:
     from db import queries
     from db.store import session_scope
     from engine.jobs import refresh_job_states, resume_job
 
-    refresh_job_states(engine)
-    with session_scope(engine) as session:
+    refresh_job_states(db_engine)
+    with session_scope(db_engine) as session:
         job = queries.get_job(session, job_id=job_id)
         if job is None or job.kind != "train":
             fail(f"no train job with id {job_id}; `ddft jobs list` shows the jobs")
-    resume_job(engine, job_id, workspace=path, detach=detach)
+    resume_job(db_engine, job_id, workspace=path, detach=detach)
     if detach:
         console.print(f"job {job_id} resumes from its last checkpoint in the background; "
                       f"`ddft jobs show {job_id}` follows it")
         return
-    job = run_foreground(engine, job_id, workspace=path, description=f"train job {job_id}")
+    job = run_foreground(db_engine, job_id, workspace=path, description=f"train job {job_id}")
     console.print(f"job {job_id} {job.status}: {job.result}")
     if job.status != "succeeded":
         raise typer.Exit(1)
@@ -179,10 +179,10 @@ def generate(
     from db.store import session_scope
     from engine.jobs import GenerateRequest
 
-    path, engine = open_workspace(workspace)
+    path, db_engine = open_workspace(workspace)
     request = GenerateRequest(variant=variant, eval_set=eval_set, batch_size=batch_size,
                               max_new_tokens=max_new_tokens)
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         dataset = queries.get_dataset(session, name=eval_set)
     if dataset is not None and dataset.purpose != "eval":
         # Allowed (it shows how well a variant fits what it learned), but never a held-out
@@ -190,7 +190,7 @@ def generate(
         console.print(f"[yellow]note:[/] {eval_set} is a training set; its scores measure how "
                       "well a variant fits its training data, not held-out videos",
                       highlight=False)
-    launch(engine, path, request, detach=detach)
+    launch(db_engine, path, request, detach=detach)
 
 
 class JudgeName(str, Enum):
@@ -229,11 +229,11 @@ def judge(
     judge's key comes from $OPENAI_API_KEY and is never stored."""
     from engine.jobs import JudgeRequest
 
-    path, engine = open_workspace(workspace)
+    path, db_engine = open_workspace(workspace)
     request = JudgeRequest(eval_set=eval_set, variants=list(variant or []),
                            judge=judge_name.value, protocol=protocol.value, model=model,
                            base_url=base_url, concurrency=concurrency, pair=pair or None)
-    launch(engine, path, request, detach=detach)
+    launch(db_engine, path, request, detach=detach)
 
 
 class ReportFormat(str, Enum):
@@ -245,8 +245,8 @@ class ReportFormat(str, Enum):
 @app.command()
 @friendly
 def report(
-    eval_set: Annotated[Optional[str], typer.Option(help="Eval dataset (default: the oldest "
-                                                    "eval set).")] = None,
+    eval_set: Annotated[Optional[str], typer.Option(help="Eval dataset (default: the one "
+                                                    "with the most judged recipes).")] = None,
     judge_name: Annotated[Optional[str], typer.Option("--judge", help="Judge (model name, or "
                                                       "offline; default: the most used on the "
                                                       "eval set).")] = None,
@@ -271,12 +271,12 @@ def report(
     from db.store import session_scope
     from engine.evaluation.report import ReportError, ReportSelection, build_report, render
 
-    _, engine = open_workspace(workspace)
+    _, db_engine = open_workspace(workspace)
     selection = ReportSelection(eval_set=eval_set, judge=judge_name, protocol=protocol,
                                 prompt_version=prompt_version, baseline=baseline,
                                 campaign=campaign)
     try:
-        with session_scope(engine) as session:
+        with session_scope(db_engine) as session:
             built = build_report(session, selection)
     except ReportError as exc:
         fail(str(exc))

@@ -55,9 +55,9 @@ def create(
     from db.campaigns import CampaignError
     from engine.evaluation.rating import create_campaign
 
-    _, engine = open_workspace(workspace)
+    _, db_engine = open_workspace(workspace)
     try:
-        created = create_campaign(engine, name=name, eval_set=eval_set, variants=variant,
+        created = create_campaign(db_engine, name=name, eval_set=eval_set, variants=variant,
                                   mode=mode.value, raters_per_item=raters_per_item, seed=seed,
                                   description=description)
     except CampaignError as exc:
@@ -75,8 +75,8 @@ def list_(workspace: WorkspaceOption = None) -> None:
     from db.store import session_scope
     from engine.evaluation.rating import campaign_progress
 
-    _, engine = open_workspace(workspace)
-    with session_scope(engine) as session:
+    _, db_engine = open_workspace(workspace)
+    with session_scope(db_engine) as session:
         progress = [campaign_progress(session, c) for c in list_campaigns(session)]
     if not progress:
         console.print("no campaigns yet: `ddft campaign create NAME --variant A --variant B`")
@@ -96,8 +96,8 @@ def show(name: str, workspace: WorkspaceOption = None) -> None:
     from db.store import session_scope
     from engine.evaluation.rating import campaign_progress, require_campaign
 
-    _, engine = open_workspace(workspace)
-    with session_scope(engine) as session:
+    _, db_engine = open_workspace(workspace)
+    with session_scope(db_engine) as session:
         try:
             progress = campaign_progress(session, require_campaign(session, name))
         except CampaignError as exc:
@@ -133,8 +133,8 @@ def export(
     from db.store import session_scope
     from engine.evaluation.rating import render_export, require_campaign
 
-    _, engine = open_workspace(workspace)
-    with session_scope(engine) as session:
+    _, db_engine = open_workspace(workspace)
+    with session_scope(db_engine) as session:
         try:
             text = render_export(session, require_campaign(session, name), fmt.value)
         except CampaignError as exc:
@@ -185,15 +185,15 @@ def rate(
     from db.campaigns import CampaignError, validate_rater_name
     from db.store import session_scope
 
-    path, engine = open_workspace(workspace)
+    path, db_engine = open_workspace(workspace)
     try:
         name = validate_rater_name(rater)
-        with session_scope(engine) as session:
+        with session_scope(db_engine) as session:
             chosen = choose_campaign(session, rater=name, campaign=campaign)
     except CampaignError as exc:
         fail(str(exc))
         return
-    engine.dispose()
+    db_engine.dispose()
     open_rating(path, rater=name, campaign=chosen)
 
 

@@ -21,8 +21,8 @@ def list_variants(workspace: WorkspaceOption = None) -> None:
     from db import queries
     from db.store import session_scope
 
-    _, engine = open_workspace(workspace)
-    with session_scope(engine) as session:
+    _, db_engine = open_workspace(workspace)
+    with session_scope(db_engine) as session:
         variants = queries.list_variants(session)
     if not variants:
         console.print("no model variants yet: `ddft demo` or `ddft train` makes them")
@@ -48,8 +48,8 @@ def add_variant(
 
     if adapter is not None and not (adapter / "adapter_config.json").is_file():
         fail(f"{adapter}: not a LoRA adapter folder (adapter_config.json missing)")
-    _, engine = open_workspace(workspace)
-    with session_scope(engine) as session:
+    _, db_engine = open_workspace(workspace)
+    with session_scope(db_engine) as session:
         if queries.get_variant(session, name=name):
             fail(f"a model variant named {name!r} exists already")
         queries.create_variant(session, name=name, base_model=base,
@@ -71,8 +71,8 @@ def from_checkpoint(
     from db.store import session_scope
     from engine.jobs import TrainRequest
 
-    _, engine = open_workspace(workspace)
-    with session_scope(engine) as session:
+    _, db_engine = open_workspace(workspace)
+    with session_scope(db_engine) as session:
         job = queries.get_job(session, job_id=job_id)
         if job is None or job.kind != "train":
             fail(f"no training run with job id {job_id}; `ddft jobs list` shows them")
@@ -108,8 +108,8 @@ def export(
     from db.store import session_scope
     from engine.export import ExportError, export_adapter, export_merged
 
-    _, engine = open_workspace(workspace)
-    with session_scope(engine) as session:
+    _, db_engine = open_workspace(workspace)
+    with session_scope(db_engine) as session:
         variant = queries.get_variant(session, name=name)
     if variant is None:
         fail(f"no model variant named {name!r}; `ddft variants list` shows them")

@@ -74,7 +74,7 @@ def _newest_recipes(session: Session, *, variant_id: int, dataset_id: int) -> di
 
 
 def create_campaign(
-    engine: Engine,
+    db_engine: Engine,
     *,
     name: str,
     eval_set: str,
@@ -96,7 +96,7 @@ def create_campaign(
     from db.store import session_scope
 
     names = list(dict.fromkeys(v.strip() for v in variants if v and v.strip()))
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         problems = []
         if not name or not name.strip():
             problems.append("the campaign needs a name")

@@ -123,7 +123,7 @@ class ImportSummary:
 
 
 def apply_plan(
-    engine: Engine, plan: ImportPlan, *, skip_bad: bool = False
+    db_engine: Engine, plan: ImportPlan, *, skip_bad: bool = False
 ) -> list[ImportSummary]:
     """Write a plan's datasets and samples in one transaction; samples already present (same
     dataset, same external id) are skipped, so an import can be re-run.
@@ -133,7 +133,7 @@ def apply_plan(
     if plan.problems and not skip_bad:
         raise ImportFailed(plan.problems)
     summaries = []
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         for planned in plan.datasets:
             dataset = queries.get_or_create_dataset(
                 session,

@@ -37,7 +37,7 @@ def _frame_times(n_frames: int, fps: float) -> list[float]:
     return [round(i / fps, 3) for i in uniform_indices(n_frames, DEFAULT_FRAMES)]
 
 
-def import_kitchen(engine: Engine, root: Path) -> list[ImportSummary]:
+def import_kitchen(db_engine: Engine, root: Path) -> list[ImportSummary]:
     """Add the kitchen under `root` to the store (one transaction; safe to re-run).
 
     Raises KitchenImportError when root/kitchen.json is missing or malformed.
@@ -130,4 +130,4 @@ def import_kitchen(engine: Engine, root: Path) -> list[ImportSummary]:
              eval_rows),
         ]
     ])
-    return apply_plan(engine, plan)
+    return apply_plan(db_engine, plan)

@@ -34,7 +34,7 @@ def generation_key(prompt: str, decoding: dict[str, Any]) -> str:
 def _find(ctx: JobContext, **names: Any) -> Found:
     """find_named in a session of its own. Raises JobError naming every name not in the
     store."""
-    with session_scope(ctx.engine) as session:
+    with session_scope(ctx.db_engine) as session:
         found = find_named(session, **names)
     if found.problems:
         raise JobError("; ".join(found.problems))
@@ -51,7 +51,7 @@ def _train_examples(ctx: JobContext, datasets: dict[str, float]) -> list[Any]:
 
     found = _find(ctx, datasets=list(datasets))
     examples = []
-    with session_scope(ctx.engine) as session:
+    with session_scope(ctx.db_engine) as session:
         for name, dataset in found.datasets.items():
             for sample in queries.list_samples(session, dataset_id=dataset.id, included=True,
                                                limit=None):
@@ -102,7 +102,7 @@ class _TrainJobCallbacks:
         self.ctx.log(message)
 
     def on_checkpoint(self, step: int, path: Path, final: bool) -> None:
-        with session_scope(self.ctx.engine) as session:
+        with session_scope(self.ctx.db_engine) as session:
             existing = [c for c in queries.list_checkpoints(session, job_id=self.ctx.job_id)
                         if c.step == step]
             if existing:  # a resumed run cancelled again before its first step
@@ -187,7 +187,7 @@ def train_task(ctx: JobContext) -> dict[str, Any]:
     """
     request = TrainRequest.from_params(ctx.params)
     variant_name = request.variant
-    with session_scope(ctx.engine) as session:
+    with session_scope(ctx.db_engine) as session:
         if queries.get_variant(session, name=variant_name) is not None:
             raise JobError(f"a model variant named {variant_name!r} exists already")
     gpus = request.gpus
@@ -203,7 +203,7 @@ def train_task(ctx: JobContext) -> dict[str, Any]:
         result = train_here(ctx)
     if result.get("stopped"):
         return result
-    with session_scope(ctx.engine) as session:
+    with session_scope(ctx.db_engine) as session:
         checkpoints = queries.list_checkpoints(session, job_id=ctx.job_id)
         final = next((c for c in reversed(checkpoints) if c.final), None)
         queries.create_variant(
@@ -256,7 +256,7 @@ def _generate(ctx: JobContext, request: GenerateRequest) -> dict[str, Any]:
     task = request.task
     found = _find(ctx, variant=request.variant, eval_set=request.eval_set)
     variant = found.variant
-    with session_scope(ctx.engine) as session:
+    with session_scope(ctx.db_engine) as session:
         samples = queries.list_samples(session, dataset_id=found.eval_set.id, included=True,
                                        limit=None)
     # torch and transformers load here, inside the job's own process.
@@ -266,7 +266,7 @@ def _generate(ctx: JobContext, request: GenerateRequest) -> dict[str, Any]:
     decoding = decoding_params(max_new_tokens=request.max_new_tokens,
                                num_frames=request.num_frames)
     todo, keys = [], {}
-    with session_scope(ctx.engine) as session:
+    with session_scope(ctx.db_engine) as session:
         for sample in samples:
             prompt = _task_prompt(sample.prompt, task)
             keys[sample.id] = _task_key(prompt, decoding, task)
@@ -288,7 +288,7 @@ def _generate(ctx: JobContext, request: GenerateRequest) -> dict[str, Any]:
         max_new_tokens=decoding["max_new_tokens"],
         num_frames=decoding["num_frames"],
     ):
-        with session_scope(ctx.engine) as session:
+        with session_scope(ctx.db_engine) as session:
             queries.add_generation(
                 session,
                 variant_id=variant.id,
@@ -335,7 +335,7 @@ def ground_task(ctx: JobContext) -> dict[str, Any]:
     request = GroundRequest.from_params(ctx.params)
     found = _find(ctx, variant=request.variant, eval_set=request.eval_set)
     variant = found.variant
-    with session_scope(ctx.engine) as session:
+    with session_scope(ctx.db_engine) as session:
         generations = [g for g in queries.list_generations(session, variant_id=variant.id,
                                                            dataset_id=found.eval_set.id)
                        if g.frame_indices]
@@ -360,7 +360,7 @@ def ground_task(ctx: JobContext) -> dict[str, Any]:
         raise JobError(str(exc)) from None
     grounded = skipped = 0
     for number, generation in enumerate(generations, 1):
-        with session_scope(ctx.engine) as session:
+        with session_scope(ctx.db_engine) as session:
             exists = find_grounding(session, generation_id=generation.id,
                                     params_key=chosen.key) is not None
         if exists:
@@ -388,7 +388,7 @@ def ground_task(ctx: JobContext) -> dict[str, Any]:
         for step in steps:
             # Relative to the workspace, so a moved or copied workspace keeps its thumbnails.
             step["strip"] = str(strip.relative_to(ctx.workspace))
-        with session_scope(ctx.engine) as session:
+        with session_scope(ctx.db_engine) as session:
             add_grounding(session, generation_id=generation.id, params_key=chosen.key,
                           params=chosen.as_dict(), steps=steps, job_id=ctx.job_id)
         grounded += 1
@@ -416,7 +416,7 @@ def judge_task(ctx: JobContext) -> dict[str, Any]:
     from engine.evaluation import offline_judge as offline
 
     dataset = _find(ctx, eval_set=request.eval_set).eval_set
-    with session_scope(ctx.engine) as session:
+    with session_scope(ctx.db_engine) as session:
         wanted = set(request.variants)
         variants = {v.id: v.name for v in queries.list_variants(session)
                     if not wanted or v.name in wanted}
@@ -425,7 +425,7 @@ def judge_task(ctx: JobContext) -> dict[str, Any]:
     total, judged, skipped = len(generations), 0, 0
     ctx.progress(0, total, "judging")
     for index, generation in enumerate(generations, 1):
-        with session_scope(ctx.engine) as session:
+        with session_scope(ctx.db_engine) as session:
             if queries.find_judgment(session, generation_id=generation.id, judge=offline.JUDGE_NAME,
                                      protocol=offline.PROTOCOL,
                                      prompt_version=offline.PROMPT_VERSION):
@@ -463,7 +463,7 @@ def _gpt_judge(ctx: JobContext, request: JudgeRequest) -> dict[str, Any]:
 
     try:
         run = judge_generations(
-            ctx.engine,
+            ctx.db_engine,
             eval_set=request.eval_set,
             protocol=request.protocol,
             model=request.model,
@@ -496,7 +496,7 @@ def check_task(ctx: JobContext) -> dict[str, Any]:
     _find(ctx, datasets=request.datasets)
     try:
         summary = check_samples(
-            ctx.engine,
+            ctx.db_engine,
             datasets=request.datasets or None,
             model=request.model,
             thumbs_dir=ctx.workspace / "thumbs",

@@ -41,8 +41,8 @@ class JobCancelled(Exception):
 class JobContext:
     """What a handler gets: the job's params and ways to report progress and check for cancel."""
 
-    def __init__(self, engine: Engine, job: Job, workspace: Path):
-        self.engine = engine
+    def __init__(self, db_engine: Engine, job: Job, workspace: Path):
+        self.db_engine = db_engine
         self.job_id: int = job.id  # type: ignore[assignment]
         self.kind = job.kind
         self.params: dict[str, Any] = dict(job.params)
@@ -61,14 +61,14 @@ class JobContext:
             fields["total"] = total
         if message is not None:
             fields["message"] = message
-        with session_scope(self.engine) as session:
+        with session_scope(self.db_engine) as session:
             job = queries.update_job(session, job_id=self.job_id, **fields)
             step, total_now, message_now = job.step, job.total, job.message
         for listener in self._listeners:
             listener(step, total_now, message_now)
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
-        with session_scope(self.engine) as session:
+        with session_scope(self.db_engine) as session:
             queries.add_metrics(session, job_id=self.job_id, step=step, values=values)
 
     def should_stop(self) -> bool:
@@ -76,13 +76,13 @@ class JobContext:
         now = time.monotonic()
         if not self._cancelled and now - self._cancel_checked > 0.5:
             self._cancel_checked = now
-            with session_scope(self.engine) as session:
+            with session_scope(self.db_engine) as session:
                 job = queries.get_job(session, job_id=self.job_id)
                 self._cancelled = bool(job and job.cancel_requested)
         return self._cancelled
 
     def set_result(self, **values: Any) -> None:
-        with session_scope(self.engine) as session:
+        with session_scope(self.db_engine) as session:
             job = queries.get_job(session, job_id=self.job_id)
             assert job is not None
             job.result = {**job.result, **values}
@@ -93,12 +93,12 @@ class JobContext:
         print(line, flush=True)
 
 
-def create_job(engine: Engine, *, kind: str, params: dict[str, Any], title: str = "") -> int:
+def create_job(db_engine: Engine, *, kind: str, params: dict[str, Any], title: str = "") -> int:
     """Add a queued job row as it is given, unchecked (commands go through `submit`); returns
     its id. Raises JobError for an unknown kind."""
     if kind not in KINDS:
         raise JobError(f"unknown job kind {kind!r}; expected one of {', '.join(sorted(KINDS))}")
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         return queries.create_job(session, kind=kind, params=params, title=title).id  # type: ignore[return-value]
 
 
@@ -110,7 +110,7 @@ def _reap(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def spawn_job(engine: Engine, job_id: int, *, workspace: Path) -> int:
+def spawn_job(db_engine: Engine, job_id: int, *, workspace: Path) -> int:
     """Start `ddft jobs run ID` as a detached process (own session: it outlives the caller's
     terminal and SSH connection). Returns its pid."""
     log_path = job_log_path(workspace, job_id)
@@ -127,7 +127,7 @@ def spawn_job(engine: Engine, job_id: int, *, workspace: Path) -> int:
             close_fds=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         queries.update_job(session, job_id=job_id, pid=process.pid, host=socket.gethostname(),
                            log_path=str(log_path))
     # A long-lived caller (the workbench) reaps the child so it never lingers as a zombie.
@@ -135,7 +135,7 @@ def spawn_job(engine: Engine, job_id: int, *, workspace: Path) -> int:
     return process.pid
 
 
-def submit(engine: Engine, request: JobRequest, *, workspace: Path, title: str | None = None,
+def submit(db_engine: Engine, request: JobRequest, *, workspace: Path, title: str | None = None,
            detach: bool = True) -> int:
     """The one way work is asked for: check `request` against the store, add its job and, with
     `detach`, start it in its own process; without, the job stays queued for the caller to run
@@ -148,21 +148,21 @@ def submit(engine: Engine, request: JobRequest, *, workspace: Path, title: str |
     if kind not in KINDS or type(request) is not KINDS[kind].request:
         raise JobError(f"{type(request).__name__} is not a job request; expected one of "
                        + ", ".join(k.request.__name__ for k in KINDS.values()))
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         problems = request.problems(session)
     name = title or request.title()
     if problems:
         raise JobError(f"cannot start {name}: " + "; ".join(problems))
-    job_id = create_job(engine, kind=kind, params=request.params(), title=name)
+    job_id = create_job(db_engine, kind=kind, params=request.params(), title=name)
     if detach:
-        spawn_job(engine, job_id, workspace=workspace)
+        spawn_job(db_engine, job_id, workspace=workspace)
     return job_id
 
 
-def request_cancel(engine: Engine, job_id: int) -> None:
+def request_cancel(db_engine: Engine, job_id: int) -> None:
     """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next check.
     Raises JobError for an unknown id."""
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         job = queries.get_job(session, job_id=job_id)
         if job is None:
             raise JobError(f"no job with id {job_id}")
@@ -188,12 +188,12 @@ def _process_alive(pid: int) -> bool:
         return True
 
 
-def refresh_job_states(engine: Engine) -> list[int]:
+def refresh_job_states(db_engine: Engine) -> list[int]:
     """Mark running jobs whose process is gone as interrupted; returns their ids."""
     found: list[int] = []
     host = socket.gethostname()
     stale_before = utcnow() - timedelta(seconds=STALE_AFTER_S)
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         for job in queries.list_jobs(session, status=["running"]):
             if job.host == host and job.pid:
                 dead = not _process_alive(job.pid)
@@ -217,22 +217,22 @@ def _load_handler(kind: str) -> Callable[[JobContext], Optional[dict[str, Any]]]
 
 
 class _Heartbeat(threading.Thread):
-    def __init__(self, engine: Engine, job_id: int):
+    def __init__(self, db_engine: Engine, job_id: int):
         super().__init__(daemon=True, name=f"heartbeat-job-{job_id}")
-        self.engine, self.job_id = engine, job_id
+        self.db_engine, self.job_id = db_engine, job_id
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(HEARTBEAT_S):
             try:
-                with session_scope(self.engine) as session:
+                with session_scope(self.db_engine) as session:
                     queries.update_job(session, job_id=self.job_id, heartbeat_at=utcnow())
             except Exception:  # a busy store must not kill the job; the next beat retries
                 pass
 
 
 def run_job(
-    engine: Engine,
+    db_engine: Engine,
     job_id: int,
     *,
     workspace: Path,
@@ -244,7 +244,7 @@ def run_job(
     Raises JobError when the job does not exist or is not runnable; handler errors are recorded
     on the row (status failed) and re-raised.
     """
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         job = queries.get_job(session, job_id=job_id)
         if job is None:
             raise JobError(f"no job with id {job_id}")
@@ -266,10 +266,10 @@ def run_job(
         session.add(job)
         session.flush()
         session.refresh(job)
-    context = JobContext(engine, job, workspace)
+    context = JobContext(db_engine, job, workspace)
     if progress:
         context.add_progress_listener(progress)
-    heartbeat = _Heartbeat(engine, job_id)
+    heartbeat = _Heartbeat(db_engine, job_id)
     heartbeat.start()
     status, error, result = "succeeded", None, None
     try:
@@ -293,7 +293,7 @@ def run_job(
     finally:
         heartbeat.stopped.set()
         heartbeat.join(timeout=5)
-        with session_scope(engine) as session:
+        with session_scope(db_engine) as session:
             finished = queries.update_job(
                 session, job_id=job_id, status=status, error=error, finished_at=utcnow(),
                 heartbeat_at=utcnow(),
@@ -307,10 +307,10 @@ def run_job(
     return finished
 
 
-def resume_job(engine: Engine, job_id: int, *, workspace: Path, detach: bool = True) -> int:
+def resume_job(db_engine: Engine, job_id: int, *, workspace: Path, detach: bool = True) -> int:
     """Queue an interrupted, failed or cancelled job again and start it; work already stored is
     skipped by its handler. Raises JobError when the job is still active or unknown."""
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         job = queries.get_job(session, job_id=job_id)
         if job is None:
             raise JobError(f"no job with id {job_id}")
@@ -323,5 +323,5 @@ def resume_job(engine: Engine, job_id: int, *, workspace: Path, detach: bool = T
         job.message = "resumed"
         session.add(job)
     if detach:
-        spawn_job(engine, job_id, workspace=workspace)
+        spawn_job(db_engine, job_id, workspace=workspace)
     return job_id

@@ -22,12 +22,12 @@ def train_worker(job_id: int, workspace: Path) -> None:
 
     from db.store import open_store
 
-    engine = open_store(workspace)
-    with session_scope(engine) as session:
+    db_engine = open_store(workspace)
+    with session_scope(db_engine) as session:
         job = queries.get_job(session, job_id=job_id)
         if job is None:
             raise JobError(f"no job with id {job_id}")
-    ctx = JobContext(engine, job, Path(workspace))
+    ctx = JobContext(db_engine, job, Path(workspace))
     main = PartialState().is_main_process
     values = train_here(ctx, is_main=main)
     if main:

@@ -320,10 +320,10 @@ class _Plan:
     unpaired: int = 0
 
 
-def _plan(engine: Any, *, eval_set: str, protocol: str, model: str, prompt_version: str,
+def _plan(db_engine: Any, *, eval_set: str, protocol: str, model: str, prompt_version: str,
           variants: Sequence[str] | None, pair: tuple[str, str] | None) -> _Plan:
     """What to judge, read from the store; raises JudgeError for unknown names or nothing to do."""
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         dataset = queries.get_dataset(session, name=eval_set)
         if dataset is None:
             raise JudgeError(f"no eval set named {eval_set!r}")
@@ -426,7 +426,7 @@ def _conversations(protocol: str, generation: Generation, samples: dict) -> dict
 
 
 def judge_generations(
-    engine: Any,
+    db_engine: Any,
     *,
     eval_set: str,
     protocol: str = "paper",
@@ -474,7 +474,7 @@ def judge_generations(
     # Before the store is read: a missing key or a bad URL is reported before anything else.
     endpoint = resolve_endpoint(base_url, api_key)
     prompt_version = PROMPT_VERSIONS[protocol]
-    plan = _plan(engine, eval_set=eval_set, protocol=protocol, model=model,
+    plan = _plan(db_engine, eval_set=eval_set, protocol=protocol, model=model,
                  prompt_version=prompt_version, variants=variants, pair=pair)
     client: ChatClient | None = None
     cache: _Cache | None = None
@@ -520,7 +520,7 @@ def judge_generations(
                              judgment_fields(protocol, outcome.unit, outcome.replies)))
         if not rows:
             return
-        with session_scope(engine) as session:
+        with session_scope(db_engine) as session:
             for generation_id, fields in rows:
                 queries.add_judgment(session, generation_id=generation_id, judge=model,
                                      protocol=protocol, prompt_version=prompt_version,

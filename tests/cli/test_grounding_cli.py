@@ -41,10 +41,10 @@ def kitchen_root(tmp_path_factory):
     return root
 
 
-def _store(engine, model, root) -> None:
+def _store(db_engine, model, root) -> None:
     """The kitchen, a `tiny` variant, and its recipe for each eval video (the reference)."""
-    import_kitchen(engine, root)
-    with session_scope(engine) as session:
+    import_kitchen(db_engine, root)
+    with session_scope(db_engine) as session:
         variant = queries.create_variant(session, name="tiny", base_model=str(model))
         dataset = queries.get_dataset(session, name=EVAL_SET)
         for sample in queries.list_samples(session, dataset_id=dataset.id, limit=None):

@@ -14,8 +14,8 @@ runner = CliRunner()
 REFERENCE = format_recipe("Pancakes", ["1 cup flour", "2 eggs"], ["Whisk.", "Fry."])
 
 
-def _store(engine):
-    with session_scope(engine) as session:
+def _store(db_engine):
+    with session_scope(db_engine) as session:
         dataset = queries.get_or_create_dataset(session, name="kitchen-eval", modality="video",
                                                 purpose="eval")
         queries.add_samples(session, dataset_id=dataset.id, samples=[

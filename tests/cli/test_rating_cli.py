@@ -30,12 +30,12 @@ def _create(workspace, name="duel", *extra):
                  "--eval-set", EVAL_SET, *extra)
 
 
-def _rate_all(engine, campaign, rater, choice="left"):
-    with session_scope(engine) as session:
+def _rate_all(db_engine, campaign, rater, choice="left"):
+    with session_scope(db_engine) as session:
         campaign_id = c.get_campaign(session, name=campaign).id
         rater_id = c.get_or_create_rater(session, name=rater).id
     while True:
-        with session_scope(engine) as session:
+        with session_scope(db_engine) as session:
             item = c.next_item(session, campaign_id=campaign_id, rater_id=rater_id)
             if item is None:
                 return
@@ -156,7 +156,7 @@ def test_report_prints_the_agreement_of_the_campaigns(ddft_store, ddft_workspace
     assert "Note: alpha: no item was rated by two people yet." in result.output
     chosen = _ddft(ddft_workspace, "report", "--eval-set", EVAL_SET, "--campaign", "duel",
                    "--format", "json")
-    assert json.loads(chosen.output)["agreement"][0]["judge"] == "offline (offline)"
+    assert json.loads(chosen.output)["agreement"][0]["judge"] == "offline (offline, v1)"
     unknown = _ddft(ddft_workspace, "report", "--eval-set", EVAL_SET, "--campaign", "nope")
     assert unknown.exit_code == 1 and "no campaign named 'nope'" in unknown.output
 

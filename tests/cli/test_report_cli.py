@@ -26,10 +26,10 @@ JUDGED = {"tuned": (("paper-v1", 5.0, "yes"), ("paper-v2", 1.0, "no")),
           "base": (("paper-v1", 2.0, "no"), ("paper-v2", 4.0, "yes"))}
 
 
-def _store(engine, *, variants=("tuned",), samples: int = 4) -> None:
+def _store(db_engine, *, variants=("tuned",), samples: int = 4) -> None:
     """`samples` eval videos with one recipe per variant, each judged by one judge and
     protocol under prompt versions paper-v1 and paper-v2 (JUDGED)."""
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         dataset = queries.get_or_create_dataset(session, name="kitchen-eval", modality="video",
                                                 purpose="eval")
         queries.add_samples(session, dataset_id=dataset.id, samples=[

@@ -14,19 +14,19 @@ runner = CliRunner()
 
 
 def _text_dataset(workspace, name="qa", n=4):
-    engine = open_store(workspace)
-    with session_scope(engine) as session:
+    db_engine = open_store(workspace)
+    with session_scope(db_engine) as session:
         dataset = queries.get_or_create_dataset(session, name=name, modality="text")
         queries.add_samples(session, dataset_id=dataset.id, samples=[
             {"external_id": f"{name}{i}", "modality": "text", "prompt": f"Question {i}?",
              "answer": f"Answer number {i}."} for i in range(n)])
-    return engine
+    return db_engine
 
 
 def test_the_requests_command_runs_a_job_with_exactly_the_requests_params(
     ddft_workspace, engine_tiny_model  # noqa: F811
 ):
-    engine = _text_dataset(ddft_workspace)
+    db_engine = _text_dataset(ddft_workspace)
     _text_dataset(ddft_workspace, name="more", n=2)
     request = TrainRequest(variant="cli-v", base=str(engine_tiny_model),
                            datasets={"qa": 1, "more": 0.5},
@@ -35,7 +35,7 @@ def test_the_requests_command_runs_a_job_with_exactly_the_requests_params(
     assert argv[:2] == ["ddft", "train"]
     result = runner.invoke(app, [*argv[1:], "--workspace", str(ddft_workspace)])
     assert result.exit_code == 0, result.output
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         (job,) = queries.list_jobs(session, kind="train")
         assert job.params == request.params()
         assert job.status == "succeeded" and job.result["steps"] == 2
@@ -52,7 +52,7 @@ def test_the_requests_command_runs_a_job_with_exactly_the_requests_params(
 
 
 def test_flags_and_bad_settings_are_one_message_and_no_job(ddft_workspace):
-    engine = _text_dataset(ddft_workspace)
+    db_engine = _text_dataset(ddft_workspace)
     result = runner.invoke(app, [
         "train", "--variant", "v", "--base", "/nowhere", "--dataset", "qa", "--dataset", "ghost",
         "--set", "lora_rank=3", "--set", "lora_dropout=abc", "--steps", "0",
@@ -71,5 +71,5 @@ def test_flags_and_bad_settings_are_one_message_and_no_job(ddft_workspace):
         assert result.exit_code == 1 and part in " ".join(result.output.split()), result.output
     result = runner.invoke(app, ["train", "--resume", "99", "--workspace", str(ddft_workspace)])
     assert result.exit_code == 1 and "no train job with id 99" in result.output
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         assert queries.list_jobs(session) == []

@@ -22,10 +22,10 @@ from tests.rating_store import EVAL_SET, MODEL_PATHS, VARIANTS, fill_store
 GOOD = {"ingredients": 4, "steps": 3, "overall": 4}
 
 
-def _campaign(engine, *, mode="single", k=1, seed=7, name="c1", samples=6) -> int:
+def _campaign(db_engine, *, mode="single", k=1, seed=7, name="c1", samples=6) -> int:
     """A campaign over `samples` samples of the two test variants, items built directly."""
-    ids = fill_store(engine, samples=samples)
-    with session_scope(engine) as session:
+    ids = fill_store(db_engine, samples=samples)
+    with session_scope(db_engine) as session:
         dataset = queries.get_dataset(session, name=EVAL_SET)
         a, b = ({g.sample_id: g.id for g in queries.list_generations(session, variant_id=ids[v])}
                 for v in VARIANTS)
@@ -39,23 +39,23 @@ def _campaign(engine, *, mode="single", k=1, seed=7, name="c1", samples=6) -> in
         return campaign.id
 
 
-def _rater(engine, name: str) -> int:
-    with session_scope(engine) as session:
+def _rater(db_engine, name: str) -> int:
+    with session_scope(db_engine) as session:
         return c.get_or_create_rater(session, name=name).id
 
 
-def _next(engine, campaign_id, rater_id):
-    with session_scope(engine) as session:
+def _next(db_engine, campaign_id, rater_id):
+    with session_scope(db_engine) as session:
         return c.next_item(session, campaign_id=campaign_id, rater_id=rater_id)
 
 
-def _rate(engine, item, **kwargs):
+def _rate(db_engine, item, **kwargs):
     kwargs.setdefault("seconds", 1.5)
     if item.mode == "single":
         kwargs.setdefault("scores", GOOD)
     else:
         kwargs.setdefault("choice", "left")
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         return c.save_rating(session, assignment_id=item.assignment_id, **kwargs)
 
 

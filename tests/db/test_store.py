@@ -19,9 +19,9 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_busy_timeout(ddft_store):
 
 
 def test_schema_is_created_on_first_open(ddft_workspace):
-    engine = open_store(ddft_workspace)
+    db_engine = open_store(ddft_workspace)
     assert (ddft_workspace / "ddft.db").is_file()
-    with engine.connect() as connection:
+    with db_engine.connect() as connection:
         tables = {row[0] for row in connection.execute(
             text("SELECT name FROM sqlite_master WHERE type='table'"))}
     assert {"dataset", "sample", "job", "modelvariant", "metric", "checkpoint", "generation",
@@ -141,16 +141,16 @@ def test_full_text_search_matches_words_as_prefixes_and_follows_edits(ddft_store
 def test_a_store_made_before_search_existed_is_indexed_on_open(ddft_workspace):
     from sqlalchemy import text as sql
 
-    engine = open_store(ddft_workspace)
-    with session_scope(engine) as session:
+    db_engine = open_store(ddft_workspace)
+    with session_scope(db_engine) as session:
         dataset = queries.get_or_create_dataset(session, name="qa", modality="text")
         queries.add_samples(session, dataset_id=dataset.id, samples=[
             {"external_id": "x", "modality": "text", "prompt": "saffron rice", "answer": "yes"}])
-    with engine.begin() as connection:
+    with db_engine.begin() as connection:
         for name in ("sample_fts_ad", "sample_fts_au"):
             connection.execute(sql(f"DROP TRIGGER {name}"))
         connection.execute(sql("DROP TABLE sample_fts"))
-    engine.dispose()
+    db_engine.dispose()
     reopened = open_store(ddft_workspace)
     with session_scope(reopened) as session:
         assert [s.external_id for s in queries.list_samples(session, search="saffron")] == ["x"]
@@ -159,16 +159,16 @@ def test_a_store_made_before_search_existed_is_indexed_on_open(ddft_workspace):
 def test_a_store_from_an_older_ddft_gains_new_columns_with_defaults(ddft_workspace):
     from sqlalchemy import text as sql
 
-    engine = open_store(ddft_workspace)
-    with session_scope(engine) as session:
+    db_engine = open_store(ddft_workspace)
+    with session_scope(db_engine) as session:
         dataset = queries.get_or_create_dataset(session, name="qa", modality="text")
         queries.add_samples(session, dataset_id=dataset.id, samples=[
             {"external_id": "x", "modality": "text", "prompt": "p", "answer": "a"}])
-    with engine.begin() as connection:
+    with db_engine.begin() as connection:
         connection.execute(sql("DROP INDEX ix_sample_check_status"))
         for column in ("check_status", "check_reasons", "checked_at"):
             connection.execute(sql(f"ALTER TABLE sample DROP COLUMN {column}"))
-    engine.dispose()
+    db_engine.dispose()
     reopened = open_store(ddft_workspace)
     with session_scope(reopened) as session:
         (sample,) = queries.list_samples(session)

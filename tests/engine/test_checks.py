@@ -55,8 +55,8 @@ def checked_store(ddft_store, engine_media_dir, tmp_path):
     return ddft_store
 
 
-def _marks(engine):
-    with session_scope(engine) as session:
+def _marks(db_engine):
+    with session_scope(db_engine) as session:
         return {s.external_id: (s.check_status, s.check_reasons, s.meta)
                 for s in queries.list_samples(session, limit=None)}
 
@@ -86,8 +86,8 @@ def test_every_training_sample_is_marked_with_its_reasons(checked_store, engine_
     assert (summary.checked, summary.failed, summary.warned) == (10, 6, 1)
 
 
-def _id(engine, external_id):
-    with session_scope(engine) as session:
+def _id(db_engine, external_id):
+    with session_scope(db_engine) as session:
         return queries.list_samples(session, search=external_id)[0].id
 
 

@@ -199,12 +199,12 @@ def kitchen_root(tmp_path_factory):
     return root
 
 
-def _kitchen_with_recipes(engine, model: Path, root: Path) -> list[int]:
+def _kitchen_with_recipes(db_engine, model: Path, root: Path) -> list[int]:
     """The kitchen's eval set, a `tiny` variant and one stored recipe generation per eval video
     (the video's reference recipe, with the frames 8-frame sampling takes)."""
-    import_kitchen(engine, root)
+    import_kitchen(db_engine, root)
     ids = []
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         variant = queries.create_variant(session, name="tiny", base_model=str(model))
         dataset = queries.get_dataset(session, name=EVAL_SET)
         for sample in queries.list_samples(session, dataset_id=dataset.id, limit=None):
@@ -217,9 +217,9 @@ def _kitchen_with_recipes(engine, model: Path, root: Path) -> list[int]:
     return ids
 
 
-def _run(engine, workspace, kind, params):
-    job_id = create_job(engine, kind=kind, params=params)
-    return run_job(engine, job_id, workspace=workspace)
+def _run(db_engine, workspace, kind, params):
+    job_id = create_job(db_engine, kind=kind, params=params)
+    return run_job(db_engine, job_id, workspace=workspace)
 
 
 def test_the_ground_job_stores_a_frame_per_step_and_resumes(ddft_store, ddft_workspace,

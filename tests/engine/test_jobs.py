@@ -20,8 +20,8 @@ REFERENCE = format_recipe("Tomato Soup", ["2 cups tomatoes", "1 tbsp olive oil"]
                           ["Chop the tomatoes.", "Simmer the tomatoes in olive oil."])
 
 
-def _one_generation(engine):
-    with session_scope(engine) as session:
+def _one_generation(db_engine):
+    with session_scope(db_engine) as session:
         dataset = queries.get_or_create_dataset(session, name="eval", modality="video",
                                                 purpose="eval")
         queries.add_samples(session, dataset_id=dataset.id, samples=[
@@ -32,10 +32,10 @@ def _one_generation(engine):
                                text=REFERENCE, params_key="k")
 
 
-def _wait_for(engine, job_id, statuses, timeout=60.0):
+def _wait_for(db_engine, job_id, statuses, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with session_scope(engine) as session:
+        with session_scope(db_engine) as session:
             job = queries.get_job(session, job_id=job_id)
         if job.status in statuses:
             return job
@@ -188,7 +188,7 @@ def test_submit_refuses_a_bad_request_before_any_job_exists(ddft_store, ddft_wor
     from engine.jobs.requests import GenerateRequest, GroundRequest
 
     spawned = []
-    monkeypatch.setattr(jobs, "spawn_job", lambda engine, job_id, *, workspace: spawned.append(job_id))
+    monkeypatch.setattr(jobs, "spawn_job", lambda db_engine, job_id, *, workspace: spawned.append(job_id))
     with pytest.raises(jobs.JobError) as caught:
         jobs.submit(ddft_store, GenerateRequest(variant="ghost", eval_set="nope", batch_size=0),
                     workspace=ddft_workspace)

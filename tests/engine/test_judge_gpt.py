@@ -56,10 +56,10 @@ def quick_backoff(monkeypatch):
     monkeypatch.setattr(llm, "BACKOFF_BASE_S", 0.01)
 
 
-def build_store(engine) -> None:
+def build_store(db_engine) -> None:
     """An eval set of three videos with reference recipes, and two variants that each generated
     a recipe for every one; a generation's text names its variant and sample ("base s1")."""
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         dataset = queries.get_or_create_dataset(session, name=EVAL_SET, modality="video",
                                                 purpose="eval", source="youcook2")
         queries.add_samples(session, dataset_id=dataset.id, samples=[
@@ -81,15 +81,15 @@ def store(ddft_store):
     return ddft_store
 
 
-def judge(engine, fake, **kwargs):
+def judge(db_engine, fake, **kwargs):
     kwargs.setdefault("api_key", API_KEY)
     kwargs.setdefault("eval_set", EVAL_SET)
-    return judge_generations(engine, base_url=fake.base_url, **kwargs)
+    return judge_generations(db_engine, base_url=fake.base_url, **kwargs)
 
 
-def judgments(engine, protocol: str) -> dict[str, Judgment]:
+def judgments(db_engine, protocol: str) -> dict[str, Judgment]:
     """Stored judgments of `protocol` by their generation's text ("base s1")."""
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         rows = session.exec(select(Judgment).where(Judgment.protocol == protocol)).all()
         texts = {g.id: g.text for g in queries.list_generations(session)}
     return {texts[j.generation_id]: j for j in rows}

@@ -102,12 +102,12 @@ def test_nothing_to_rate_writes_nothing(ddft_store):
         assert list(session.exec(select(CampaignItem))) == []
 
 
-def _rate_all(engine, campaign_name, rater_name, choose):
-    with session_scope(engine) as session:
+def _rate_all(db_engine, campaign_name, rater_name, choose):
+    with session_scope(db_engine) as session:
         campaign_id = c.get_campaign(session, name=campaign_name).id
         rater_id = c.get_or_create_rater(session, name=rater_name).id
     while True:
-        with session_scope(engine) as session:
+        with session_scope(db_engine) as session:
             item = c.next_item(session, campaign_id=campaign_id, rater_id=rater_id)
             if item is None:
                 return

@@ -24,8 +24,8 @@ SETTINGS = [("gpt-4o", "paper", "p1", 4.0), ("gpt-4o", "paper", "p2", 2.0),
             ("gpt-4o", "two-stage", "t1", 3.0), ("offline", "offline", "v1", 5.0)]
 
 
-def _store(engine, settings=SETTINGS, *, eval_sets=("kitchen-eval",), extra_offline=0):
-    with session_scope(engine) as session:
+def _store(db_engine, settings=SETTINGS, *, eval_sets=("kitchen-eval",), extra_offline=0):
+    with session_scope(db_engine) as session:
         for name in eval_sets:
             dataset = queries.get_or_create_dataset(session, name=name, modality="video",
                                                     purpose="eval")

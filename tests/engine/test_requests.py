@@ -76,8 +76,8 @@ def test_missing_required_params_are_one_user_error():
         TrainRequest.from_params({"variant": "v"})
 
 
-def _store(engine):
-    with session_scope(engine) as session:
+def _store(db_engine):
+    with session_scope(db_engine) as session:
         video = queries.get_or_create_dataset(session, name="eval", modality="video",
                                               purpose="eval")
         queries.get_or_create_dataset(session, name="qa", modality="text", purpose="eval")
@@ -86,8 +86,8 @@ def _store(engine):
         queries.create_variant(session, name="tuned", base_model="/m")
 
 
-def _problems(engine, request) -> list[str]:
-    with session_scope(engine) as session:
+def _problems(db_engine, request) -> list[str]:
+    with session_scope(db_engine) as session:
         return request.problems(session)
 
 

@@ -125,9 +125,9 @@ def test_segments_are_read_in_time_order_and_bad_entries_left_out():
     assert annotated_segments({}) == []
 
 
-def _store_answers(engine, answers: dict[str, list[str]]):
+def _store_answers(db_engine, answers: dict[str, list[str]]):
     """Timestamp answers of each named variant for the eval samples, in sample order."""
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         dataset = queries.get_dataset(session, name=EVAL_SET)
         samples = queries.list_samples(session, dataset_id=dataset.id, limit=None)
         for name, texts in answers.items():

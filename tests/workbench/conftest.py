@@ -73,22 +73,22 @@ def write_strip(path: Path) -> Path:
 class DemoStore:
     url: str
     root: Path
-    engine: object
+    db_engine: object
     eval_sample_ids: list[int] = field(default_factory=list)
     train_job_id: int = 0
     running_job_id: int = 0
     log_path: Path | None = None
 
     def session(self):
-        return session_scope(self.engine)
+        return session_scope(self.db_engine)
 
 
 def _build_demo(tmp_path: Path) -> DemoStore:
     url = f"sqlite:///{tmp_path}/ddft.db"
-    engine = open_store(url=url)
-    store = DemoStore(url=url, root=tmp_path, engine=engine)
+    db_engine = open_store(url=url)
+    store = DemoStore(url=url, root=tmp_path, db_engine=db_engine)
     now = utcnow()
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         images = queries.get_or_create_dataset(session, name="kitchen-images", modality="image",
                                                source="synthetic")
         queries.add_samples(session, dataset_id=images.id, samples=[

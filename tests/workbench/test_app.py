@@ -115,7 +115,7 @@ async def test_a_lazily_opened_store_fills_the_first_screen_once_it_is_open(demo
     from workbench.screens.samples import SamplesScreen
 
     app = build_app(url=demo_store.url, lazy_store=True)
-    assert app.engine is None
+    assert app.db_engine is None
     page_loaded = asyncio.Event()
 
     def hook(message) -> None:
@@ -127,7 +127,7 @@ async def test_a_lazily_opened_store_fills_the_first_screen_once_it_is_open(demo
     async with app.run_test(size=SIZE, message_hook=hook) as pilot:
         await asyncio.wait_for(page_loaded.wait(), timeout=300)  # a safety net, not a timing
         await settle(pilot)
-        assert app.engine is not None
+        assert app.db_engine is not None
         assert type(app.screen).__name__ == "SamplesScreen"
         assert _text(app, "#samples-page-label").startswith("rows 1–")
 

@@ -137,9 +137,9 @@ def test_a_thumbnail_stored_relative_to_the_workspace_is_found_there(demo_store)
     (demo_store.root / "thumbs").mkdir()
     write_strip(demo_store.root / "thumbs" / "s.png")
     _ground_tuned(demo_store, "thumbs/s.png")
-    choices = load_choices(demo_store.engine)
+    choices = load_choices(demo_store.db_engine)
     sample = next(s for s in choices.samples if s.id == demo_store.eval_sample_ids[0])
-    view = load_view(demo_store.engine, sample=sample, variants=choices.variants,
+    view = load_view(demo_store.db_engine, sample=sample, variants=choices.variants,
                      workspace=demo_store.root)
     (tuned,) = [side for side in view.sides if side.variant.name == "tuned"]
     assert tuned.grounding.strip_note == "" and tuned.grounding.steps[0].thumb

@@ -13,51 +13,51 @@ from workbench.data.compare import filter_samples, load_choices, load_view
 
 
 @contextmanager
-def statements(engine):
+def statements(db_engine):
     seen: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany) -> None:
         seen.append(statement)
 
-    event.listen(engine, "before_cursor_execute", record)
+    event.listen(db_engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        event.remove(db_engine, "before_cursor_execute", record)
 
 
 def _store(tmp_path, samples: int, variants: int):
-    engine = open_store(url=f"sqlite:///{tmp_path}/{samples}x{variants}.db")
-    fill_compare_store(engine, samples=samples, variants=variants)
-    return engine
+    db_engine = open_store(url=f"sqlite:///{tmp_path}/{samples}x{variants}.db")
+    fill_compare_store(db_engine, samples=samples, variants=variants)
+    return db_engine
 
 
 def test_a_page_runs_as_many_statements_for_10_samples_as_for_100(tmp_path):
     counts = {}
     for samples in (10, 100):
-        engine = _store(tmp_path, samples, 4)
-        with statements(engine) as seen:
-            choices = load_choices(engine)
+        db_engine = _store(tmp_path, samples, 4)
+        with statements(db_engine) as seen:
+            choices = load_choices(db_engine)
         assert len(choices.samples) == samples and len(choices.variants) == 4
         # The fill's judges disagree on every fifth sample: the flags were read for every one.
         flagged = filter_samples(choices.samples, disagree=True, gap_setting=None)
         assert [s.label for s in flagged] == [f"video-{i:04d}" for i in range(0, samples, 5)]
         counts[samples] = len(seen)
-        engine.dispose()
+        db_engine.dispose()
     assert counts[10] == counts[100]
 
 
 def test_a_samples_view_runs_as_many_statements_for_2_variants_as_for_4(tmp_path):
     counts = {}
     for variants in (2, 4):
-        engine = _store(tmp_path, 3, variants)
-        choices = load_choices(engine)
-        with statements(engine) as seen:
-            view = load_view(engine, sample=choices.samples[1], variants=choices.variants)
+        db_engine = _store(tmp_path, 3, variants)
+        choices = load_choices(db_engine)
+        with statements(db_engine) as seen:
+            view = load_view(db_engine, sample=choices.samples[1], variants=choices.variants)
         # Each side shows the latest of its two generations, both judgments and the grounding.
         assert all(side.generation is not None and len(side.judgments) == 2
                    and side.grounding is not None for side in view.sides)
         assert len(view.sides) == variants
         counts[variants] = len(seen)
-        engine.dispose()
+        db_engine.dispose()
     assert counts[2] == counts[4]

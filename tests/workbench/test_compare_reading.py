@@ -47,10 +47,10 @@ def _lines(text: str, numbers) -> list[str]:
 
 
 def test_compare_marks_exactly_the_lines_the_offline_judge_scored(tmp_path, kitchen_root):
-    engine = open_store(url=f"sqlite:///{tmp_path}/ddft.db")
-    import_kitchen(engine, kitchen_root)
+    db_engine = open_store(url=f"sqlite:///{tmp_path}/ddft.db")
+    import_kitchen(db_engine, kitchen_root)
     dishes = {dish.slug: dish for dish in DISHES}
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         dataset = queries.get_dataset(session, name=EVAL_SET)
         samples = queries.list_samples(session, dataset_id=dataset.id, limit=None)
         assert len(samples) == len(DISHES)  # one held-out video per dish
@@ -62,14 +62,14 @@ def test_compare_marks_exactly_the_lines_the_offline_judge_scored(tmp_path, kitc
                                   (changed, perturbed(dish.ingredients, dish.steps, dish.name))):
                 queries.add_generation(session, variant_id=variant.id, sample_id=sample.id,
                                        prompt=sample.prompt, text=text, params_key="k")
-    run_job(engine, create_job(engine, kind="judge", params={"eval_set": EVAL_SET}),
+    run_job(db_engine, create_job(db_engine, kind="judge", params={"eval_set": EVAL_SET}),
             workspace=tmp_path)
 
-    choices = load_choices(engine)
+    choices = load_choices(db_engine)
     assert len(choices.samples) == len(DISHES)
     for choice in choices.samples:
-        view = load_view(engine, sample=choice, variants=choices.variants)
-        with session_scope(engine) as session:
+        view = load_view(db_engine, sample=choice, variants=choices.variants)
+        with session_scope(db_engine) as session:
             dish = dishes[queries.get_sample(session, sample_id=choice.id).meta["dish"]]
             judged = {}
             for side in view.sides:
@@ -99,4 +99,4 @@ def test_compare_marks_exactly_the_lines_the_offline_judge_scored(tmp_path, kitc
         assert len(changed_side.marks.matched) == n - 1
         assert _lines(view.reference, changed_side.marks.missing) == [f"- {dish.ingredients[0]}"]
         assert _lines(changed_side.generation.text, changed_side.marks.extra) == [f"- {EXTRA}"]
-    engine.dispose()
+    db_engine.dispose()

@@ -171,19 +171,19 @@ def test_the_loader_lists_only_the_chosen_eval_sets_samples(demo_store):
     from workbench.data.compare import load_choices
 
     _add_eval_set(demo_store, "spare-eval", 3, judged=False)
-    choices = load_choices(demo_store.engine)
+    choices = load_choices(demo_store.db_engine)
     names = dict(choices.eval_sets)
     assert list(names.values()) == ["kitchen-eval", "spare-eval"]
     # kitchen-eval has 20 judged generations, spare-eval none: kitchen-eval by default.
     assert names[choices.dataset_id] == "kitchen-eval" and len(choices.samples) == 10
     assert {s.eval_set for s in choices.samples} == {"kitchen-eval"}
     spare = next(i for i, name in names.items() if name == "spare-eval")
-    chosen = load_choices(demo_store.engine, dataset_id=spare)
+    chosen = load_choices(demo_store.db_engine, dataset_id=spare)
     assert [s.label for s in chosen.samples] == ["spare-eval-0", "spare-eval-1", "spare-eval-2"]
     assert chosen.settings == ()  # nothing judged there
     # 22 judged generations (11 samples × 2 variants) outnumber kitchen-eval's 20.
     _add_eval_set(demo_store, "busy-eval", 11, judged=True)
-    busy = load_choices(demo_store.engine)
+    busy = load_choices(demo_store.db_engine)
     assert busy.eval_set == "busy-eval" and len(busy.samples) == 11
 
 

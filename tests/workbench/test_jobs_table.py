@@ -31,7 +31,7 @@ def asked_store(demo_store):
 
 
 def test_rows_keep_the_stored_status_and_the_cancel_flag_apart(asked_store):
-    rows = {row.id: row for row in load_jobs(asked_store.engine)}
+    rows = {row.id: row for row in load_jobs(asked_store.db_engine)}
     asked, stopped = rows[asked_store.asked_id], rows[asked_store.stopped_id]
     assert (asked.status, asked.cancel_requested, asked.active, asked.cancel_pending) == ("running", True, True, True)
     assert (stopped.status, stopped.cancel_requested, stopped.active, stopped.resumable) == ("cancelled", True, False, True)
@@ -46,8 +46,8 @@ def test_rows_keep_the_stored_status_and_the_cancel_flag_apart(asked_store):
 
 
 def test_runs_are_the_jobs_rows_of_kind_train(asked_store):
-    everything = load_jobs(asked_store.engine)
-    runs = load_jobs(asked_store.engine, kind="train")
+    everything = load_jobs(asked_store.db_engine)
+    runs = load_jobs(asked_store.db_engine, kind="train")
     assert runs == tuple(row for row in everything if row.kind == "train")
     assert [row.id for row in runs] == [asked_store.stopped_id, asked_store.asked_id, asked_store.train_job_id]
 
@@ -59,18 +59,18 @@ def test_loading_the_table_costs_the_same_queries_for_two_jobs_or_twenty(demo_st
         if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             statements.append(statement)
 
-    event.listen(demo_store.engine, "before_cursor_execute", count)
+    event.listen(demo_store.db_engine, "before_cursor_execute", count)
     try:
-        load_jobs(demo_store.engine)
+        load_jobs(demo_store.db_engine)
         few = len(statements)
         with demo_store.session() as session:
             for n in range(18):
                 job = queries.create_job(session, kind="judge", params={}, title=f"judge {n}")
                 queries.add_metrics(session, job_id=job.id, step=1, values={"loss": 1.0})
         statements.clear()
-        rows = load_jobs(demo_store.engine)
+        rows = load_jobs(demo_store.db_engine)
     finally:
-        event.remove(demo_store.engine, "before_cursor_execute", count)
+        event.remove(demo_store.db_engine, "before_cursor_execute", count)
     assert len(rows) == 20
     assert len(statements) == few == 2  # the jobs, then every job's recent metrics
 

@@ -99,7 +99,7 @@ async def test_submit_shows_the_stores_problems_then_starts_the_run(demo_store, 
     TrainRequest = _train_request()
     jobs = pytest.importorskip("engine.jobs.runner")  # where submit and resume find spawn_job
     spawned: list[int] = []
-    monkeypatch.setattr(jobs, "spawn_job", lambda engine, job_id, *, workspace: spawned.append(job_id) or 1)
+    monkeypatch.setattr(jobs, "spawn_job", lambda db_engine, job_id, *, workspace: spawned.append(job_id) or 1)
     async with running(demo_store.url) as (app, pilot):
         form = await _open_form(pilot)
         await _set(pilot, "#run-variant", "tuned")  # the demo's trained variant has this name

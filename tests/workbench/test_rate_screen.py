@@ -56,18 +56,18 @@ SIZE = (100, 40)
 @dataclass
 class RatingStore:
     url: str
-    engine: object
+    db_engine: object
     generation_variant: dict[int, str] = field(default_factory=dict)  # generation id → name
 
     def session(self):
-        return session_scope(self.engine)
+        return session_scope(self.db_engine)
 
 
 def _build(tmp_path: Path) -> RatingStore:
     url = f"sqlite:///{tmp_path}/ddft.db"
-    engine = open_store(url=url)
-    store = RatingStore(url=url, engine=engine)
-    with session_scope(engine) as session:
+    db_engine = open_store(url=url)
+    store = RatingStore(url=url, db_engine=db_engine)
+    with session_scope(db_engine) as session:
         evalset = queries.get_or_create_dataset(session, name="kitchen-eval", modality="video",
                                                 purpose="eval", source="synthetic")
         queries.add_samples(session, dataset_id=evalset.id, samples=[

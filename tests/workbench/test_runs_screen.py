@@ -158,7 +158,7 @@ async def test_runs_show_eta_throughput_curves_an_overlaid_run_checkpoints_and_l
 async def test_cancel_and_resume_go_through_engine_jobs(runs_store, monkeypatch):
     jobs = pytest.importorskip("engine.jobs.runner")  # where submit and resume find spawn_job
     spawned: list[tuple[int, Path]] = []
-    monkeypatch.setattr(jobs, "spawn_job", lambda engine, job_id, *, workspace: spawned.append((job_id, workspace)) or 1)
+    monkeypatch.setattr(jobs, "spawn_job", lambda db_engine, job_id, *, workspace: spawned.append((job_id, workspace)) or 1)
     store = runs_store
     async with running(store.url) as (app, pilot):
         table = await _open_runs(pilot)

@@ -265,7 +265,7 @@ def _grounding_for(grounding, generation, segments, sample_meta,
     return grounding_view(grounding.steps, grounding.params, segments, n_frames, strip)
 
 
-def load_choices(engine: Engine, *, dataset_id: int | None = None) -> CompareChoices:
+def load_choices(db_engine: Engine, *, dataset_id: int | None = None) -> CompareChoices:
     """The samples of one eval set (`dataset_id`; when it is None or gone,
     `default_eval_set`'s), each with its filter flags over the variants' latest generations,
     the variants that can be compared and the judge settings seen. Four statements, however
@@ -275,7 +275,7 @@ def load_choices(engine: Engine, *, dataset_id: int | None = None) -> CompareCho
     from db.queries import list_variants
     from db.store import session_scope
 
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         variants = tuple(VariantChoice(v.id, v.name) for v in list_variants(session))
         counted = eval_sets_judged(session)
         eval_sets = tuple((e.id, e.name) for e in counted)
@@ -302,7 +302,7 @@ def load_choices(engine: Engine, *, dataset_id: int | None = None) -> CompareCho
                           dataset_id=dataset_id)
 
 
-def load_view(engine: Engine, *, sample: EvalSampleChoice,
+def load_view(db_engine: Engine, *, sample: EvalSampleChoice,
               variants: tuple[VariantChoice, ...],
               workspace: Path | None = None) -> CompareView | None:
     """The comparison for one sample across `variants`, each by its latest generation;
@@ -313,7 +313,7 @@ def load_view(engine: Engine, *, sample: EvalSampleChoice,
     from db.store import session_scope
     from workbench.data.jobs import format_local
 
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         stored = get_sample(session, sample_id=sample.id)
         if stored is None:
             return None

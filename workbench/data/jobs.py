@@ -207,36 +207,36 @@ def job_rows(session: Session, jobs: list[Job]) -> tuple[JobRow, ...]:
     return tuple(rows)
 
 
-def load_jobs(engine: Engine, *, kind: str | None = None) -> tuple[JobRow, ...]:
+def load_jobs(db_engine: Engine, *, kind: str | None = None) -> tuple[JobRow, ...]:
     """Every job (of `kind` when given), newest first, in two queries however many there are."""
     from db.queries import list_jobs
     from db.store import session_scope
 
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         return job_rows(session, list_jobs(session, kind=kind))
 
 
-def refresh_job_states(engine: Engine) -> str | None:
+def refresh_job_states(db_engine: Engine) -> str | None:
     """Mark dead running jobs interrupted through engine.jobs; returns a note when it cannot."""
     try:
         from engine.jobs import refresh_job_states as refresh
     except ImportError:
         return "engine.jobs is not available: dead jobs are not detected"
-    refresh(engine)
+    refresh(db_engine)
     return None
 
 
-def request_cancel(engine: Engine, job_id: int) -> None:
+def request_cancel(db_engine: Engine, job_id: int) -> None:
     """Ask a job to stop through engine.jobs. Raises JobsUnavailable when it is missing, and
     whatever engine.jobs raises (its JobError for an unknown id)."""
     try:
         from engine.jobs import request_cancel as cancel
     except ImportError as exc:
         raise JobsUnavailable(f"cannot cancel: engine.jobs is not available ({exc})") from exc
-    cancel(engine, job_id)
+    cancel(db_engine, job_id)
 
 
-def resume_job(engine: Engine, job_id: int, *, workspace: Path) -> None:
+def resume_job(db_engine: Engine, job_id: int, *, workspace: Path) -> None:
     """Queue a stopped job again and start it detached through engine.jobs.resume_job (a run
     goes on from its last checkpoint). Raises JobsUnavailable when engine.jobs is missing, and
     engine.jobs.JobError when the job is active, succeeded or unknown."""
@@ -244,7 +244,7 @@ def resume_job(engine: Engine, job_id: int, *, workspace: Path) -> None:
         from engine.jobs import resume_job as resume
     except ImportError as exc:
         raise JobsUnavailable(f"cannot resume: engine.jobs is not available ({exc})") from exc
-    resume(engine, job_id, workspace=workspace, detach=True)
+    resume(db_engine, job_id, workspace=workspace, detach=True)
 
 
 def _flat(value: Any) -> str:
@@ -275,11 +275,11 @@ def job_detail(session: Session, job: Job) -> JobDetail:
     )
 
 
-def load_job_detail(engine: Engine, job_id: int) -> JobDetail | None:
+def load_job_detail(db_engine: Engine, job_id: int) -> JobDetail | None:
     """The detail of one job, or None when it no longer exists."""
     from db.queries import get_job
     from db.store import session_scope
 
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         job = get_job(session, job_id=job_id)
         return None if job is None else job_detail(session, job)

@@ -56,7 +56,7 @@ def train_request_class() -> type:
     return TrainRequest
 
 
-def load_run_form(engine: Engine) -> RunFormDefaults:
+def load_run_form(db_engine: Engine) -> RunFormDefaults:
     """The form's starting values. Also imports engine.jobs.requests here, in a worker thread,
     so that typing in the form never waits on an import."""
     from db.queries import list_datasets, list_jobs, list_variants
@@ -67,7 +67,7 @@ def load_run_form(engine: Engine) -> RunFormDefaults:
         train_request_class()
     except RunRequestUnavailable as exc:
         request_error = str(exc)
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         variants = list_variants(session)
         taken = {v.name for v in variants}
         taken |= {str(job.params.get("variant")) for job in list_jobs(session, kind="train")}
@@ -128,19 +128,19 @@ def parse_form(form: RunForm) -> tuple[dict[str, Any] | None, list[str]]:
             "datasets": datasets, "overrides": overrides, "gpus": gpus}, []
 
 
-def check_request(engine: Engine, request: Any) -> list[str]:
+def check_request(db_engine: Engine, request: Any) -> list[str]:
     """What `request.problems` finds against the store (unknown datasets, a taken name, …)."""
     from db.store import session_scope
 
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         return list(request.problems(session))
 
 
-def start_run(engine: Engine, request: Any, *, variant: str, workspace: Path) -> int:
+def start_run(db_engine: Engine, request: Any, *, variant: str, workspace: Path) -> int:
     """Create the run's job and start it detached; returns the job id. Raises JobsUnavailable
     when engine.jobs is missing, and engine.jobs.JobError when the job cannot start."""
     try:
         from engine.jobs import submit
     except ImportError as exc:
         raise JobsUnavailable(f"cannot start the run: engine.jobs is not available ({exc})") from exc
-    return submit(engine, request, workspace=workspace, title=f"train {variant}")
+    return submit(db_engine, request, workspace=workspace, title=f"train {variant}")

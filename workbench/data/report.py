@@ -31,7 +31,7 @@ def format_p(p: float | None) -> str:
     return "<0.0001" if p < 0.0001 else f"{p:.4f}"
 
 
-def load_report(engine: Engine, *, eval_set: str | None = None, judge: str | None = None,
+def load_report(db_engine: Engine, *, eval_set: str | None = None, judge: str | None = None,
                 protocol: str | None = None, prompt_version: str | None = None,
                 baseline: str | None = None) -> Report:
     """`build_report` on the screen's choices, each None left to its default. Not strict: a
@@ -42,7 +42,7 @@ def load_report(engine: Engine, *, eval_set: str | None = None, judge: str | Non
 
     selection = ReportSelection(eval_set=eval_set, judge=judge, protocol=protocol,
                                 prompt_version=prompt_version, baseline=baseline)
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         return build_report(session, selection, strict=False)
 
 

@@ -73,14 +73,14 @@ def _setup(params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def load_run_detail(engine: Engine, job_id: int, *, overlay_id: int | None = None
+def load_run_detail(db_engine: Engine, job_id: int, *, overlay_id: int | None = None
                     ) -> tuple[RunDetail | None, Overlay | None]:
     """The detail of one run, or None when it no longer exists, and the loss curve of
     `overlay_id` when that is another run still in the store."""
     from db.queries import get_job, list_checkpoints, metric_series
     from db.store import session_scope
 
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         job = get_job(session, job_id=job_id)
         if job is None:
             return None, None

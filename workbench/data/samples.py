@@ -188,19 +188,19 @@ def sample_row(sample: Any, dataset: str) -> SampleRow:
     )
 
 
-def load_filter_choices(engine: Engine) -> FilterChoices:
+def load_filter_choices(db_engine: Engine) -> FilterChoices:
     from db.models import MODALITIES
     from db.queries import list_datasets, sample_splits
     from db.store import session_scope
 
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         datasets = tuple((d.id, d.name) for d in list_datasets(session))
         splits = tuple(sample_splits(session))
     return FilterChoices(datasets=datasets, modalities=MODALITIES, splits=splits)
 
 
 def load_page(
-    engine: Engine,
+    db_engine: Engine,
     filters: SampleFilters,
     offset: int,
     *,
@@ -216,7 +216,7 @@ def load_page(
     from db.store import session_scope
 
     criteria = filters.criteria()
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         total = count_samples(session, **criteria)
         if offset >= total:
             offset = max(0, (total - 1) // page_size * page_size)
@@ -225,7 +225,7 @@ def load_page(
     return SamplePage(filters=filters, offset=offset, total=total, rows=rows, page_size=page_size)
 
 
-def set_included(engine: Engine, sample_id: int, included: bool) -> bool:
+def set_included(db_engine: Engine, sample_id: int, included: bool) -> bool:
     """Store whether a sample is included in training; returns the stored value.
 
     Raises KeyError for an unknown sample id.
@@ -233,12 +233,12 @@ def set_included(engine: Engine, sample_id: int, included: bool) -> bool:
     from db.queries import set_sample_included
     from db.store import session_scope
 
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         return set_sample_included(session, sample_id=sample_id, included=included).included
 
 
 def set_included_many(
-    engine: Engine,
+    db_engine: Engine,
     included: bool,
     *,
     sample_ids: Sequence[int] | None = None,
@@ -254,7 +254,7 @@ def set_included_many(
 
     if sample_ids is None and filters is None:
         raise ValueError("set_included_many needs sample_ids or filters")
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         ids = list(sample_ids) if sample_ids is not None else filtered_sample_ids(
             session, **filters.criteria())  # type: ignore[union-attr]
         changed = set_samples_included(session, sample_ids=ids, included=included)

@@ -117,11 +117,11 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
 
     def on_mount(self) -> None:
         self.query_one("#run-variant", Input).focus()
-        self._load(self.engine)
+        self._load(self.db_engine)
 
     @work(thread=True, exit_on_error=False, group="new-run-load")
-    def _load(self, engine: Engine) -> None:
-        self.post_message(self.Loaded(load_run_form(engine)))
+    def _load(self, db_engine: Engine) -> None:
+        self.post_message(self.Loaded(load_run_form(db_engine)))
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
@@ -240,12 +240,12 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
         self._busy = True
         self.query_one("#run-start", Button).disabled = True
         self.query_one("#run-problems", Static).update(Text("checking against the store…", style="dim"))
-        self._submit(self.engine, request, self.form().variant.strip(), workspace)
+        self._submit(self.db_engine, request, self.form().variant.strip(), workspace)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="new-run-submit")
-    def _submit(self, engine: Engine, request: Any, variant: str, workspace: Path) -> None:
+    def _submit(self, db_engine: Engine, request: Any, variant: str, workspace: Path) -> None:
         try:
-            problems = check_request(engine, request)
+            problems = check_request(db_engine, request)
         except Exception as exc:  # noqa: BLE001 — a broken check must not leave the form waiting
             self.post_message(self.Answered((f"could not check the run: {type(exc).__name__}: {exc}",), None))
             return
@@ -253,7 +253,7 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
             self.post_message(self.Answered(tuple(problems), None))
             return
         try:
-            job_id = start_run(engine, request, variant=variant, workspace=workspace)
+            job_id = start_run(db_engine, request, variant=variant, workspace=workspace)
         except (JobsUnavailable, RuntimeError, OSError) as exc:  # RuntimeError: engine.jobs.JobError
             self.post_message(self.Answered((f"could not start the run: {exc}",), None))
             return

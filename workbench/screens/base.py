@@ -16,13 +16,13 @@ class WorkbenchScreen(Screen):
     """A screen of the workbench; its thread workers read the store and post messages back."""
 
     @property
-    def engine(self) -> Engine:
-        return self.app.engine  # type: ignore[attr-defined]
+    def db_engine(self) -> Engine:
+        return self.app.db_engine  # type: ignore[attr-defined]
 
     @property
     def store_ready(self) -> bool:
         """False only on the first screen of `ddft tui` while the store is still opening."""
-        return getattr(self.app, "engine", None) is not None
+        return getattr(self.app, "db_engine", None) is not None
 
     def store_opened(self) -> None:
         """Called by the app when the store it opened after the first frame is ready."""

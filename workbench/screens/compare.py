@@ -110,18 +110,18 @@ class CompareScreen(WorkbenchScreen):
     def _reload_choices(self) -> None:
         """Read the chosen eval set's samples again (the default one before any is chosen)."""
         chosen = self.query_one("#compare-eval-set", Select).selection
-        self._load_choices(self.engine, chosen if isinstance(chosen, int) else None)
+        self._load_choices(self.db_engine, chosen if isinstance(chosen, int) else None)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare-choices")
-    def _load_choices(self, engine: Engine, dataset_id: int | None) -> None:
-        choices = load_choices(engine, dataset_id=dataset_id)
+    def _load_choices(self, db_engine: Engine, dataset_id: int | None) -> None:
+        choices = load_choices(db_engine, dataset_id=dataset_id)
         if not get_current_worker().is_cancelled:
             self.post_message(self.ChoicesLoaded(choices))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare-view")
-    def _load_view(self, engine: Engine, sample: EvalSampleChoice,
+    def _load_view(self, db_engine: Engine, sample: EvalSampleChoice,
                    variants: tuple[VariantChoice, ...]) -> None:
-        view = load_view(engine, sample=sample, variants=variants,
+        view = load_view(db_engine, sample=sample, variants=variants,
                          workspace=getattr(self.app, "workspace", None))
         if not get_current_worker().is_cancelled:
             self.post_message(self.ViewLoaded(view))
@@ -232,7 +232,7 @@ class CompareScreen(WorkbenchScreen):
             return
         sample = next((s for s in self.shown if s.id == self.sample_id), None)
         if sample is not None:
-            self._load_view(self.engine, sample, choices.variants)
+            self._load_view(self.db_engine, sample, choices.variants)
 
     @on(ViewLoaded)
     def _view_loaded(self, message: ViewLoaded) -> None:

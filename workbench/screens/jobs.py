@@ -148,16 +148,16 @@ class JobTableScreen(WorkbenchScreen):
             self._poll_again = True
             return
         self._poll_again = False
-        work = partial(self._poll, self.engine, self.KIND, self.selected_job_id, self.detail_loader())
+        work = partial(self._poll, self.db_engine, self.KIND, self.selected_job_id, self.detail_loader())
         self._poll_worker = self.run_worker(work, thread=True, exit_on_error=False,
                                             group=f"{self.NAME}-poll")
 
-    def _poll(self, engine: Engine, kind: str | None, selected: int | None,
+    def _poll(self, db_engine: Engine, kind: str | None, selected: int | None,
               load_detail: Callable[[Engine, int], Any]) -> None:
-        note = refresh_job_states(engine)
+        note = refresh_job_states(db_engine)
         polled_at = datetime.now(timezone.utc)
-        rows = load_jobs(engine, kind=kind)
-        detail = load_detail(engine, selected) if selected is not None else None
+        rows = load_jobs(db_engine, kind=kind)
+        detail = load_detail(db_engine, selected) if selected is not None else None
         self.post_message(self.Polled(rows, polled_at, selected, detail, note))
 
     @on(Worker.StateChanged)
@@ -168,12 +168,12 @@ class JobTableScreen(WorkbenchScreen):
     def reload_detail(self) -> None:
         job_id = self.selected_job_id
         if job_id is not None:
-            work = partial(self._load_detail, self.engine, job_id, self.detail_loader())
+            work = partial(self._load_detail, self.db_engine, job_id, self.detail_loader())
             self.run_worker(work, thread=True, exclusive=True, exit_on_error=False,
                             group=f"{self.NAME}-detail")
 
-    def _load_detail(self, engine: Engine, job_id: int, load_detail: Callable[[Engine, int], Any]) -> None:
-        detail = load_detail(engine, job_id)
+    def _load_detail(self, db_engine: Engine, job_id: int, load_detail: Callable[[Engine, int], Any]) -> None:
+        detail = load_detail(db_engine, job_id)
         if not get_current_worker().is_cancelled:
             self.post_message(self.DetailLoaded(job_id, detail))
 
@@ -271,16 +271,16 @@ class JobTableScreen(WorkbenchScreen):
                              answered)
 
     def _act(self, job_id: int, action: str, workspace: Path | None = None) -> None:
-        self.run_worker(partial(self._act_work, self.engine, job_id, action, workspace),
+        self.run_worker(partial(self._act_work, self.db_engine, job_id, action, workspace),
                         thread=True, exit_on_error=False, group=f"{self.NAME}-action")
 
-    def _act_work(self, engine: Engine, job_id: int, action: str, workspace: Path | None) -> None:
+    def _act_work(self, db_engine: Engine, job_id: int, action: str, workspace: Path | None) -> None:
         try:
             if action == "cancel":
-                request_cancel(engine, job_id)
+                request_cancel(db_engine, job_id)
             else:
                 assert workspace is not None
-                resume_job(engine, job_id, workspace=workspace)
+                resume_job(db_engine, job_id, workspace=workspace)
         except ACTION_ERRORS as exc:
             self.post_message(self.ActionAnswered(job_id, action, str(exc)))
         else:

@@ -136,7 +136,7 @@ def _place(session: Session, place: RaterPlace) -> RaterPlace:
     return replace(place, item=item, done=done, total=total, rated=rated)
 
 
-def open_campaign(engine: Engine, *, rater: str, campaign: str | None) -> Opening:
+def open_campaign(db_engine: Engine, *, rater: str, campaign: str | None) -> Opening:
     """The rater's place in `campaign`, or, without one, in their only open campaign; the open
     campaigns to choose from when there are several; a note for the rater when there is none.
 
@@ -149,7 +149,7 @@ def open_campaign(engine: Engine, *, rater: str, campaign: str | None) -> Openin
     )
     from db.store import session_scope
 
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         person = get_or_create_rater(session, name=rater)
         rater_id, name = person.id, person.name
         chosen = get_campaign(session, name=campaign) if campaign is not None else None
@@ -171,10 +171,10 @@ def open_campaign(engine: Engine, *, rater: str, campaign: str | None) -> Openin
         return _place(session, start)
 
 
-def reload_place(engine: Engine, place: RaterPlace) -> RaterPlace:
+def reload_place(db_engine: Engine, place: RaterPlace) -> RaterPlace:
     from db.store import session_scope
 
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         return _place(session, place)
 
 
@@ -264,57 +264,57 @@ class RateScreen(WorkbenchScreen):
         self.sub_title = f"rater {self.rater}"
         self.query_one("#rate-bar").display = False
         if self.store_ready:
-            self._open(self.engine, self.rater, self.campaign)
+            self._open(self.db_engine, self.rater, self.campaign)
 
     def store_opened(self) -> None:
-        self._open(self.engine, self.rater, self.campaign)
+        self._open(self.db_engine, self.rater, self.campaign)
 
     # ------------------------------------------------------------------ store work
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="rate-open")
-    def _open(self, engine: Engine, rater: str, campaign: str | None) -> None:
+    def _open(self, db_engine: Engine, rater: str, campaign: str | None) -> None:
         try:
-            opening = open_campaign(engine, rater=rater, campaign=campaign)
+            opening = open_campaign(db_engine, rater=rater, campaign=campaign)
         except Exception as exc:  # noqa: BLE001 — every failure becomes a notice for the rater
             self.post_message(self.StoreFailed("open the campaign", describe_error(exc)))
             return
         self.post_message(self.Opened(opening))
 
     @work(thread=True, exit_on_error=False, group="rate-write")
-    def _save(self, engine: Engine, place: RaterPlace, assignment_id: int,
+    def _save(self, db_engine: Engine, place: RaterPlace, assignment_id: int,
               scores: dict[str, int] | None, choice: str | None, seconds: float) -> None:
         from db.campaigns import save_rating
         from db.store import session_scope
 
         try:
-            with session_scope(engine) as session:
+            with session_scope(db_engine) as session:
                 save_rating(session, assignment_id=assignment_id, scores=scores, choice=choice,
                             seconds=seconds)
         except Exception as exc:  # noqa: BLE001
             self.post_message(self.StoreFailed("save the rating", describe_error(exc)))
             return
-        self._advance(engine, place, "Saved.")
+        self._advance(db_engine, place, "Saved.")
 
     @work(thread=True, exit_on_error=False, group="rate-write")
-    def _skip(self, engine: Engine, place: RaterPlace, assignment_id: int) -> None:
+    def _skip(self, db_engine: Engine, place: RaterPlace, assignment_id: int) -> None:
         from db.campaigns import skip_item
         from db.store import session_scope
 
         try:
-            with session_scope(engine) as session:
+            with session_scope(db_engine) as session:
                 skip_item(session, assignment_id=assignment_id)
         except Exception as exc:  # noqa: BLE001
             self.post_message(self.StoreFailed("skip the item", describe_error(exc)))
             return
-        self._advance(engine, place, "Skipped.")
+        self._advance(db_engine, place, "Skipped.")
 
     @work(thread=True, exit_on_error=False, group="rate-write")
-    def _undo(self, engine: Engine, place: RaterPlace) -> None:
+    def _undo(self, db_engine: Engine, place: RaterPlace) -> None:
         from db.campaigns import undo_last
         from db.store import session_scope
 
         try:
-            with session_scope(engine) as session:
+            with session_scope(db_engine) as session:
                 undone = undo_last(session, campaign_id=place.campaign_id, rater_id=place.rater_id)
         except Exception as exc:  # noqa: BLE001
             self.post_message(self.StoreFailed("undo", describe_error(exc)))
@@ -322,12 +322,12 @@ class RateScreen(WorkbenchScreen):
         if undone is None:
             self.post_message(self.StoreFailed("undo", "nothing to undo yet in this campaign"))
             return
-        self._advance(engine, place, "Taken back: rate this item again.")
+        self._advance(db_engine, place, "Taken back: rate this item again.")
 
-    def _advance(self, engine: Engine, place: RaterPlace, stored: str) -> None:
+    def _advance(self, db_engine: Engine, place: RaterPlace, stored: str) -> None:
         """After a write (in the worker's thread): read the next place and post it."""
         try:
-            moved = reload_place(engine, place)
+            moved = reload_place(db_engine, place)
         except Exception as exc:  # noqa: BLE001
             self.post_message(self.StoreFailed("read the next item", describe_error(exc),
                                                stored=stored))
@@ -406,7 +406,7 @@ class RateScreen(WorkbenchScreen):
         self.campaign = self._choices[event.option_index].name
         self.query_one("#rate-note", Static).update(Text("Opening the campaign…"))
         self._switch("loading", "rate-note-scroll")
-        self._open(self.engine, self.rater, self.campaign)
+        self._open(self.db_engine, self.rater, self.campaign)
 
     def _show_place(self, place: RaterPlace) -> None:
         previous = self.place
@@ -514,7 +514,7 @@ class RateScreen(WorkbenchScreen):
             scores = dict(scales.scores)
         seconds = time.monotonic() - self._shown_at
         self.busy = True
-        self._save(self.engine, place, place.item.assignment_id, scores, choice, seconds)
+        self._save(self.db_engine, place, place.item.assignment_id, scores, choice, seconds)
 
     def action_skip(self) -> None:
         if not self._ready():
@@ -522,7 +522,7 @@ class RateScreen(WorkbenchScreen):
         place = self.place
         assert place is not None and place.item is not None
         self.busy = True
-        self._skip(self.engine, place, place.item.assignment_id)
+        self._skip(self.db_engine, place, place.item.assignment_id)
 
     def action_undo(self) -> None:
         if self.place is None or self.phase not in ("rating", "complete"):
@@ -531,7 +531,7 @@ class RateScreen(WorkbenchScreen):
             self.notify("Still saving the last answer…", timeout=2)
             return
         self.busy = True
-        self._undo(self.engine, self.place)
+        self._undo(self.db_engine, self.place)
 
     def action_quit(self) -> None:
         if self.busy:
@@ -548,7 +548,7 @@ class RateScreen(WorkbenchScreen):
         self._switch("loading", "rate-note-scroll")
         self.query_one("#rate-note", Static).update(Text("Reading your place in the campaign…"))
         self.place = None
-        self._open(self.engine, self.rater, self.campaign)
+        self._open(self.db_engine, self.rater, self.campaign)
 
     def _scroll_targets(self) -> list[RecipePane]:
         focused = self.focused

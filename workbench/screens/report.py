@@ -144,12 +144,12 @@ class ReportScreen(WorkbenchScreen):
         self.load()
 
     def load(self) -> None:
-        self._load(self.engine, dict(self.asked))
+        self._load(self.db_engine, dict(self.asked))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="report-load")
-    def _load(self, engine: Engine, asked: dict[str, str]) -> None:
+    def _load(self, db_engine: Engine, asked: dict[str, str]) -> None:
         # The bootstrap behind the intervals takes a moment on a large eval set: a thread.
-        report = load_report(engine, **asked)
+        report = load_report(db_engine, **asked)
         if not get_current_worker().is_cancelled:
             self.post_message(self.ReportLoaded(report))
 

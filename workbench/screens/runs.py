@@ -48,8 +48,8 @@ class RunView:
         return self.run.id
 
 
-def load_run_view(engine: Engine, job_id: int, *, overlay_id: int | None, width: int) -> RunView | None:
-    run, overlay = load_run_detail(engine, job_id, overlay_id=overlay_id)
+def load_run_view(db_engine: Engine, job_id: int, *, overlay_id: int | None, width: int) -> RunView | None:
+    run, overlay = load_run_detail(db_engine, job_id, overlay_id=overlay_id)
     if run is None:
         return None
     charts = render_run_charts(
@@ -113,8 +113,8 @@ class RunsScreen(JobTableScreen):
     def detail_loader(self) -> Callable[[Engine, int], RunView | None]:
         width = max(30, self.query_one("#run-main").size.width - 3)
 
-        def load(engine: Engine, job_id: int, marked: int | None = self._marked) -> RunView | None:
-            return load_run_view(engine, job_id, overlay_id=marked, width=width)
+        def load(db_engine: Engine, job_id: int, marked: int | None = self._marked) -> RunView | None:
+            return load_run_view(db_engine, job_id, overlay_id=marked, width=width)
 
         return load
 

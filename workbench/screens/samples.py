@@ -149,27 +149,27 @@ class SamplesScreen(WorkbenchScreen):
             return  # store_opened loads the first page
         current = self.page.offset if self.page else 0
         choices = None if with_choices or self._choices is None else self._choices
-        self._load_page(self.engine, self.filters, current if offset is None else offset, choices)
+        self._load_page(self.db_engine, self.filters, current if offset is None else offset, choices)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="samples-load")
-    def _load_page(self, engine: Engine, filters: SampleFilters, offset: int,
+    def _load_page(self, db_engine: Engine, filters: SampleFilters, offset: int,
                    choices: FilterChoices | None) -> None:
         # Choices (datasets, splits) are read only when asked for; paging reuses the last ones.
-        fresh = load_filter_choices(engine) if choices is None else None
+        fresh = load_filter_choices(db_engine) if choices is None else None
         names = (fresh or choices).dataset_names  # type: ignore[union-attr]
-        page = load_page(engine, filters, offset, dataset_names=names)
+        page = load_page(db_engine, filters, offset, dataset_names=names)
         if not get_current_worker().is_cancelled:
             self.post_message(self.PageLoaded(page, fresh))
 
     @work(thread=True, exit_on_error=False, group="samples-write")
-    def _store_included(self, engine: Engine, sample_id: int, included: bool) -> None:
-        stored = set_included(engine, sample_id, included)
+    def _store_included(self, db_engine: Engine, sample_id: int, included: bool) -> None:
+        stored = set_included(db_engine, sample_id, included)
         self.post_message(self.IncludedStored(frozenset((sample_id,)), stored))
 
     @work(thread=True, exit_on_error=False, group="samples-write")
-    def _store_included_many(self, engine: Engine, included: bool, sample_ids: tuple[int, ...] | None,
+    def _store_included_many(self, db_engine: Engine, included: bool, sample_ids: tuple[int, ...] | None,
                              filters: SampleFilters | None) -> None:
-        ids, changed = set_included_many(engine, included, sample_ids=sample_ids, filters=filters)
+        ids, changed = set_included_many(db_engine, included, sample_ids=sample_ids, filters=filters)
         self.post_message(self.IncludedStored(ids, included, changed))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="samples-strip")
@@ -338,7 +338,7 @@ class SamplesScreen(WorkbenchScreen):
         if row is None:
             self.app.bell()
             return
-        self._store_included(self.engine, row.id, not row.included)
+        self._store_included(self.db_engine, row.id, not row.included)
 
     def action_toggle_mark(self) -> None:
         row = self.highlighted
@@ -363,7 +363,7 @@ class SamplesScreen(WorkbenchScreen):
         if self.marked:
             ids = tuple(sorted(self.marked))
             self.action_clear_marks()
-            self._store_included_many(self.engine, included, ids, None)
+            self._store_included_many(self.db_engine, included, ids, None)
             return
         page = self.page
         if page is None or page.total == 0:
@@ -378,7 +378,7 @@ class SamplesScreen(WorkbenchScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._store_included_many(self.engine, included, None, filters)
+                self._store_included_many(self.db_engine, included, None, filters)
 
         self.app.push_screen(ConfirmDialog(question, yes=verb), answered)
 
