@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.real_fixtures import REAL_FIXTURES
+
 from db import queries
 from db.store import session_scope
 from engine.importers.base import apply_plan
 from engine.importers.foodx import dish_name, read_class_list, read_foodx
 from engine.evaluation.recipe import DISH_PROMPT
 
-REAL = Path("/work/shared/fixtures/real/ifood2019_foodx251")
+REAL = REAL_FIXTURES / "ifood2019_foodx251"
 CLASSES = {0: "macaron", 1: "apple_pie", 2: "hot_and_sour_soup"}
 # Row order in the real files is not meaningful (train is grouped by class), so rows are shuffled.
 TRAIN = [

@@ -8,13 +8,15 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.real_fixtures import REAL_FIXTURES
+
 from db import queries
 from db.store import session_scope
 from engine.importers.base import ImportFailed, apply_plan
 from engine.importers.llava import LlavaExportError, export_llava_json, read_llava_json
 from engine.evaluation.recipe import RECIPE_PROMPT
 
-REAL = Path("/work/shared/fixtures/real/videollava_llava_json")
+REAL = REAL_FIXTURES / "videollava_llava_json"
 
 
 def turns(*values: str) -> list[dict[str, str]]:

@@ -8,13 +8,15 @@ from xml.sax.saxutils import escape
 
 import pytest
 
+from tests.real_fixtures import REAL_FIXTURES
+
 from db import queries
 from db.store import session_scope
 from engine.importers.base import ImportFailed, apply_plan
 from engine.importers.tasty import read_tasty
 from engine.evaluation.recipe import RECIPE_PROMPT, format_recipe, parse_recipe
 
-REAL = Path("/work/shared/fixtures/real/tasty_videos")
+REAL = REAL_FIXTURES / "tasty_videos"
 
 INGREDIENTS = ("8 oz;spaghetti", "2 tablespoons;butter, melted", ";salt, to taste")
 STEPS = ("Boil the spaghetti.", "Melt the butter.", "Toss the pasta in the butter.")

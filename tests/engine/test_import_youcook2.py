@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.real_fixtures import REAL_FIXTURES
+
 from db import queries
 from db.store import session_scope
 from engine.importers.base import apply_plan
 from engine.importers.youcook2 import read_youcook2
 from engine.evaluation.recipe import RECIPE_PROMPT, format_recipe, parse_recipe
 
-REAL = Path("/work/shared/fixtures/real/youcook2")
+REAL = REAL_FIXTURES / "youcook2"
 # The real label file has a stray trailing space after one name (408).
 LABELS = "101,BLT\n102,thai red curry chicken \n103,burger\n"
 
