@@ -164,15 +164,25 @@ def _sample_filter(
 def _fts_alone(session: Session, search: str | None, *filters: Any) -> bool:
     """Whether a search is the only filter on SQLite, so FTS alone can count and page it."""
     return (
-        bool(search and search.strip())
+        bool(search and _search_text(search).strip())
         and all(value is None or value == "" for value in filters)
         and session.get_bind().dialect.name == "sqlite"
     )
 
 
+def _search_text(search: str) -> str:
+    """A search as text SQLite can take: a NUL byte (which ends an FTS5 string early) and a
+    character UTF-8 cannot encode (a lone surrogate, from a pasted or mis-decoded name) become
+    U+FFFD, so they match nothing but break nothing, and the words around them still count."""
+    if "\x00" not in search and search.isascii():
+        return search
+    return "".join("\ufffd" if ch == "\x00" or "\ud800" <= ch <= "\udfff" else ch
+                   for ch in search)
+
+
 def _fts_query(search: str) -> str:
     """User words → an FTS5 query: every word must match, as a prefix, quotes escaped."""
-    words = [w.replace('"', '""') for w in search.split()]
+    words = [w.replace('"', '""') for w in _search_text(search).split()]
     return " ".join(f'"{w}"*' for w in words)
 
 
@@ -183,7 +193,7 @@ def _search_clause(dialect: str, search: str):
                 fts=_fts_query(search)
             )
         )
-    pattern = f"%{search.strip()}%"
+    pattern = f"%{_search_text(search).strip()}%"
     return or_(
         col(Sample.prompt).ilike(pattern),
         col(Sample.answer).ilike(pattern),
