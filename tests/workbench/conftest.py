@@ -199,11 +199,14 @@ def empty_url(tmp_path: Path) -> str:
 
 async def settle(pilot, rounds: int = 5) -> None:
     """Let thread workers finish and their messages be handled (handlers may start more)."""
-    from textual.worker import WorkerState
+    from textual.worker import WorkerCancelled, WorkerState
 
     app = pilot.app
     for _ in range(rounds):
-        await app.workers.wait_for_complete()
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerCancelled:  # an exclusive worker replaced by a newer one, or the app exiting
+            pass
         await pilot.pause()
         if not any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
             return

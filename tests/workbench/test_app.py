@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from db import queries
 from db.store import session_scope
 from workbench.app import DdftApp, build_app
@@ -18,10 +20,15 @@ def _text(app, selector: str) -> str:
 
 
 async def test_build_app_opens_the_workspace_store_and_names_it_in_the_title(tmp_path, monkeypatch):
+    from db.store import StoreError, open_store
+
     monkeypatch.delenv("DDFT_DB_URL", raising=False)
+    with pytest.raises(StoreError, match="no store at"):  # the workbench only reads a store
+        build_app(tmp_path / "ws")
+    assert not (tmp_path / "ws" / "ddft.db").exists()
+    open_store(tmp_path / "ws")
     app = build_app(tmp_path / "ws")
     assert isinstance(app, DdftApp)
-    assert (tmp_path / "ws" / "ddft.db").exists()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert app.title == f"ddft — {(tmp_path / 'ws').resolve()}"
@@ -159,11 +166,24 @@ async def test_a_key_pressed_while_the_store_opens_shows_its_screen_once_open(de
 async def test_a_store_that_cannot_be_opened_ends_the_app_with_the_reason(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
+    import asyncio
+
     app = build_app(url=f"sqlite:///{blocker}/sub/ddft.db", lazy_store=True)
+    failed = asyncio.Event()
+    store_failed = app._store_failed
+
+    def on_failure(message: str) -> None:
+        store_failed(message)
+        failed.set()
+
+    # The store opens in a worker started after the first refresh and the app exits when it
+    # fails (cancelling its workers): wait for that failure itself, not for the workers.
+    app._store_failed = on_failure
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await asyncio.wait_for(failed.wait(), timeout=300)  # a safety net, not a timing
+        await pilot.pause()
     assert app.return_code == 1
-    assert app.store_error and "cannot create the store folder" in app.store_error
+    assert app.store_error and "no store at" in app.store_error
 
 
 def test_tui_fast_path_takes_only_a_workspace_option():
