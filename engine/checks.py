@@ -17,8 +17,9 @@ from typing import Any, Callable, Optional
 from sqlalchemy.engine import Engine
 
 from db import queries
-from db.models import Sample, utcnow
+from db.models import Dataset, Sample, utcnow
 from db.store import session_scope
+from engine.importers.base import dataset_media_roots, outside_media_roots
 from engine.media import DEFAULT_FRAMES, MediaError
 
 # Tokens one medium takes in Video-LLaVA-7B's input: 256 per image, 257 per frame × 8 per video.
@@ -120,15 +121,19 @@ def write_frame_strip(sample_path: str, out: Path) -> Path:
 
 
 def _check_media(
-    sample: Sample, thumbs_dir: Path | None = None
+    sample: Sample, thumbs_dir: Path | None = None, roots: list[str] | None = None
 ) -> tuple[list[str], dict[str, Any], Optional[str]]:
-    """Problems with a sample's media, what was learnt about it, and the file's hash."""
+    """Problems with a sample's media, what was learnt about it, and the file's hash. A media
+    path that no longer resolves inside `roots` (its dataset's media roots; None: unknown) is
+    refused before anything opens it."""
     from engine.media import load_image, probe_video, uniform_indices
 
     if sample.modality == "text":
         return [], {}, None
     if not sample.media_path:
         return [f"media: a {sample.modality} sample without a media file"], {}, None
+    if roots is not None and (outside := outside_media_roots(sample.media_path, roots)):
+        return [f"media: {outside}"], {}, None
     learnt: dict[str, Any] = {}
     try:
         if sample.modality == "video":
@@ -152,6 +157,51 @@ def _check_media(
     return [], learnt, _file_hash(sample.media_path)
 
 
+def _chosen_datasets(all_sets: list[Dataset], names: list[str] | None) -> list[Dataset]:
+    """The datasets named, else every training dataset. Raises KeyError naming unknown ones."""
+    by_name = {d.name: d for d in all_sets}
+    unknown = [name for name in names or [] if name not in by_name]
+    if unknown:
+        raise KeyError(f"no dataset named {', '.join(unknown)}")
+    return [by_name[n] for n in names] if names else [d for d in all_sets if d.purpose == "train"]
+
+
+@dataclass(frozen=True)
+class FailedSample:
+    """A sample the last check failed, as the check's listing shows it."""
+
+    sample_id: int
+    dataset: str
+    external_id: str
+    media_path: str | None
+    reasons: list[str]
+
+
+def failed_samples(
+    db_engine: Engine, *, datasets: list[str] | None = None, limit: int | None = None
+) -> tuple[list[FailedSample], int]:
+    """The samples of `datasets` (every training dataset when None) that the last check failed,
+    in dataset then id order, the first `limit` of them (all when None), and how many there are.
+
+    Raises KeyError naming an unknown dataset.
+    """
+    found: list[FailedSample] = []
+    total = 0
+    with session_scope(db_engine) as session:
+        for dataset in _chosen_datasets(queries.list_datasets(session), datasets):
+            total += queries.count_samples(session, dataset_id=dataset.id,
+                                           check_status="failed")
+            room = None if limit is None else limit - len(found)
+            if room is not None and room <= 0:
+                continue
+            found += [FailedSample(sample_id=s.id, dataset=dataset.name,
+                                   external_id=s.external_id, media_path=s.media_path,
+                                   reasons=list(s.check_reasons))
+                      for s in queries.list_samples(session, dataset_id=dataset.id,
+                                                    check_status="failed", limit=room)]
+    return found, total
+
+
 def check_samples(
     db_engine: Engine,
     *,
@@ -170,13 +220,11 @@ def check_samples(
     """
     with session_scope(db_engine) as session:
         all_sets = queries.list_datasets(session)
-        by_name = {d.name: d for d in all_sets}
-        unknown = [name for name in datasets or [] if name not in by_name]
-        if unknown:
-            raise KeyError(f"no dataset named {', '.join(unknown)}")
-        chosen = [by_name[n] for n in datasets] if datasets else [
-            d for d in all_sets if d.purpose == "train"]
+        chosen = _chosen_datasets(all_sets, datasets)
         eval_ids = {d.id for d in all_sets if d.purpose == "eval"}
+        # Where each dataset's media may lie, as its import recorded: a link re-pointed since,
+        # or a path written into the store, is refused, never opened.
+        allowed = {d.id: dataset_media_roots(d.root, d.meta or {}) for d in all_sets}
         samples = [s for d in chosen for s in
                    queries.list_samples(session, dataset_id=d.id, limit=None)]
         eval_samples = [s for d in all_sets if d.id in eval_ids for s in
@@ -192,6 +240,10 @@ def check_samples(
     eval_groups: dict[str, int] = {}
     eval_recipes: dict[str, int] = {}
     for sample in eval_samples:
+        roots = allowed[sample.dataset_id]
+        if roots is not None and sample.media_path and \
+                outside_media_roots(sample.media_path, roots) is not None:
+            continue
         if sample.media_path and Path(sample.media_path).is_file():
             eval_media.setdefault(_file_hash(sample.media_path), sample.id)
         if sample.group:
@@ -204,7 +256,8 @@ def check_samples(
         if should_stop and should_stop():
             summary.notes.append(f"stopped after {index - 1} of {total} samples")
             break
-        failures, learnt, media_hash = _check_media(sample, thumbs_dir)
+        failures, learnt, media_hash = _check_media(sample, thumbs_dir,
+                                                    allowed[sample.dataset_id])
         warnings: list[str] = []
         if budget is not None:
             used = budget.count(sample.prompt + " " + sample.answer) + \

@@ -1,19 +1,149 @@
-"""Reading media: uniformly sampled video frames with their timestamps (decord), and images."""
+"""Reading media: video frames with their timestamps (decord), images, why a decoder refused one."""
 
 from __future__ import annotations
 
 import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from db.errors import UserError
 from engine.evaluation.frames import DEFAULT_FRAMES, uniform_indices  # noqa: F401 (re-exported)
 
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
+"""The containers a video is found by on disk, in the order a lookup prefers them: those the
+decoder (decord's ffmpeg) reads. Every importer that looks for a video by name uses this list."""
+
 
 class MediaError(UserError, ValueError):
     """A media file is missing, unreadable, or too short for the frames asked of it."""
+
+
+# What decoders say, most telling first, and the likely cause in a person's words. The decoder's
+# own words come from the exception and from what it logged while the file was opened.
+_CAUSES = (
+    (("moov atom not found",),
+     "the file is incomplete or not a video: it has no index (moov atom), as when a download "
+     "or recording did not finish"),
+    (("partial file", "invalid nal unit", "error splitting the input", "error while decoding",
+      "av_read_frame failed", "avcodec_send_packet", "error sending packet", "truncated",
+      "broken data stream", "end of file", "premature end"),
+     "the data is cut short or corrupted (an interrupted download or copy?)"),
+    (("decoder not found", "codec is not supported", "unsupported codec"),
+     "its codec is not one the decoder supports"),
+    (("permission denied",), "permission denied"),
+    (("no such file",), "no such file"),
+    # decord says "Error reading" whatever went wrong: the causes above are looked for first.
+    (("invalid data found when processing input", "cannot identify image file", "error reading"),
+     "not a video or image file, or a format the decoder cannot read"),
+)
+_BOMB = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
+# The parts of a decoder message meant for its developers: decord's time stamps, C++ source
+# locations and CHECK expressions, ffmpeg's context addresses, errno numbers.
+_DEVELOPER_NOISE = re.compile(
+    r"\[\d{2}:\d{2}:\d{2}\]|\S+\.(?:cc|cpp|cxx|h|hpp)(?::\d+)+:?|Check failed:.*?Thread worker:"
+    r"|Thread worker:|\[[^\]]* @ 0x[0-9a-fA-F]+\]|\[Errno -?\d+\]"
+)
+
+
+def decoder_failure(exc: BaseException, log: str = "") -> str:
+    """Why a decoder (decord, PyAV, Pillow) refused a file, in one line: the likely cause when its
+    words are known, else its message without C++ source paths, thread ids or addresses. `log` is
+    what the decoder printed meanwhile, when it was kept."""
+    said = f"{exc}\n{log}".lower()
+    bomb = _BOMB.search(str(exc))
+    if bomb:
+        pixels, limit = int(bomb.group(1)), int(bomb.group(2))
+        return (f"the image claims {pixels:,} pixels, over the decoder's limit of {limit:,} "
+                "(refused as a possible decompression bomb)")
+    for words, cause in _CAUSES:
+        if any(word in said for word in words):
+            return cause
+    for line in str(exc).splitlines():
+        cleaned = " ".join(_DEVELOPER_NOISE.sub(" ", line).split()).lstrip(":,. ")
+        if cleaned.lower().startswith("error:"):
+            cleaned = cleaned[len("error:"):].strip()
+        if cleaned:
+            return cleaned[:200]
+    return type(exc).__name__
+
+
+class _DecoderLog:
+    """What reached stderr while a video was being opened (filled in on the way out)."""
+
+    text = ""
+
+
+class _Stderr:
+    """The one redirection of fd 2 shared by every video being opened at the moment."""
+
+    lock = threading.Lock()
+    depth = 0
+    capture: Any = None  # the private file fd 2 points at
+    saved = -1  # a duplicate of the real fd 2, or -1
+
+
+# ffmpeg's and decord's own lines, kept from the terminal and the job log.
+_DECODER_LINE = re.compile(rb"^(?:\[[^\]]* @ 0x[0-9a-fA-F]+\] |\[\d{2}:\d{2}:\d{2}\] \S+:\d+: "
+                           rb"|\s*Last message repeated )")
+
+
+@contextmanager
+def _decoder_output() -> Iterator[_DecoderLog]:
+    """Keep what decord and ffmpeg print while a video opens off the process's stderr, and hand
+    it over for the reason of a failure.
+
+    decord prints its errors (with C++ source paths) from C++ straight to file descriptor 2, and
+    ffmpeg logs there too: Python cannot catch either, so fd 2 points at a private file meanwhile.
+    Another thread's output in that window is written back to stderr afterwards, less the
+    decoder's lines. Concurrent opens share one redirection. ffmpeg logs errors only inside the
+    window and nothing outside it, where decoding runs in decord's threads."""
+    import decord.logging
+
+    log = _DecoderLog()
+    state = _Stderr
+    with state.lock:
+        if state.depth == 0:
+            try:
+                state.saved = os.dup(2)
+            except OSError:  # no stderr at all: nothing to keep clean
+                state.saved = -1
+            if state.saved >= 0:
+                state.capture = tempfile.TemporaryFile()
+                os.dup2(state.capture.fileno(), 2)
+            decord.logging.set_level(decord.logging.ERROR)
+        state.depth += 1
+        start = os.fstat(state.capture.fileno()).st_size if state.saved >= 0 else 0
+    try:
+        yield log
+    finally:
+        with state.lock:
+            if state.saved >= 0:
+                fd = state.capture.fileno()
+                end = os.fstat(fd).st_size
+                # pread leaves the offset that fd 2 shares with this file where the writers left it.
+                log.text = os.pread(fd, end - start, start).decode(errors="replace")
+            state.depth -= 1
+            if state.depth == 0:
+                decord.logging.set_level(decord.logging.QUIET)
+                if state.saved >= 0:
+                    fd = state.capture.fileno()
+                    written = os.pread(fd, os.fstat(fd).st_size, 0)
+                    os.dup2(state.saved, 2)
+                    os.close(state.saved)
+                    state.capture.close()
+                    state.capture, state.saved = None, -1
+                    others = b"".join(line for line in written.splitlines(keepends=True)
+                                      if not _DECODER_LINE.match(line))
+                    if others:
+                        os.write(2, others)
 
 
 @dataclass(frozen=True)
@@ -45,11 +175,12 @@ def _open(path: str | os.PathLike[str]):
     file = Path(path)
     if not file.is_file():
         raise MediaError(f"{file}: video file not found")
-    try:
-        return decord.VideoReader(str(file), ctx=decord.cpu(0), num_threads=1)
-    except Exception as exc:  # decord raises its own DECORDError with a C++ trace
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MediaError(f"{file}: cannot read video ({first})") from None
+    with _decoder_output() as log:
+        try:
+            return decord.VideoReader(str(file), ctx=decord.cpu(0), num_threads=1)
+        except Exception as exc:  # decord raises its own DECORDError with a C++ trace
+            failure = exc
+    raise MediaError(f"{file}: cannot read video: {decoder_failure(failure, log.text)}") from None
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
@@ -71,27 +202,37 @@ def sample_frames(path: str | os.PathLike[str], n: int = DEFAULT_FRAMES) -> Samp
     indices = uniform_indices(total, n)
     try:
         frames = reader.get_batch(indices).asnumpy()
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MediaError(f"{path}: cannot decode frames ({first})") from None
+    except Exception as exc:  # decord's DECORDError, raised from its decoding thread
+        raise MediaError(f"{path}: cannot decode frames: {decoder_failure(exc)}") from None
     times = [round(i / fps, 3) for i in indices]
     return SampledFrames(
         frames=frames, indices=indices, times=times, fps=fps, duration_s=total / fps
     )
 
 
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """An image as an (height, width, 3) uint8 RGB array. Raises MediaError when unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
+@contextmanager
+def _opening_image(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """The image file to open inside the block; what Pillow raises there becomes MediaError.
+    Raises MediaError naming the file when it is missing or Pillow refuses it."""
     file = Path(path)
     if not file.is_file():
         raise MediaError(f"{file}: image file not found")
     try:
-        with Image.open(file) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise MediaError(f"{file}: cannot read image ({exc})") from None
+        yield file
+    # Pillow refuses a bad file in many ways (UnidentifiedImageError, OSError, SyntaxError,
+    # ValueError, DecompressionBombError for one that claims too many pixels): each is this
+    # file's failure, never the run's.
+    except Exception as exc:
+        raise MediaError(f"{file}: cannot read image: {decoder_failure(exc)}") from None
+
+
+def load_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """An image as an (height, width, 3) uint8 RGB array. Raises MediaError when it is missing
+    or the decoder refuses it (unreadable, cut short, or too many pixels to open safely)."""
+    from PIL import Image
+
+    with _opening_image(path) as file, Image.open(file) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def check_media(path: str | os.PathLike[str], modality: str, n: int = DEFAULT_FRAMES) -> None:
@@ -103,13 +244,7 @@ def check_media(path: str | os.PathLike[str], modality: str, n: int = DEFAULT_FR
         if len(reader) < n:
             raise MediaError(f"{path}: video too short: {n} frames needed, it has {len(reader)}")
         return
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    file = Path(path)
-    if not file.is_file():
-        raise MediaError(f"{file}: image file not found")
-    try:
-        with Image.open(file) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise MediaError(f"{file}: cannot read image ({exc})") from None
+    with _opening_image(path) as file, Image.open(file) as image:
+        image.verify()

@@ -7,19 +7,24 @@ from pathlib import Path
 from typing import Any
 
 from engine.importers.base import (
+    MEDIA_ROOTS_KEY,
     ImportPlan,
     PlannedDataset,
     PlannedSample,
     Problem,
     Progress,
+    media_roots,
+    outside_media_roots,
     read_text_file,
 )
 from engine.evaluation.recipe import RECIPE_PROMPT, format_recipe
+from engine.media import VIDEO_SUFFIXES
 
 SOURCE = "tasty"
 # The official archive keeps the recipe folders one level down, next to SPLITS/.
 RECIPES_FOLDER = "ALL_RECIPES_without_videos"
-VIDEO_FILE = "recipe_video.mp4"
+# The archive's videos are recipe_video.mp4; one remuxed into another container is found too.
+VIDEO_STEM = "recipe_video"
 # csvalignment.dat counts in 5-frame units: the official fs_create_splits.py maps start..end to
 # frames start*5-4 .. end*5 (1-based).
 FRAMES_PER_UNIT = 5
@@ -226,7 +231,8 @@ def read_recipe(folder: Path, *, split: str = "train") -> tuple[PlannedSample | 
                                                          f"<steps_updated> "
                                                          f"({len(annotated or [])}), found "
                                                          f"{len(alignment)}"))
-    video = folder / VIDEO_FILE
+    video = next((folder / (VIDEO_STEM + suffix) for suffix in VIDEO_SUFFIXES
+                  if (folder / (VIDEO_STEM + suffix)).is_file()), folder / (VIDEO_STEM + ".mp4"))
     if not video.is_file():
         problems.append(Problem(str(video), "expected the recipe's video, found no such file"))
     if problems:
@@ -270,13 +276,13 @@ def read_tasty(
 
     Layout: one folder per recipe, `root/<slug>/` (or `root/ALL_RECIPES_without_videos/<slug>/`,
     the official archive's layout), holding `recipe.xml` (decoded), `csvalignment.dat`,
-    `fps.txt` and `recipe_video.mp4`. `split_file` (e.g. `SPLITS/split_4022/TRAIN_4022.txt`)
-    lists the slugs to import, one a line, and names the split; without it every folder is
-    imported as split "train". The answer is `format_recipe` of the title, the ingredients with
-    their amounts, and the annotated steps (`<steps_updated>`, else `<steps>`); meta keeps the
-    shown steps as YouCook2-style segments in seconds, the raw alignment, fps, url and the
-    structured ingredients. A recipe without csvalignment.dat (two V1 recipes) has no segments
-    and a null raw alignment.
+    `fps.txt` and `recipe_video.mp4` (or another of engine.media.VIDEO_SUFFIXES). `split_file`
+    (e.g. `SPLITS/split_4022/TRAIN_4022.txt`) lists the slugs to import, one a line, and names
+    the split; without it every folder is imported as split "train". The answer is
+    `format_recipe` of the title, the ingredients with their amounts, and the annotated steps
+    (`<steps_updated>`, else `<steps>`); meta keeps the shown steps as YouCook2-style segments
+    in seconds, the raw alignment, fps, url and the structured ingredients. A recipe without
+    csvalignment.dat (two V1 recipes) has no segments and a null raw alignment.
 
     The dataset is called `name`, else "tasty" (or "tasty-<split>" with a split file); a val or
     test split is planned as an eval set.
@@ -306,10 +312,15 @@ def read_tasty(
                        if entry.is_dir() and not entry.name.startswith("."))
 
     samples: list[PlannedSample] = []
+    roots = media_roots(root, recipes)
     for done, slug in enumerate(slugs, 1):
         sample, problems = read_recipe(recipes / slug, split=split)
         plan.problems += problems
-        if sample is not None:
+        outside = outside_media_roots(sample.media_path, roots) if sample is not None else None
+        if outside is not None:
+            # A slug such as ../.. or a video that links out of the folder.
+            plan.problems.append(Problem(str(sample.media_path), outside, key=slug))
+        elif sample is not None:
             samples.append(sample)
         if progress is not None:
             progress(done, len(slugs), slug)
@@ -327,7 +338,8 @@ def read_tasty(
         source=SOURCE,
         root=str(recipes),
         description="Tasty Videos: recipe videos with the recipe and its aligned steps",
-        meta={"split_file": str(split_file)} if split_file is not None else {},
+        meta={MEDIA_ROOTS_KEY: roots,
+              **({"split_file": str(split_file)} if split_file is not None else {})},
         samples=samples,
     ))
     return plan

@@ -12,14 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from engine.importers.base import (
+    MEDIA_ROOTS_KEY,
     ImportPlan,
     PlannedDataset,
     PlannedSample,
     Problem,
     Progress,
+    media_roots,
+    outside_media_roots,
     read_text_file,
 )
 from engine.evaluation.recipe import RECIPE_PROMPT, format_recipe
+from engine.media import VIDEO_SUFFIXES
 
 SOURCE = "youcook2"
 ANNOTATIONS_NAME = "youcookii_annotations_trainval.json"
@@ -30,7 +34,6 @@ SUBSET_NAMES = {
     "testing": "testing", "test": "testing",
 }
 SAMPLE_SPLITS = {"training": "train", "validation": "validation", "testing": "test"}
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm")  # what the official download script accepts
 REFERENCE_FIELDS = ("name", "ingredients", "steps")
 CSV_COLUMNS = ("key", "name", "ingredients", "steps")
 PROGRESS_EVERY = 500
@@ -287,7 +290,7 @@ class _VideoFolder:
     def find(self, video: _Video) -> Path | None:
         for folder in (self.root / video.subset / video.recipe_type, self.root):
             names = self._names(folder)
-            for extension in VIDEO_EXTENSIONS:
+            for extension in VIDEO_SUFFIXES:
                 if video.video_id + extension in names:
                     return folder / (video.video_id + extension)
         return None
@@ -311,10 +314,11 @@ def read_youcook2(
     Reads the annotations (`annotations`, else `root/annotations/` or `root/` +
     youcookii_annotations_trainval.json), `root/label_foodtype.csv`, and for the testing subset,
     which has no annotations, `root/splits/test_list.txt`. Videos are looked up as
-    `<videos or root/raw_videos>/<subset>/<recipe_type>/<id>.mp4|.mkv|.webm`, or flat as
-    `<videos>/<id>.<ext>`. The reference recipe of a video comes from `references` (see
-    docs/formats/youcook2-references.md; a per-video entry wins over a per-recipe-type one), else
-    from its annotated sentences as steps with no ingredients.
+    `<videos or root/raw_videos>/<subset>/<recipe_type>/<id>.<ext>`, or flat as
+    `<videos>/<id>.<ext>`, `<ext>` any of engine.media.VIDEO_SUFFIXES (mp4 first). The reference
+    recipe of a video comes from `references` (see docs/formats/youcook2-references.md; a
+    per-video entry wins over a per-recipe-type one), else from its annotated sentences as steps
+    with no ingredients.
 
     The subset is the paper's: videos on disk; with `references` and `require_reference`, only
     videos that have a user reference; then only recipe types with at least
@@ -428,13 +432,18 @@ def read_youcook2(
     folder = _VideoFolder(video_root)
     candidates.sort(key=lambda v: (v.recipe_type, v.video_id))
     kept: list[tuple[_Video, Path]] = []
+    roots = media_roots(video_root)
     for video in candidates:
         path = folder.find(video)
         has_reference = video.video_id in by_video or video.recipe_type in by_type
-        if path is None:
+        outside = outside_media_roots(path, roots) if path is not None else None
+        if outside is not None:
+            # A video that links out of the videos folder is refused, not quietly read.
+            problems.append(Problem(str(path), outside, key=video.video_id))
+        elif path is None:
             leave_out(video, "not on disk", f"not on disk: no {video.subset}/{video.recipe_type}/"
-                                            f"{video.video_id}.mp4, .mkv or .webm under "
-                                            f"{video_root}")
+                                            f"{video.video_id} with any of "
+                                            f"{', '.join(VIDEO_SUFFIXES)} under {video_root}")
         elif references is not None and require_reference and not has_reference:
             leave_out(video, "without a reference recipe",
                       f"no reference recipe for it or recipe type {video.recipe_type} in "
@@ -483,7 +492,8 @@ def read_youcook2(
         name=name or f"{SOURCE}-{'-'.join(wanted)}", modality="video", purpose="eval",
         source=SOURCE, root=str(root),
         description=f"YouCook2 {', '.join(wanted)} videos with reference recipes",
-        meta={"subsets": wanted, "annotations": str(annotations), "videos": str(video_root),
+        meta={MEDIA_ROOTS_KEY: roots, "subsets": wanted, "annotations": str(annotations),
+              "videos": str(video_root),
               "references": str(references) if references is not None else None,
               "require_reference": require_reference,
               "min_videos_per_recipe": min_videos_per_recipe, "limit": limit},

@@ -61,11 +61,21 @@ def default_device() -> str:
 
 def quiet_transformers() -> None:
     """Silence transformers' per-load progress bars and notices: ddft shows its own progress,
-    and a job's log should hold what the job did, not weight-loading chatter."""
+    and a job's log should hold what the job did, not weight-loading chatter. huggingface_hub's
+    download bars stay on (unless HF_HUB_DISABLE_PROGRESS_BARS says otherwise)."""
+    import warnings
+
+    from huggingface_hub.utils import enable_progress_bars
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    # transformers' switch turns huggingface_hub's bars off too, and they are the only sign of
+    # life while a hub model's gigabytes download. Turned back on here; huggingface_hub itself
+    # keeps them off when the user's HF_HUB_DISABLE_PROGRESS_BARS asks, and warns that it did.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        enable_progress_bars()
 
 
 def load_model(

@@ -100,3 +100,51 @@ def test_without_a_model_the_token_budget_is_skipped_and_said(checked_store):
 def test_unknown_datasets_are_named(checked_store):
     with pytest.raises(KeyError, match="no dataset named nope"):
         check_samples(checked_store, datasets=["nope"])
+
+
+def test_broken_and_hostile_media_fail_their_samples_with_clean_reasons(ddft_store, tmp_path,
+                                                                        capfd):
+    from engine.checks import failed_samples
+
+    from .test_media import broken_videos, huge_png, write_video
+
+    unfinished, cut, garbled = broken_videos(tmp_path)
+    good = write_video(tmp_path / "good.mov", 12)
+    bomb = huge_png(tmp_path / "bomb.png")
+    with session_scope(ddft_store) as session:
+        videos = queries.get_or_create_dataset(session, name="videos", modality="video")
+        queries.add_samples(session, dataset_id=videos.id, samples=[
+            {"external_id": path.stem, "modality": "video", "media_path": str(path),
+             "prompt": "recipe?", "answer": path.stem}
+            for path in (unfinished, cut, garbled, good)])
+        images = queries.get_or_create_dataset(session, name="images", modality="image")
+        queries.add_samples(session, dataset_id=images.id, samples=[
+            {"external_id": "bomb", "modality": "image", "media_path": str(bomb),
+             "prompt": "What is the dish?", "answer": "a bomb"}])
+    capfd.readouterr()
+    summary = check_samples(ddft_store, thumbs_dir=tmp_path / "thumbs")
+    assert capfd.readouterr().err == ""  # no decoder chatter on the job's stderr
+    assert (summary.checked, summary.ok, summary.failed) == (5, 1, 4)
+    marks = _marks(ddft_store)
+    assert marks["good"][0] == "ok"
+    assert marks["unfinished"][1] == [f"media: {unfinished}: cannot read video: the file is "
+                                      "incomplete or not a video: it has no index (moov atom), "
+                                      "as when a download or recording did not finish"]
+    for name in ("cut", "garbled"):
+        [reason] = marks[name][1]
+        assert reason.startswith(f"media: {tmp_path / name}.mp4: cannot")
+        assert reason.endswith("the data is cut short or corrupted (an interrupted download or "
+                               "copy?)")
+    [reason] = marks["bomb"][1]
+    assert reason == (f"media: {bomb}: cannot read image: the image claims 400,000,000 pixels, "
+                      "over the decoder's limit of 178,956,970 (refused as a possible "
+                      "decompression bomb)")
+
+    failed, total = failed_samples(ddft_store, limit=3)
+    assert total == 4
+    assert [(f.dataset, f.external_id) for f in failed] == [
+        ("videos", "unfinished"), ("videos", "cut"), ("videos", "garbled")]
+    assert failed[0].reasons == marks["unfinished"][1]
+    assert failed_samples(ddft_store, datasets=["images"])[1] == 1
+    with pytest.raises(KeyError, match="no dataset named nope"):
+        failed_samples(ddft_store, datasets=["nope"])

@@ -103,8 +103,9 @@ def test_validation_videos_on_disk_become_an_eval_set_with_annotated_steps(youco
     assert curry.meta["recipe_name"] == "thai red curry chicken"
     assert parse_recipe(curry.answer).dish == "thai red curry chicken"
     assert samples_by_id(plan)["-blt00000b"].media_path.endswith("/101/-blt00000b.mkv")
-    assert plan.left_out == [("curry0000d", ("not on disk: no validation/102/curry0000d.mp4, "
-                              f".mkv or .webm under {youcook2.resolve()}/raw_videos"))]
+    assert plan.left_out == [("curry0000d", ("not on disk: no validation/102/curry0000d with any "
+                              "of .mp4, .mkv, .webm, .mov, .avi, .m4v under "
+                              f"{youcook2.resolve()}/raw_videos"))]
     assert plan.notes == ["4 videos from 3 recipes",
                           "references: 0 from the user's file, 4 from annotated steps",
                           "1 video left out: 1 not on disk"]
