@@ -280,14 +280,21 @@ def check(
     workspace: WorkspaceOption = None,
     detach: Annotated[bool, typer.Option("--detach", help="Run as a background job and return "
                                          "at once.")] = False,
+    show_failed: Annotated[bool, typer.Option(
+        "--show-failed", help="Check nothing: list every sample the last check failed, with its "
+        "file and reasons.")] = False,
 ) -> None:
     """Check every sample before training: media decodes (8+ frames), token budget, duplicates,
-    leakage into the eval set. Failures are marked with reasons and left out of training."""
+    leakage into the eval set. Failures are marked with reasons and left out of training; the
+    first 20 are listed with their files, and --show-failed lists them all."""
     from db import queries
     from db.store import session_scope
     from engine.jobs import CheckRequest
 
     path, db_engine = open_workspace(workspace)
+    if show_failed:
+        _print_failed(db_engine, list(datasets or []), limit=None)
+        return
     if model is None:
         # The newest base model that lies on disk: counting tokens must never download one.
         with session_scope(db_engine) as session:
@@ -307,6 +314,37 @@ def check(
         console.print(f"  {count} × {reason}", markup=False, highlight=False)
     for note in summary["notes"]:
         console.print(note, markup=False, highlight=False)
+    if summary["failed"]:
+        _print_failed(db_engine, list(datasets or []), limit=FAILED_SHOWN)
+
+
+FAILED_SHOWN = 20
+
+
+def _print_failed(db_engine, datasets: list[str], *, limit: int | None) -> None:
+    """The samples of `datasets` the last check failed, one line each with its reasons, the
+    first `limit` of them and a command that lists the rest."""
+    import shlex
+
+    from engine.checks import failed_samples
+
+    try:
+        failed, total = failed_samples(db_engine, datasets=datasets or None, limit=limit)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+        return
+    if not failed:
+        console.print("no failed samples in " + (", ".join(datasets) or "the training sets")
+                      + " (`ddft data check` marks them)", markup=False, highlight=False)
+        return
+    console.print("failed samples:")
+    for sample in failed:
+        console.print(f"  sample {sample.sample_id} ({sample.dataset} {sample.external_id}): "
+                      + "; ".join(sample.reasons), markup=False, highlight=False, soft_wrap=True)
+    if total > len(failed):
+        command = " ".join(["ddft data check --show-failed", *map(shlex.quote, datasets)])
+        console.print(f"  … and {total - len(failed)} more: {command} lists them all",
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("export")
