@@ -24,6 +24,7 @@ from db.models import (
     Sample,
     utcnow,
 )
+from db.redaction import redact_secrets, redact_value
 
 
 class _Keep(Enum):
@@ -365,8 +366,9 @@ def record_sample_checks(session: Session, *, checks: Sequence[SampleCheck]) -> 
 def create_job(
     session: Session, *, kind: str, params: dict[str, Any], title: str = ""
 ) -> Job:
-    """Add a queued job row (flushed, so it has its id)."""
-    job = Job(kind=kind, params=params, title=title or kind)
+    """Add a queued job row (flushed, so it has its id). Keys and URL credentials in the params
+    and title are stored redacted (db.redaction)."""
+    job = Job(kind=kind, params=redact_value(params), title=redact_secrets(title or kind))
     session.add(job)
     session.flush()
     return job
@@ -420,6 +422,10 @@ def update_job(
              "cancel_requested": cancel_requested, "error": error, "result": result,
              "log_path": log_path, "started_at": started_at, "heartbeat_at": heartbeat_at,
              "finished_at": finished_at}
+    for key in ("params", "error", "message", "title"):
+        # Keys and URL credentials never reach the store (an error body echoing the key).
+        if given[key] is not KEEP:
+            given[key] = redact_value(given[key])
     for key, value in given.items():
         if value is not KEEP:
             setattr(job, key, value)

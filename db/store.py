@@ -17,6 +17,8 @@ from db.workspace import (  # noqa: F401  (re-exported: the store's callers impo
     DB_FILENAME,
     DEFAULT_WORKSPACE,
     database_url,
+    make_private_file,
+    make_private_folder,
     resolve_workspace,
 )
 
@@ -50,7 +52,17 @@ def open_store(
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                make_private_folder(Path(path).parent)
+                # Raters' names, judgments and cached replies: for the owner and group only.
+                # SQLite gives the -wal and -shm the database's mode; a store made by an older
+                # ddft is tightened here. One owned by someone else stays as it is.
+                for private in (path, f"{path}-wal", f"{path}-shm"):
+                    try:
+                        if private == path or Path(private).exists():
+                            make_private_file(private)
+                    except OSError:
+                        if not Path(private).exists():
+                            raise
             except OSError as exc:
                 raise StoreError(f"cannot create the store folder for {path}: {exc}") from exc
         connect_args = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}

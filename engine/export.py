@@ -1,11 +1,15 @@
-"""Exporting a trained variant: its LoRA adapter in peft's format, or a merged model directory."""
+"""Exporting: a trained variant's LoRA adapter in peft's format or a merged model directory, and
+every file a command writes where the user names it (`write_output_file`)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from db.errors import UserError
 
@@ -18,8 +22,84 @@ class ExportError(UserError, ValueError):
     """The variant cannot be exported as asked (no adapter, a folder in the way)."""
 
 
+class OutputError(UserError, OSError):
+    """A file the user named cannot be written safely (a symbolic link, a folder, no folder
+    for it, a full disk); nothing was written."""
+
+
+def _is_stream(mode: int) -> bool:
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def write_output_file(path: Path, content: str | Callable[[TextIO], None], *,
+                      make_folder: bool = False) -> None:
+    """Write a file the user named: `content` is the text, or a function that writes it to the
+    open file. A regular file (new or replaced) is written to a temporary file created
+    exclusively (O_EXCL, an unguessable name) in the same folder and renamed over the target, so
+    a failure leaves no half file and a link planted at a guessable name redirects nothing; a
+    new file gets the mode an ordinary write would give, a replaced one keeps its mode. A pipe
+    or character device (`/dev/stdout`, a named pipe), named directly or through a link, is
+    written straight into. `make_folder` creates missing parent folders.
+
+    Raises OutputError, having written nothing, when `path` is a symbolic link to anything
+    else (ddft never writes through a link: it could point at any file the user can write), a
+    folder or another non-regular file, when its folder is missing, or when writing fails.
+    """
+    path = Path(path).expanduser()
+    try:
+        try:
+            own = os.lstat(path)
+        except FileNotFoundError:
+            own = None
+        if own is not None and stat.S_ISLNK(own.st_mode):
+            try:
+                followed = os.stat(path).st_mode
+            except OSError:
+                followed = None
+            if followed is None or not _is_stream(followed):
+                raise OutputError(f"{path} is a symbolic link; ddft does not write through "
+                                  "links: give the file itself")
+            own = os.stat(path)
+        if own is not None and _is_stream(own.st_mode):
+            with open(path, "w", encoding="utf-8", newline="") as out:
+                out.write(content) if isinstance(content, str) else content(out)
+            return
+        if own is not None and stat.S_ISDIR(own.st_mode):
+            raise OutputError(f"{path} is a folder; give a file name")
+        if own is not None and not stat.S_ISREG(own.st_mode):
+            raise OutputError(f"cannot write {path}: not a regular file")
+        if make_folder:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            raise OutputError(f"cannot write {path}: no folder {path.parent}")
+        if own is not None:
+            mode = stat.S_IMODE(own.st_mode)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                             dir=path.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+                out.write(content) if isinstance(content, str) else content(out)
+                os.fchmod(out.fileno(), mode)
+            # rename() replaces whatever lies at `path` now, a link included, never its target.
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def _fresh_target(out_dir: Path) -> Path:
     out_dir = Path(out_dir)
+    if out_dir.is_symlink():
+        raise ExportError(f"{out_dir} is a symbolic link; ddft does not write through links: "
+                          "give a new folder")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ExportError(f"{out_dir}: folder exists and is not empty; choose a new one")
     out_dir.parent.mkdir(parents=True, exist_ok=True)

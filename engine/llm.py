@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from db.errors import UserError
+from db.redaction import is_redacted_url, redact_secrets
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 KEY_VARIABLE = "OPENAI_API_KEY"
@@ -51,8 +52,12 @@ R = TypeVar("R")
 
 class LLMError(UserError):
     """A model cannot be asked as requested: a refused request (an unknown model, a bad
-    argument) or a server that kept failing after MAX_ATTEMPTS. One line for people; what was
-    stored before it is kept, and running again continues from there."""
+    argument) or a server that kept failing after MAX_ATTEMPTS. One line for people, with keys
+    and URL credentials redacted (a 403 body may echo the key); what was stored before it is
+    kept, and running again continues from there."""
+
+    def __init__(self, message: str, *, secrets: Sequence[str | None] = ()):
+        super().__init__(redact_secrets(message, secrets))
 
 
 class LLMKeyError(LLMError):
@@ -104,11 +109,23 @@ def resolve_endpoint(base_url: str | None = None, api_key: str | None = None) ->
     `api_key` or $OPENAI_API_KEY. A server on this machine (localhost, 127.0.0.1, ::1) with no
     key set is asked without one, so a local OpenAI-compatible server needs no invented key.
 
-    Raises LLMEndpointError for a base URL that is not http(s)://host..., LLMKeyError when no
-    key is set for a server elsewhere.
+    A job's stored base URL has its credentials redacted (`http://user:***@host`): they are
+    taken from $OPENAI_BASE_URL when it names the same URL with them (`ddft judge --base-url`
+    puts them there for its job).
+
+    Raises LLMEndpointError for a base URL that is not http(s)://host... or whose credentials
+    were redacted and are not in $OPENAI_BASE_URL, LLMKeyError when no key is set for a server
+    elsewhere.
     """
     source = "the base URL" if base_url else f"${BASE_URL_VARIABLE}"
-    url = base_url or os.environ.get(BASE_URL_VARIABLE) or DEFAULT_BASE_URL
+    from_environment = os.environ.get(BASE_URL_VARIABLE)
+    if base_url and is_redacted_url(base_url):
+        if not from_environment or redact_secrets(from_environment) != base_url:
+            raise LLMEndpointError(f"the base URL {base_url}: its credentials are never "
+                                   f"stored; set ${BASE_URL_VARIABLE} to the URL with them, or "
+                                   f"put the key in ${KEY_VARIABLE}")
+        base_url = from_environment
+    url = base_url or from_environment or DEFAULT_BASE_URL
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 — raises ValueError for a port that is not a number
@@ -226,6 +243,9 @@ class ChatClient:
 
         self.model = model
         self.base_url = endpoint.base_url
+        # What messages show (the URL without its credentials) and what they must never show.
+        self.shown_url = redact_secrets(endpoint.base_url)
+        self.secrets = (endpoint.key, urlsplit(endpoint.base_url).password)
         self.sends_key = endpoint.key is not None
         self.max_attempts = max_attempts
         self.stopping = threading.Event()
@@ -279,14 +299,14 @@ class ChatClient:
                 raise self._auth_error(exc) from None
             except openai.PermissionDeniedError as exc:
                 self._server_answered = True
-                raise LLMAuthError(f"{self.base_url} refused the key in ${KEY_VARIABLE} access "
+                raise LLMAuthError(f"{self.shown_url} refused the key in ${KEY_VARIABLE} access "
                                    f"to model {self.model!r} (403 Forbidden): "
-                                   f"{_one_line(exc.message)}") from None
+                                   f"{self._one_line(exc.message)}") from None
             except openai.APIConnectionError as exc:  # time-outs included
                 if not self._server_answered and not isinstance(exc, openai.APITimeoutError):
                     cause = exc.__cause__ or exc
                     raise LLMEndpointError(
-                        f"cannot reach {self.base_url}: {_one_line(str(cause))}; check "
+                        f"cannot reach {self.shown_url}: {self._one_line(str(cause))}; check "
                         f"--base-url or ${BASE_URL_VARIABLE}") from None
                 failures = self._wait_to_retry(failures, exc)
                 retries += 1
@@ -296,19 +316,19 @@ class ChatClient:
                 if getattr(exc, "code", None) == "insufficient_quota":
                     raise LLMQuotaError(
                         f"the account behind ${KEY_VARIABLE} has no quota left (429 "
-                        f"insufficient_quota at {self.base_url}): add credit or use another "
+                        f"insufficient_quota at {self.shown_url}): add credit or use another "
                         "key") from None
                 if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
                     failures = self._wait_to_retry(failures, exc)
                     retries += 1
                     continue
-                raise LLMError(f"{self.base_url} refused the request for model "
+                raise LLMError(f"{self.shown_url} refused the request for model "
                                f"{self.model!r} ({exc.status_code}): "
-                               f"{_one_line(exc.message)}") from None
+                               f"{self._one_line(exc.message)}") from None
             except (ValueError, openai.APIResponseValidationError) as exc:
                 self._server_answered = True
                 unreadable += 1
-                last_unreadable = f"unreadable response body ({_one_line(str(exc))})"
+                last_unreadable = f"unreadable response body ({self._one_line(str(exc))})"
                 if unreadable >= max_unreadable:
                     return Completion(content=None, requests=requests, retries=retries,
                                       unreadable=last_unreadable)
@@ -317,8 +337,10 @@ class ChatClient:
             self._server_answered = True
             usage = getattr(response, "usage", None)
             choice = response.choices[0] if response.choices else None
+            # A reply that echoes the key is kept without it (the judge caches and stores it).
             return Completion(
-                content=(choice.message.content if choice is not None else None) or "",
+                content=redact_secrets((choice.message.content if choice is not None else None)
+                                       or "", self.secrets, shapes=False),
                 model=response.model or self.model, id=response.id or "",
                 finish_reason=(choice.finish_reason or "") if choice is not None else "",
                 usage=Usage((usage.prompt_tokens or 0) if usage else 0,
@@ -327,11 +349,15 @@ class ChatClient:
         return Completion(content=None, requests=requests, retries=retries,
                           unreadable=last_unreadable, stopped=True)
 
+    def _one_line(self, text: str) -> str:
+        """Server text for a message: one line, this client's key and URL password redacted."""
+        return redact_secrets(_one_line(text), self.secrets)
+
     def _auth_error(self, exc: Exception) -> LLMAuthError:
         if not self.sends_key:
-            return LLMAuthError(f"{self.base_url} asks for an API key (401 Unauthorized) and "
+            return LLMAuthError(f"{self.shown_url} asks for an API key (401 Unauthorized) and "
                                 f"none is set: set {KEY_VARIABLE}")
-        return LLMAuthError(f"{self.base_url} rejected the API key (401 Unauthorized): check "
+        return LLMAuthError(f"{self.shown_url} rejected the API key (401 Unauthorized): check "
                             f"{KEY_VARIABLE}")
 
     def _wait_to_retry(self, failures: int, exc: Exception) -> int:
@@ -339,8 +365,8 @@ class ChatClient:
         attempts are spent."""
         failures += 1
         if failures >= self.max_attempts:
-            raise LLMError(f"{self.base_url} kept failing; gave up after {failures} attempts: "
-                           f"{_one_line(str(exc))}")
+            raise LLMError(f"{self.shown_url} kept failing; gave up after {failures} attempts: "
+                           f"{self._one_line(str(exc))}", secrets=self.secrets)
         self.stopping.wait(backoff_delay(failures, retry_after_s(exc)))
         return failures
 

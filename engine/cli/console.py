@@ -52,44 +52,15 @@ def fail(message: str) -> None:
 
 
 def write_output(path: Path, text: str) -> None:
-    """Write a command's output file: a regular file (new or replaced) through a temporary file
-    beside it, so a failure leaves no half file, with the mode an ordinary write would give;
-    through a symbolic link to its target; straight into a pipe or device. A path that cannot
-    be written ends the command with one line naming it."""
-    import os
-    import stat
-    import tempfile
+    """Write a command's output file through engine.export.write_output_file (no half file, never
+    through a link, straight into a pipe or device); a path that cannot be written ends the
+    command with one line naming it."""
+    from engine.export import OutputError, write_output_file
 
-    path = path.expanduser()
-    target = path.resolve() if path.is_symlink() else path
     try:
-        if target.exists() and not target.is_file():
-            if target.is_dir():
-                fail(f"{path} is a folder; give a file name")
-            if stat.S_ISCHR(target.stat().st_mode) or stat.S_ISFIFO(target.stat().st_mode):
-                with open(target, "w", encoding="utf-8", newline="") as out:
-                    out.write(text)
-                return
-            fail(f"cannot write {path}: not a regular file")
-        if not target.parent.is_dir():
-            fail(f"cannot write {path}: no folder {target.parent}")
-        if target.exists():
-            mode = stat.S_IMODE(target.stat().st_mode)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-                out.write(text)
-            os.chmod(tmp, mode)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or exc}")
+        write_output_file(path, text)
+    except OutputError as exc:
+        fail(str(exc))
 
 
 def print_output(text: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
@@ -400,3 +401,103 @@ def list_datasets(workspace: WorkspaceOption = None) -> None:
         console.print("no datasets yet: `ddft data import kitchen` or `ddft demo` makes some")
         return
     console.print(table)
+
+
+class CheckStatus(str, Enum):
+    """db.models.CHECK_STATUSES, declared here so a wrong one is refused before the store opens."""
+
+    unchecked = "unchecked"
+    ok = "ok"
+    warn = "warn"
+    failed = "failed"
+
+
+def _set_included(included: bool, sample_ids: list[int] | None, datasets: list[str] | None,
+                  check_status: CheckStatus | None, search: str | None, dry_run: bool,
+                  workspace: Path | None) -> None:
+    """Include or exclude what the selection names, through the same queries as the Samples
+    screen's i/e (db.queries.filtered_sample_ids, set_samples_included), in one transaction."""
+    from db import queries
+    from db.store import session_scope
+
+    if not (sample_ids or datasets or check_status or (search and search.strip())):
+        fail("name the samples: sample ids, --dataset, --check-status or --search "
+             "(`--dataset NAME` for a whole dataset)")
+    verb = "include" if included else "exclude"
+    _, db_engine = open_workspace(workspace)
+    with session_scope(db_engine) as session:
+        dataset_ids: list[int | None] = [None]
+        if datasets:
+            dataset_ids = []
+            for name in dict.fromkeys(datasets):
+                found = queries.get_dataset(session, name=name)
+                if found is None:
+                    fail(f"no dataset named {name!r}; `ddft data list` shows the datasets")
+                dataset_ids.append(found.id)
+        selected: set[int] = set()
+        for dataset_id in dataset_ids:
+            selected.update(queries.filtered_sample_ids(
+                session, dataset_id=dataset_id, search=search or None,
+                check_status=check_status.value if check_status else None))
+        if sample_ids:
+            missing = [i for i in dict.fromkeys(sample_ids)
+                       if queries.get_sample(session, sample_id=i) is None]
+            if missing:
+                fail(f"no sample with id {', '.join(map(str, missing[:10]))}"
+                     + (f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""))
+            selected &= set(sample_ids)
+        ids = sorted(selected)
+        changed = queries.set_samples_included(session, sample_ids=ids, included=included)
+        if dry_run:
+            # The same update, rolled back: the count is exactly what a real run changes.
+            session.rollback()
+            console.print(f"would {verb} {changed} of {len(ids)} selected samples "
+                          "(dry run: nothing changed)")
+            return
+    already = "included" if included else "excluded"
+    console.print(f"{verb}d {changed} of {len(ids)} selected samples "
+                  f"({len(ids) - changed} were {already} already)")
+
+
+SampleIdsArgument = Annotated[Optional[list[int]], typer.Argument(
+    help="Sample ids (the Samples screen's id column); with filters, only those that match.",
+    show_default=False)]
+DatasetFilter = Annotated[Optional[list[str]], typer.Option(
+    "--dataset", help="Samples of this dataset (repeat).", show_default=False)]
+CheckStatusFilter = Annotated[Optional[CheckStatus], typer.Option(
+    "--check-status", help="Samples `ddft data check` marked so.", show_default=False)]
+SearchFilter = Annotated[Optional[str], typer.Option(
+    "--search", help="Samples whose prompt, answer or external id has these words (as the "
+                     "Samples screen's search).", show_default=False)]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Say how many samples would "
+                                            "change; change nothing.")]
+
+
+@app.command("include")
+@friendly
+def include(
+    sample_ids: SampleIdsArgument = None,
+    dataset: DatasetFilter = None,
+    check_status: CheckStatusFilter = None,
+    search: SearchFilter = None,
+    dry_run: DryRunOption = False,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Include samples in training: by id, dataset, check status or a search, all given
+    filters together (the Samples screen's i, headless)."""
+    _set_included(True, sample_ids, dataset, check_status, search, dry_run, workspace)
+
+
+@app.command("exclude")
+@friendly
+def exclude(
+    sample_ids: SampleIdsArgument = None,
+    dataset: DatasetFilter = None,
+    check_status: CheckStatusFilter = None,
+    search: SearchFilter = None,
+    dry_run: DryRunOption = False,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Leave samples out of training: by id, dataset, check status or a search, all given
+    filters together (the Samples screen's e, headless)."""
+    _set_included(False, sample_ids, dataset, check_status, search, dry_run, workspace)

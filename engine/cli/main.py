@@ -227,8 +227,17 @@ def judge(
 ) -> None:
     """Score stored generations against their references; judged ones are skipped. The GPT
     judge's key comes from $OPENAI_API_KEY and is never stored."""
+    from db.redaction import redact_secrets
     from engine.jobs import JudgeRequest
 
+    if base_url and redact_secrets(base_url) != base_url:
+        # The job's stored params keep the URL with its credentials redacted; the job, here or
+        # detached (it inherits this environment), takes them from $OPENAI_BASE_URL.
+        import os
+
+        from engine.llm import BASE_URL_VARIABLE
+
+        os.environ[BASE_URL_VARIABLE] = base_url
     path, db_engine = open_workspace(workspace)
     request = JudgeRequest(eval_set=eval_set, variants=list(variant or []),
                            judge=judge_name.value, protocol=protocol.value, model=model,

@@ -14,14 +14,14 @@ def open_workbench(workspace: Path | str | None, *, rater: str | None = None,
     The store opens after the first frame; when it cannot be opened the app ends and the reason
     is printed here, on the normal terminal.
     """
-    from db.workspace import database_url
+    from db.workspace import database_url, make_private_folder
 
     url = database_url(workspace)
     if url.startswith("sqlite:///"):
         # The commonest mistake, an unusable workspace folder, is told before the screen clears.
         folder = Path(url[len("sqlite:///"):]).parent
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_private_folder(folder)
         except OSError as exc:
             print(f"error: cannot create the workspace folder {folder}: {exc.strerror or exc}",
                   file=sys.stderr)

@@ -3,7 +3,6 @@ behind its agreement statistics, and the export of its ratings with the blinding
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import random
@@ -31,6 +30,7 @@ from db.queries import (
     list_variants,
     scored_judgments,
 )
+from engine.evaluation.spreadsheet import csv_writer
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -347,10 +347,10 @@ def render_export(session: Session, campaign: Campaign, fmt: str) -> str:
                   "items": progress.items, "created_at": _utc_iso(campaign.created_at)}
         return json.dumps({"campaign": header, "ratings": rows}, indent=2)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
+    writer = csv_writer(out)
+    writer.writerow(EXPORT_COLUMNS)
     for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        writer.writerow(["" if row.get(k) is None else row[k] for k in EXPORT_COLUMNS])
     return out.getvalue()
 
 

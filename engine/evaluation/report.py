@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Optional
 from db.errors import UserError
 from db.queries import JudgedRow
 from engine.evaluation.judge_prompts import STAGES as TWO_STAGES
+from engine.evaluation.spreadsheet import csv_writer
 from engine.evaluation.stats import cluster_bootstrap_mean, mcnemar, paired_bootstrap_diff, wilson_interval
 
 if TYPE_CHECKING:
@@ -1041,7 +1042,7 @@ def render_csv(report: Report) -> str:
     default). Rectangular, so any CSV reader loads it. With nothing judged, the human ratings
     alone (`render_agreement_csv`), with the selection's eval set and defaults."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out)
     if not report.rows and report.agreement:
         lines = list(csv.reader(io.StringIO(render_agreement_csv(report.agreement))))
         writer.writerow(lines[0] + ["eval_set", "defaults"])
@@ -1172,7 +1173,7 @@ def render_agreement_csv(agreements: list[Any]) -> str:
     """One row per campaign and variant: people's results for the variant, then the campaign's
     agreement figures (repeated, so the file stays rectangular)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out)
     writer.writerow(AGREEMENT_CSV_COLUMNS)
     for a in agreements:
         wide = [_cell(a.kappa), a.kappa_n, _cell(a.spearman), a.spearman_n,

@@ -8,6 +8,8 @@ nothing, so a bad file leaves the store as it was.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -52,6 +54,45 @@ def read_text_file(path: Path, problems: list[Problem], what: str) -> str | None
         problems.append(Problem(str(path), f"expected {what} as UTF-8 text, found an unreadable "
                                            f"file ({exc})"))
     return None
+
+
+MEDIA_ROOTS_KEY = "media_roots"  # in a dataset's meta: the folders its media must lie in
+
+
+def media_roots(*roots: str | os.PathLike[str] | None) -> list[str]:
+    """The folders given to an import, each resolved (links followed), once each, in order."""
+    return list(dict.fromkeys(os.path.realpath(os.path.expanduser(r)) for r in roots if r))
+
+
+def outside_media_roots(path: str | os.PathLike[str], roots: Iterable[str], *,
+                        resolved: str | None = None) -> str | None:
+    """None when `path`, resolved with its links followed, lies inside one of `roots` (resolved
+    folders, as `media_roots` gives them); else why not, as "expected ..., found ..." for a
+    Problem or a check reason. A path outside would let a dataset file make ddft read, copy
+    and train on any file the user can read ("../../etc/shadow", a link to /proc/self/environ).
+    `resolved`, when the caller knows it, saves resolving `path` again.
+    """
+    roots = list(roots)
+    resolved = resolved or os.path.realpath(path)
+    for root in roots:
+        if resolved == root or resolved.startswith(os.path.join(root, "")):
+            return None
+    named = " or ".join(roots) if roots else "none"
+    through = "" if resolved == os.path.normpath(os.path.abspath(path)) else \
+        f" (it resolves to {resolved})"
+    return (f"expected a media file inside the media root {named}, found {path}{through}; "
+            "a dataset whose media lies elsewhere names that folder as its media root")
+
+
+def dataset_media_roots(root: str, meta: Mapping[str, Any]) -> list[str] | None:
+    """The folders a stored dataset's media must lie in: those its import recorded, else (a
+    dataset imported before ddft recorded them) its root and the videos folder it names; None
+    when it records neither (a dataset made in code, not imported)."""
+    recorded = meta.get(MEDIA_ROOTS_KEY)
+    if isinstance(recorded, list) and recorded:
+        return media_roots(*recorded)
+    older = [root, meta.get("videos")] if root else []
+    return media_roots(*older) or None
 
 
 class ImportFailed(UserError, ValueError):

@@ -10,11 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from engine.importers.base import (
+    MEDIA_ROOTS_KEY,
     ImportPlan,
     PlannedDataset,
     PlannedSample,
     Problem,
     Progress,
+    media_roots,
+    outside_media_roots,
     read_text_file,
 )
 from engine.evaluation.recipe import DISH_PROMPT
@@ -126,9 +129,10 @@ def _read_rows(
 def _plan_images(
     rows: list[tuple[str, int, int]], class_names: dict[int, str], on_disk: set[str],
     image_dir: Path, split: str, per_class: int | None, info_path: Path,
-    problems: list[Problem],
+    problems: list[Problem], links: set[str] = frozenset(), roots: list[str] | None = None,
 ) -> tuple[list[PlannedSample], int]:
-    """The samples in image-name order, capped per class, and how many the cap left out."""
+    """The samples in image-name order, capped per class, and how many the cap left out. An
+    image that is a link (`links`) resolving outside `roots` is a problem, not a sample."""
     info = str(info_path)
     rows.sort()
     answers = {class_id: dish_name(class_name) for class_id, class_name in class_names.items()}
@@ -145,6 +149,11 @@ def _plan_images(
             problems.append(Problem(info, f"expected the image {image_dir.name}/{image}, "
                                           "found no such file", line=number))
             continue
+        if image in links and roots is not None:
+            outside = outside_media_roots(prefix + image, roots)
+            if outside is not None:
+                problems.append(Problem(info, outside, line=number))
+                continue
         samples.append(PlannedSample(
             external_id=image, modality="image", prompt=DISH_PROMPT, answer=answers[class_id],
             split=split, media_path=prefix + image, group=class_names[class_id],
@@ -221,10 +230,14 @@ def read_foodx(
                 if classes is not None else None)
     text = read_text_file(info_path, plan.problems, "`image_name,label` rows")
     image_dir = root / f"{split}_set"
+    links: set[str] = set()
     try:
         # One listing instead of a stat per row: 158,000 stats take far longer than a scan.
         with os.scandir(image_dir) as entries:
-            on_disk: set[str] | None = {entry.name for entry in entries}
+            listed = [(entry.name, entry.is_symlink()) for entry in entries]
+        on_disk: set[str] | None = {name for name, _ in listed}
+        # Only links need resolving one by one (a realpath per image would cost a stat each).
+        links = {name for name, link in listed if link}
     except FileNotFoundError:
         plan.problems.append(Problem(str(image_dir), "expected the image folder, found no such "
                                                      "folder"))
@@ -239,14 +252,20 @@ def read_foodx(
         rows = _read_rows(info_path, text, class_names, selected, plan.problems, progress)
         if on_disk is None:
             return plan
+        roots = media_roots(root)
+        folder_outside = outside_media_roots(image_dir, roots)
+        if folder_outside is not None:
+            plan.problems.append(Problem(str(image_dir), folder_outside))
+            return plan
         samples, capped = _plan_images(rows, class_names, on_disk, image_dir, split, per_class,
-                                       info_path, plan.problems)
+                                       info_path, plan.problems, links, roots)
     n_classes = len({sample.group for sample in samples})
     plan.datasets.append(PlannedDataset(
         name=name or f"{SOURCE}-{split}", modality="image", purpose="train", source=SOURCE,
         root=str(root),
         description=f"FoodX-251 (iFood 2019) {split} images: what is the dish in this image?",
-        meta={"split": split, "classes": n_classes, "per_class": per_class,
+        meta={MEDIA_ROOTS_KEY: roots, "split": split, "classes": n_classes,
+              "per_class": per_class,
               "class_filter": sorted(selected) if selected is not None else None},
         samples=samples,
     ))

@@ -9,11 +9,15 @@ from sqlalchemy.engine import Engine
 
 from db.errors import UserError
 from engine.importers.base import (
+    MEDIA_ROOTS_KEY,
     ImportPlan,
     ImportSummary,
     PlannedDataset,
     PlannedSample,
+    Problem,
     apply_plan,
+    media_roots,
+    outside_media_roots,
 )
 from engine.media import DEFAULT_FRAMES, uniform_indices
 from engine.evaluation.recipe import DISH_PROMPT, RECIPE_PROMPT
@@ -40,7 +44,9 @@ def _frame_times(n_frames: int, fps: float) -> list[float]:
 def import_kitchen(db_engine: Engine, root: Path) -> list[ImportSummary]:
     """Add the kitchen under `root` to the store (one transaction; safe to re-run).
 
-    Raises KitchenImportError when root/kitchen.json is missing or malformed.
+    Raises KitchenImportError when root/kitchen.json is missing or malformed;
+    engine.importers.base.ImportFailed, writing nothing, when a media path resolves outside
+    `root`.
     """
     root = root.resolve()
     manifest_path = root / "kitchen.json"
@@ -116,9 +122,13 @@ def import_kitchen(db_engine: Engine, root: Path) -> list[ImportSummary]:
         }
         for dish in manifest["dishes"]
     ]
-    plan = ImportPlan(datasets=[
+    roots = media_roots(root)
+    problems = [Problem(str(manifest_path), outside, key=row["external_id"])
+                for row in image_rows + video_rows + eval_rows
+                if (outside := outside_media_roots(row["media_path"], roots)) is not None]
+    plan = ImportPlan(problems=problems, datasets=[
         PlannedDataset(name=name, modality=modality, purpose=purpose, source="synthetic",
-                       root=str(root), description=description,
+                       root=str(root), description=description, meta={MEDIA_ROOTS_KEY: roots},
                        samples=[PlannedSample(**row) for row in rows])
         for name, modality, purpose, description, rows in [
             (IMAGE_SET, "image", "train", "Dish images: what is the dish in this image?",

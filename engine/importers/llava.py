@@ -11,12 +11,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from db.errors import UserError
+from engine.export import write_output_file
 from engine.importers.base import (
+    MEDIA_ROOTS_KEY,
     ImportPlan,
     PlannedDataset,
     PlannedSample,
     Problem,
     Progress,
+    media_roots,
+    outside_media_roots,
 )
 
 SOURCE = "llava"
@@ -129,21 +133,35 @@ def _scan_entries(text: str, file: str, problems: list[Problem]) -> list[tuple[i
 
 
 class _MediaFiles:
-    """Whether media files exist, listing each folder once: a stat per file is what makes
-    checking LLaVA's 665,000 entries slow."""
+    """Whether media files exist and where they resolve to, listing and resolving each folder
+    once: a stat per file is what makes checking LLaVA's 665,000 entries slow."""
 
     def __init__(self) -> None:
-        self._folders: dict[str, set[str]] = {}
+        self._folders: dict[str, tuple[set[str], set[str]]] = {}  # files, links among them
+        self._real: dict[str, str] = {}
 
-    def exists(self, path: str) -> bool:
-        folder, name = os.path.split(path)
+    def _listing(self, folder: str) -> tuple[set[str], set[str]]:
         if folder not in self._folders:
             try:
                 with os.scandir(folder) as entries:
-                    self._folders[folder] = {e.name for e in entries if not e.is_dir()}
+                    listed = [(e.name, e.is_symlink()) for e in entries if not e.is_dir()]
+                self._folders[folder] = ({n for n, _ in listed}, {n for n, link in listed if link})
             except OSError:
-                self._folders[folder] = set()
-        return name in self._folders[folder]
+                self._folders[folder] = (set(), set())
+        return self._folders[folder]
+
+    def exists(self, path: str) -> bool:
+        folder, name = os.path.split(path)
+        return name in self._listing(folder)[0]
+
+    def resolved(self, path: str) -> str:
+        """`path` with every link followed (os.path.realpath, its folder resolved once)."""
+        folder, name = os.path.split(path)
+        if name in self._listing(folder)[1]:
+            return os.path.realpath(path)
+        if folder not in self._real:
+            self._real[folder] = os.path.realpath(folder)
+        return os.path.join(self._real[folder], name)
 
 
 def _modality(entry: dict) -> str:
@@ -208,7 +226,8 @@ def read_llava_json(
 
     Bad input (not a JSON list, an entry that is not an object, missing or malformed
     conversations, roles not alternating human/gpt from a human turn, both image and video, more
-    than one video, placeholders not matching the media, a missing media file) becomes a Problem
+    than one video, placeholders not matching the media, a media path that resolves, links
+    followed, outside its root, a missing media file) becomes a Problem
     naming the file, the line the entry starts on and its key, and the entry is left out of the
     plan. Raises nothing.
     """
@@ -235,6 +254,9 @@ def read_llava_json(
         "video": str(Path(video_root).expanduser().resolve() if video_root is not None else base),
         "text": str(path.parent),
     }
+    # Every media path must resolve inside its modality's root: an entry cannot make ddft read
+    # a file elsewhere ("../../etc/shadow", "/proc/self/environ", a link out of the folder).
+    allowed = {modality: media_roots(root) for modality, root in roots.items()}
     ids = [entry.get("id") for _, entry in scanned if isinstance(entry, dict)]
     id_counts = Counter(str(i) for i in ids if i is not None)
     by_index = len(id_counts) != len(ids)  # some id missing or repeated
@@ -301,6 +323,12 @@ def read_llava_json(
                                          key=f"{where}: conversations"))
             continue
         absolute = [os.path.normpath(os.path.join(roots[modality], p)) for p in relative]
+        outside = [reason for p in absolute if (reason := outside_media_roots(
+            p, allowed[modality], resolved=media_files.resolved(p))) is not None]
+        if outside:
+            plan.problems.append(Problem(file, outside[0], line=line,
+                                         key=f"{where}: {modality}"))
+            continue
         missing = [p for p in absolute if not media_files.exists(p)]
         if missing:
             plan.problems.append(Problem(file, f"expected the {modality} file {missing[0]}, "
@@ -341,7 +369,7 @@ def read_llava_json(
             source=SOURCE,
             root=roots[modality],
             description=f"LLaVA instruction data ({modality}) from {path.name}",
-            meta={"json": file},
+            meta={"json": file, MEDIA_ROOTS_KEY: allowed[modality]},
             samples=samples[modality],
         ))
     counted = ", ".join(f"{len(samples[m])} {m}" for m in ("image", "video", "text")
@@ -416,10 +444,12 @@ def export_llava_json(samples: Sequence[SampleLike], out_path: Path, *, media_ro
     Media paths are written relative to `media_root` (pass it as --image_folder/--video_folder);
     the human turn starts with one `<image>\\n` or `<video>\\n` per media file; a sample read by
     `read_llava_json` gets its whole conversation, id and extra keys back. The file is written to
-    a temporary name and moved into place, so a failed export leaves any old file as it was.
+    temporary file created exclusively beside it and moved into place, so a failed export leaves
+    any old file as it was (engine.export.write_output_file).
 
     Raises LlavaExportError, writing nothing, when a media path lies outside `media_root` or an
-    image or video sample has none.
+    image or video sample has none; engine.export.OutputError when `out_path` is a symbolic
+    link, a folder, or cannot be written.
     """
     media_root = Path(media_root).expanduser().resolve()
     out_path = Path(out_path).expanduser()
@@ -432,15 +462,11 @@ def export_llava_json(samples: Sequence[SampleLike], out_path: Path, *, media_ro
             entries.append(entry)
     if problems:
         raise LlavaExportError(problems)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    try:
-        with temporary.open("w", encoding="utf-8") as handle:
-            # One entry a line: json's indenting encoder is pure Python, minutes for 665k entries.
-            handle.write("[\n")
-            handle.write(",\n".join(json.dumps(entry, ensure_ascii=False) for entry in entries))
-            handle.write("\n]\n")
-        os.replace(temporary, out_path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    def write(handle) -> None:
+        # One entry a line: json's indenting encoder is pure Python, minutes for 665k entries.
+        handle.write("[\n")
+        handle.write(",\n".join(json.dumps(entry, ensure_ascii=False) for entry in entries))
+        handle.write("\n]\n")
+
+    write_output_file(out_path, write, make_folder=True)
     return len(entries)

@@ -25,7 +25,9 @@ from sqlalchemy.engine import Engine
 from db import queries
 from db.errors import UserError
 from db.models import JOB_ACTIVE, Job, utcnow
+from db.redaction import redact_secrets
 from db.store import session_scope
+from db.workspace import make_private_file, make_private_folder
 from engine.jobs.requests import KINDS, JobError, JobRequest
 
 HEARTBEAT_S = 2.0
@@ -89,8 +91,9 @@ class JobContext:
             session.add(job)
 
     def log(self, line: str) -> None:
-        """A line for the job's log (stdout is the log file of a detached job)."""
-        print(line, flush=True)
+        """A line for the job's log (stdout is the log file of a detached job), keys and URL
+        credentials redacted."""
+        print(redact_secrets(line), flush=True)
 
 
 def create_job(db_engine: Engine, *, kind: str, params: dict[str, Any], title: str = "") -> int:
@@ -114,7 +117,8 @@ def spawn_job(db_engine: Engine, job_id: int, *, workspace: Path) -> int:
     """Start `ddft jobs run ID` as a detached process (own session: it outlives the caller's
     terminal and SSH connection). Returns its pid."""
     log_path = job_log_path(workspace, job_id)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_folder(log_path.parent)
+    make_private_file(log_path)  # a log can hold the job's data: owner and group only
     command = [sys.executable, "-m", "engine.cli.main", "jobs", "run", str(job_id),
                "--workspace", str(workspace)]
     with open(log_path, "ab") as log:

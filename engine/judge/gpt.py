@@ -17,6 +17,7 @@ from db import queries
 from db.errors import UserError
 from db.models import Generation
 from db.store import session_scope
+from db.workspace import make_private_file, make_private_folder
 from engine.evaluation import judge_prompts as prompts
 from engine.evaluation.judge_prompts import PROMPT_VERSIONS, PROTOCOLS, YES_THRESHOLD, Messages
 from engine.llm import ChatClient, request_cost, resolve_endpoint, run_pool
@@ -134,7 +135,9 @@ class _Cache:
     other processes: SQLite serialises their writes)."""
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Cached replies are the workspace's data: for the owner and group only.
+        make_private_folder(path.parent)
+        make_private_file(path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
         self._db.execute(

