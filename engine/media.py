@@ -26,15 +26,15 @@ class MediaError(UserError, ValueError):
     """A media file is missing, unreadable, or too short for the frames asked of it."""
 
 
+NO_INDEX = ("the file is incomplete: it has no index (moov atom), as when a download or recording "
+            "did not finish")
 # What decoders say, most telling first, and the likely cause in a person's words. The decoder's
-# own words come from the exception and from what it logged while the file was opened.
+# own words come from the exception and from what decord logged while the file was opened.
 _CAUSES = (
-    (("moov atom not found",),
-     "the file is incomplete or not a video: it has no index (moov atom), as when a download "
-     "or recording did not finish"),
     (("partial file", "invalid nal unit", "error splitting the input", "error while decoding",
       "av_read_frame failed", "avcodec_send_packet", "error sending packet", "truncated",
-      "broken data stream", "end of file", "premature end"),
+      "broken data stream", "end of file", "premature end",
+      "run_.load()"),  # decord's decoding thread, stopped by damaged data before it was asked
      "the data is cut short or corrupted (an interrupted download or copy?)"),
     (("decoder not found", "codec is not supported", "unsupported codec"),
      "its codec is not one the decoder supports"),
@@ -48,8 +48,9 @@ _BOMB = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
 # The parts of a decoder message meant for its developers: decord's time stamps, C++ source
 # locations and CHECK expressions, ffmpeg's context addresses, errno numbers.
 _DEVELOPER_NOISE = re.compile(
-    r"\[\d{2}:\d{2}:\d{2}\]|\S+\.(?:cc|cpp|cxx|h|hpp)(?::\d+)+:?|Check failed:.*?Thread worker:"
-    r"|Thread worker:|\[[^\]]* @ 0x[0-9a-fA-F]+\]|\[Errno -?\d+\]"
+    r"\[\d{2}:\d{2}:\d{2}\]|\S+\.(?:cc|cpp|cxx|h|hpp)(?::\d+)+:?"
+    r"|Check failed:.*?(?:Thread worker:|$)|Thread worker:"
+    r"|\[[^\]]* @ 0x[0-9a-fA-F]+\]|\[Errno -?\d+\]"
 )
 
 
@@ -75,6 +76,33 @@ def decoder_failure(exc: BaseException, log: str = "") -> str:
     return type(exc).__name__
 
 
+def _lacks_index(file: Path) -> bool:
+    """Whether `file` is an MP4/MOV (its first box is ftyp) without a moov box, the index a
+    recorder writes last. Read from the boxes' headers, since ffmpeg's own "moov atom not found"
+    is logged, not raised, and left out when the same line repeats."""
+    import struct
+
+    try:
+        end = file.stat().st_size
+        with open(file, "rb") as handle:
+            offset, kinds = 0, []
+            while offset + 8 <= end:
+                handle.seek(offset)
+                header = handle.read(16)
+                size, kind = struct.unpack(">I4s", header[:8])
+                kinds.append(kind)
+                if kinds[0] != b"ftyp" or kind == b"moov":
+                    return False
+                if size == 1 and len(header) == 16:
+                    size = struct.unpack(">Q", header[8:])[0]
+                if size < 8:  # 0 runs to the end of the file; less is not a box
+                    break
+                offset += size
+    except OSError:
+        return False
+    return bool(kinds) and kinds[0] == b"ftyp"
+
+
 class _DecoderLog:
     """What reached stderr while a video was being opened (filled in on the way out)."""
 
@@ -97,16 +125,13 @@ _DECODER_LINE = re.compile(rb"^(?:\[[^\]]* @ 0x[0-9a-fA-F]+\] |\[\d{2}:\d{2}:\d{
 
 @contextmanager
 def _decoder_output() -> Iterator[_DecoderLog]:
-    """Keep what decord and ffmpeg print while a video opens off the process's stderr, and hand
-    it over for the reason of a failure.
+    """Keep what decord prints while a video opens off the process's stderr, and hand it over
+    for the reason of a failure.
 
-    decord prints its errors (with C++ source paths) from C++ straight to file descriptor 2, and
-    ffmpeg logs there too: Python cannot catch either, so fd 2 points at a private file meanwhile.
-    Another thread's output in that window is written back to stderr afterwards, less the
-    decoder's lines. Concurrent opens share one redirection. ffmpeg logs errors only inside the
-    window and nothing outside it, where decoding runs in decord's threads."""
-    import decord.logging
-
+    decord prints its errors (with C++ source paths) from C++ straight to file descriptor 2:
+    Python cannot catch them, so fd 2 points at a private file meanwhile. Another thread's
+    output in that window is written back to stderr afterwards, less the decoder's lines.
+    Concurrent opens share one redirection. (ffmpeg's own log is off: see _open.)"""
     log = _DecoderLog()
     state = _Stderr
     with state.lock:
@@ -118,7 +143,6 @@ def _decoder_output() -> Iterator[_DecoderLog]:
             if state.saved >= 0:
                 state.capture = tempfile.TemporaryFile()
                 os.dup2(state.capture.fileno(), 2)
-            decord.logging.set_level(decord.logging.ERROR)
         state.depth += 1
         start = os.fstat(state.capture.fileno()).st_size if state.saved >= 0 else 0
     try:
@@ -132,7 +156,6 @@ def _decoder_output() -> Iterator[_DecoderLog]:
                 log.text = os.pread(fd, end - start, start).decode(errors="replace")
             state.depth -= 1
             if state.depth == 0:
-                decord.logging.set_level(decord.logging.QUIET)
                 if state.saved >= 0:
                     fd = state.capture.fileno()
                     written = os.pread(fd, os.fstat(fd).st_size, 0)
@@ -171,16 +194,21 @@ class SampledFrames:
 def _open(path: str | os.PathLike[str]):
     # decord is imported here so that `ddft --help` and the workbench never load it.
     import decord
+    import decord.logging
 
     file = Path(path)
     if not file.is_file():
         raise MediaError(f"{file}: video file not found")
+    # ffmpeg logs each damaged packet ("[h264 @ 0x…] Invalid NAL unit size") to stderr, also
+    # later from decord's decoding threads; what went wrong is raised or found here instead.
+    decord.logging.set_level(decord.logging.QUIET)
     with _decoder_output() as log:
         try:
             return decord.VideoReader(str(file), ctx=decord.cpu(0), num_threads=1)
         except Exception as exc:  # decord raises its own DECORDError with a C++ trace
             failure = exc
-    raise MediaError(f"{file}: cannot read video: {decoder_failure(failure, log.text)}") from None
+    cause = NO_INDEX if _lacks_index(file) else decoder_failure(failure, log.text)
+    raise MediaError(f"{file}: cannot read video: {cause}") from None
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:

@@ -55,13 +55,12 @@ def test_check_lists_the_first_twenty_failed_files_and_how_to_see_the_rest(ddft_
     lines = _failure_lines(out)
     assert len(lines) == 20
     assert "(clips unfinished): media: " in lines[0]
-    assert lines[0].endswith("unfinished.mp4: cannot read video: the file is incomplete or not "
-                             "a video: it has no index (moov atom), as when a download or "
-                             "recording did not finish")
-    # ffmpeg reads a .mp4 as MP4 whatever it holds, so junk named .mp4 lacks an index too
+    assert lines[0].endswith("unfinished.mp4: cannot read video: the file is incomplete: it has "
+                             "no index (moov atom), as when a download or recording did not "
+                             "finish")
     assert "(clips junk00): media: " in lines[3] and lines[3].endswith(
-        "junk00.mp4: cannot read video: the file is incomplete or not a video: it has no index "
-        "(moov atom), as when a download or recording did not finish")
+        "junk00.mp4: cannot read video: not a video or image file, or a format the decoder "
+        "cannot read")
     assert "… and 6 more: ddft data check --show-failed lists them all" in out
     for noise in (".cc:", "Thread worker", "Traceback", "@ 0x", "DecompressionBombError"):
         assert noise not in out

@@ -128,8 +128,8 @@ def test_broken_and_hostile_media_fail_their_samples_with_clean_reasons(ddft_sto
     marks = _marks(ddft_store)
     assert marks["good"][0] == "ok"
     assert marks["unfinished"][1] == [f"media: {unfinished}: cannot read video: the file is "
-                                      "incomplete or not a video: it has no index (moov atom), "
-                                      "as when a download or recording did not finish"]
+                                      "incomplete: it has no index (moov atom), as when a "
+                                      "download or recording did not finish"]
     for name in ("cut", "garbled"):
         [reason] = marks[name][1]
         assert reason.startswith(f"media: {tmp_path / name}.mp4: cannot")

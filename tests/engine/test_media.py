@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from engine.media import (
+    NO_INDEX,
     VIDEO_SUFFIXES,
     MediaError,
     check_media,
@@ -187,8 +188,8 @@ def test_decoder_failures_read_as_their_likely_cause():
     assert decoder_failure(RuntimeError(decord_open)) == (
         "the data is cut short or corrupted (an interrupted download or copy?)")
     assert decoder_failure(RuntimeError("Error reading x.mp4..."),
-                           "[mov,mp4 @ 0x55] moov atom not found\n").startswith(
-        "the file is incomplete")
+                           "[06:45:43] /github/workspace/src/video/video_reader.cc:83: ERROR "
+                           "opening: x.mp4, Permission denied\n") == "permission denied"
     pyav = av.error.InvalidDataError(1094995529, "Invalid data found when processing input",
                                      "x.mkv")
     assert decoder_failure(pyav).startswith("not a video or image file")
@@ -197,6 +198,11 @@ def test_decoder_failures_read_as_their_likely_cause():
     odd = RuntimeError("[10:00:00] /src/thing.cc:12: Check failed: x (1 vs. 0) Thread worker: "
                        "something odd\nstack frame 2")
     assert decoder_failure(odd) == "something odd"
+    stopped = RuntimeError("[10:00:00] /src/video/ffmpeg/threaded_decoder.cc:41: Check failed: "
+                           "run_.load()")
+    assert decoder_failure(stopped).startswith("the data is cut short or corrupted")
+    assert decoder_failure(RuntimeError("[10:00:00] /a.cc:1: Check failed: x > 0")) == \
+        "RuntimeError"
 
 
 def test_videos_opened_from_many_threads_keep_stderr_clean_and_give_it_back(tmp_path, capfd):
@@ -217,7 +223,7 @@ def test_videos_opened_from_many_threads_keep_stderr_clean_and_give_it_back(tmp_
     with ThreadPoolExecutor(max_workers=4) as pool:
         outcomes = list(pool.map(outcome, [unfinished, cut, garbled, good] * 6))
     assert outcomes[3::4] == ["ok"] * 6
-    assert all("incomplete" in o for o in outcomes[0::4])
+    assert outcomes[0::4] == [f"{unfinished}: cannot read video: {NO_INDEX}"] * 6
     assert all("cut short" in o for o in outcomes[1::4])
     os.write(2, b"stderr is ours again\n")
     assert capfd.readouterr().err == "stderr is ours again\n"
