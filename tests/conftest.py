@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
+import uuid
+from contextlib import contextmanager
+from typing import Iterator
+
 import pytest
 
-from db.store import open_store
+from db.store import database_url, open_store
 
 
 @pytest.fixture
@@ -21,5 +27,66 @@ def ddft_workspace(tmp_path, monkeypatch):
 def ddft_store(ddft_workspace):
     """A fresh SQLite store in the test's workspace."""
     db_engine = open_store(ddft_workspace)
+    yield db_engine
+    db_engine.dispose()
+
+
+# ------------------------------------------------------------------ one fixture, two backends
+
+PG_URL_VARIABLE = "DDFT_TEST_PG_URL"
+
+
+def _postgres_skip_reason() -> str:
+    return os.environ.get("DDFT_TEST_PG_SKIP") or (
+        f"{PG_URL_VARIABLE} is unset: run the tests through scripts/with_postgres.sh "
+        f"(make test does) or point it at a PostgreSQL database")
+
+
+@contextmanager
+def fresh_postgres_schema(name: str) -> Iterator[str]:
+    """A new, empty schema in the test server's database; yields a URL whose connections use
+    it (search_path), so even subprocesses given the URL see only this test's tables."""
+    from sqlalchemy import create_engine, text
+
+    base = os.environ.get(PG_URL_VARIABLE)
+    if not base:
+        pytest.skip(_postgres_skip_reason())
+    schema = "t_" + re.sub(r"[^a-z0-9]+", "_", name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as connection:
+            # A transaction a test left open (in a killed subprocess) must not block the drop.
+            connection.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND state LIKE 'idle in transaction%'"
+            ))
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ddft_store_url(request, ddft_workspace, monkeypatch):
+    """The URL of a fresh, empty store on each backend: the workspace's SQLite file, then a
+    new schema on the PostgreSQL server of DDFT_TEST_PG_URL (skipped, with the reason, when
+    there is none). On PostgreSQL DDFT_DB_URL is set too, so commands and job processes started
+    for the workspace use the same store."""
+    if request.param == "sqlite":
+        yield database_url(ddft_workspace)
+        return
+    with fresh_postgres_schema(request.node.name) as url:
+        monkeypatch.setenv("DDFT_DB_URL", url)
+        yield url
+
+
+@pytest.fixture
+def ddft_backend_store(ddft_store_url):
+    """A fresh store on each backend (see `ddft_store_url`), opened."""
+    db_engine = open_store(url=ddft_store_url)
     yield db_engine
     db_engine.dispose()

@@ -55,8 +55,8 @@ def _report(workspace, *args):
     return result.output
 
 
-def test_the_table_never_mixes_prompt_versions(ddft_store, ddft_workspace):
-    _store(ddft_store)
+def test_the_table_never_mixes_prompt_versions(ddft_backend_store, ddft_workspace):
+    _store(ddft_backend_store)
     data = json.loads(_report(ddft_workspace, "--format", "json", "--judge", JUDGE))
     (row,) = data["rows"]
     # Four samples under one prompt version (a tie of 4 and 4, broken by name), not eight
@@ -73,18 +73,18 @@ def test_the_table_never_mixes_prompt_versions(ddft_store, ddft_workspace):
     assert "prompt_version" not in other["selection"]["defaults"]
 
 
-def test_the_cli_and_the_report_screen_give_the_same_report(ddft_store, ddft_workspace):
-    _store(ddft_store, variants=("tuned", "base"))
-    create_campaign(ddft_store, name="blind", eval_set="kitchen-eval",
+def test_the_cli_and_the_report_screen_give_the_same_report(ddft_backend_store, ddft_workspace):
+    _store(ddft_backend_store, variants=("tuned", "base"))
+    create_campaign(ddft_backend_store, name="blind", eval_set="kitchen-eval",
                     variants=["tuned", "base"], mode="single", seed=0)
-    with session_scope(ddft_store) as session:
+    with session_scope(ddft_backend_store) as session:
         campaign_id = c.get_campaign(session, name="blind").id
         rater_id = c.get_or_create_rater(session, name="ana").id
         item = c.next_item(session, campaign_id=campaign_id, rater_id=rater_id)
         c.save_rating(session, assignment_id=item.assignment_id, seconds=1.0,
                       scores={"ingredients": 4, "steps": 4, "overall": 4})
     printed = _report(ddft_workspace, "--format", "json")
-    shown = render_json(load_report(ddft_store))
+    shown = render_json(load_report(ddft_backend_store))
     assert printed.rstrip("\n") == shown
     data = json.loads(shown)
     assert [(r["variant"], r["n"], r["average_score"]) for r in data["rows"]] == [
@@ -94,13 +94,13 @@ def test_the_cli_and_the_report_screen_give_the_same_report(ddft_store, ddft_wor
         ("base", "tuned", 4)]
     assert data["agreement"][0]["campaign"] == "blind"
     # A choice made on the screen is the same choice as the option.
-    assert (render_json(load_report(ddft_store, prompt_version="paper-v2", baseline="base"))
+    assert (render_json(load_report(ddft_backend_store, prompt_version="paper-v2", baseline="base"))
             == _report(ddft_workspace, "--format", "json", "--prompt-version", "paper-v2",
                        "--baseline", "base").rstrip("\n"))
 
 
-def test_markdown_and_csv_name_the_selection_and_its_defaults(ddft_store, ddft_workspace):
-    _store(ddft_store)
+def test_markdown_and_csv_name_the_selection_and_its_defaults(ddft_backend_store, ddft_workspace):
+    _store(ddft_backend_store)
     markdown = _report(ddft_workspace, "--judge", JUDGE)
     assert (f"## Table 1 on kitchen-eval · judge {JUDGE} · protocol paper · prompt version "
             "paper-v1 · baseline tuned (defaults: eval set, protocol, prompt version, baseline, "
@@ -113,9 +113,9 @@ def test_markdown_and_csv_name_the_selection_and_its_defaults(ddft_store, ddft_w
     assert row["defaults"] == "eval_set;judge;protocol;prompt_version;baseline;campaign"
 
 
-def test_a_choice_the_store_lacks_is_one_message_naming_what_there_is(ddft_store,
+def test_a_choice_the_store_lacks_is_one_message_naming_what_there_is(ddft_backend_store,
                                                                      ddft_workspace):
-    _store(ddft_store)
+    _store(ddft_backend_store)
     cases = [(("--prompt-version", "paper-v9"), "with prompt version 'paper-v9'; there: "
                                                  "paper-v1, paper-v2"),
              (("--judge", "nobody"), f"by judge 'nobody'; there: {JUDGE}"),
@@ -128,5 +128,5 @@ def test_a_choice_the_store_lacks_is_one_message_naming_what_there_is(ddft_store
         assert result.exit_code == 1, args
         assert message in " ".join(result.output.split()) and "Traceback" not in result.output
     # The screen's loader falls back to the defaults instead.
-    assert load_report(ddft_store, prompt_version="paper-v9").selection.prompt_version == \
+    assert load_report(ddft_backend_store, prompt_version="paper-v9").selection.prompt_version == \
         "paper-v1"

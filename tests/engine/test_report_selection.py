@@ -49,9 +49,9 @@ def _store(db_engine, settings=SETTINGS, *, eval_sets=("kitchen-eval",), extra_o
 
 
 def test_defaults_are_the_most_used_setting_narrowed_judge_then_protocol_then_version(
-        ddft_store):
-    _store(ddft_store)
-    with session_scope(ddft_store) as session:
+        ddft_backend_store):
+    _store(ddft_backend_store)
+    with session_scope(ddft_backend_store) as session:
         chosen = resolve_selection(session, ReportSelection())
         # gpt-4o has 18 judgments, offline 6; of gpt-4o's, paper 12 and two-stage 6; paper's
         # p1 and p2 tie at 6 and the name decides.
@@ -72,21 +72,22 @@ def test_defaults_are_the_most_used_setting_narrowed_judge_then_protocol_then_ve
     assert json.loads(render_json(report))["selection"]["prompt_version"] == "p2"
 
 
-def test_more_judgments_under_one_judge_win_over_the_name(ddft_store):
-    _store(ddft_store, settings=[("a-judge", "paper", "p1", 4.0), ("z-judge", "paper", "p1", 4.0)],
+def test_more_judgments_under_one_judge_win_over_the_name(ddft_backend_store):
+    _store(ddft_backend_store,
+           settings=[("a-judge", "paper", "p1", 4.0), ("z-judge", "paper", "p1", 4.0)],
            extra_offline=0)
-    with session_scope(ddft_store) as session:
+    with session_scope(ddft_backend_store) as session:
         queries.add_judgment(session, generation_id=queries.list_generations(session)[0].id,
                              judge="z-judge", protocol="paper", prompt_version="p9", score=1.0,
                              verdict="no", raw="")
         assert resolve_selection(session, ReportSelection()).judge == "z-judge"
 
 
-def test_strict_names_what_is_missing_and_the_screen_falls_back(ddft_store):
-    _store(ddft_store, eval_sets=("kitchen-eval", "youcook2-val"))
-    create_campaign(ddft_store, name="blind", eval_set="kitchen-eval", variants=["base", "tuned"],
-                    seed=0)
-    with session_scope(ddft_store) as session:
+def test_strict_names_what_is_missing_and_the_screen_falls_back(ddft_backend_store):
+    _store(ddft_backend_store, eval_sets=("kitchen-eval", "youcook2-val"))
+    create_campaign(ddft_backend_store, name="blind", eval_set="kitchen-eval",
+                    variants=["base", "tuned"], seed=0)
+    with session_scope(ddft_backend_store) as session:
         for asked, message in [
             (ReportSelection(eval_set="nope"), "no eval set named 'nope'"),
             (ReportSelection(protocol="pairwise"), "no judgments by gpt-4o on kitchen-eval with "
@@ -105,8 +106,9 @@ def test_strict_names_what_is_missing_and_the_screen_falls_back(ddft_store):
     assert "Nothing judged on youcook2-val yet" in render_markdown(empty)
 
 
-def test_without_an_eval_set_the_cli_is_told_and_the_screen_gets_an_empty_report(ddft_store):
-    with session_scope(ddft_store) as session:
+def test_without_an_eval_set_the_cli_is_told_and_the_screen_gets_an_empty_report(
+        ddft_backend_store):
+    with session_scope(ddft_backend_store) as session:
         with pytest.raises(ReportError, match="no eval set yet"):
             build_report(session, ReportSelection())
         empty = build_report(session, ReportSelection(), strict=False)
