@@ -254,3 +254,22 @@ class Grounding(SQLModel, table=True):
     steps: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     job_id: Optional[int] = Field(default=None, foreign_key="job.id")
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# What a per-sample failure was doing: generating a recipe or timed steps, or grounding a recipe.
+FAILURE_TASKS = ("recipe", "timestamps", "grounding")
+
+
+class GenerationFailure(SQLModel, table=True):
+    """A sample a job could not answer or ground (an unreadable or too-short video, ...), with
+    a one-line reason; the rest of the job went on. A later success of the same variant,
+    sample and task supersedes it."""
+
+    __table_args__ = (Index("ix_generationfailure_variant_task", "variant_id", "task"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    variant_id: int = Field(foreign_key="modelvariant.id")
+    sample_id: int = Field(foreign_key="sample.id", index=True)
+    job_id: Optional[int] = Field(default=None, foreign_key="job.id", index=True)
+    task: str  # one of FAILURE_TASKS
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)

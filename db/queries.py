@@ -12,10 +12,12 @@ from sqlmodel import Session, col, select
 
 from db.models import (
     CHECK_STATUSES,
+    FAILURE_TASKS,
     GENERATION_TASKS,
     Checkpoint,
     Dataset,
     Generation,
+    GenerationFailure,
     Grounding,
     Job,
     Judgment,
@@ -810,3 +812,114 @@ def stale_running_jobs(session: Session, *, older_than: datetime) -> list[Job]:
             )
         )
     )
+
+
+# ---------------------------------------------------------------- samples a job could not do
+
+
+@dataclass(frozen=True)
+class FailedSample:
+    """A sample a generate, timestamps or ground job could not do, and why."""
+
+    id: int
+    variant_id: int
+    variant: str
+    sample_id: int
+    external_id: str
+    media_path: Optional[str]
+    task: str  # one of db.models.FAILURE_TASKS
+    reason: str
+    job_id: Optional[int]
+    created_at: datetime
+
+
+def add_generation_failure(
+    session: Session,
+    *,
+    variant_id: int,
+    sample_id: int,
+    task: str,
+    reason: str,
+    job_id: int | None = None,
+) -> GenerationFailure:
+    """Record that `variant_id` could not do `task` for `sample_id`, with a one-line reason.
+    Raises ValueError for a task outside FAILURE_TASKS."""
+    if task not in FAILURE_TASKS:
+        raise ValueError(f"a failure's task must be one of {', '.join(FAILURE_TASKS)}, "
+                         f"got {task!r}")
+    failure = GenerationFailure(variant_id=variant_id, sample_id=sample_id, task=task,
+                                reason=reason, job_id=job_id)
+    session.add(failure)
+    session.flush()
+    return failure
+
+
+def _latest_successes(session: Session, *, task: str, variant_id: int | None,
+                      dataset_id: int | None) -> dict[tuple[int, int], datetime]:
+    """(variant id, sample id) → when `task` last succeeded for it: a generation of that task,
+    or for "grounding" a grounding of a recipe generation."""
+    if task == "grounding":
+        query = (select(Generation.variant_id, Generation.sample_id,
+                        func.max(Grounding.created_at))
+                 .join(Generation, Generation.id == Grounding.generation_id))
+    else:
+        query = (select(Generation.variant_id, Generation.sample_id,
+                        func.max(Generation.created_at))
+                 .where(Generation.task == task))
+    if variant_id is not None:
+        query = query.where(Generation.variant_id == variant_id)
+    if dataset_id is not None:
+        query = query.join(Sample, Sample.id == Generation.sample_id).where(
+            Sample.dataset_id == dataset_id)
+    query = query.group_by(Generation.variant_id, Generation.sample_id)
+    return {(int(v), int(s)): at for v, s, at in session.exec(query)}
+
+
+def list_generation_failures(
+    session: Session,
+    *,
+    variant_id: int | None = None,
+    dataset_id: int | None = None,
+    task: str | None = None,
+    job_id: int | None = None,
+    current: bool = True,
+) -> list[FailedSample]:
+    """Samples a job could not do, by variant and sample id. `current`: only each variant,
+    sample and task's latest failure, and only when no success came after it (what a report
+    counts); otherwise every failure recorded (what one job met, with `job_id`)."""
+    query = (select(GenerationFailure, ModelVariant.name, Sample.external_id, Sample.media_path)
+             .join(ModelVariant, ModelVariant.id == GenerationFailure.variant_id)
+             .join(Sample, Sample.id == GenerationFailure.sample_id)
+             .order_by(ModelVariant.id, Sample.id, GenerationFailure.id))
+    if variant_id is not None:
+        query = query.where(GenerationFailure.variant_id == variant_id)
+    if dataset_id is not None:
+        query = query.where(Sample.dataset_id == dataset_id)
+    if task is not None:
+        query = query.where(GenerationFailure.task == task)
+    if job_id is not None:
+        query = query.where(GenerationFailure.job_id == job_id)
+    rows = [FailedSample(id=f.id, variant_id=f.variant_id, variant=name, sample_id=f.sample_id,
+                         external_id=external_id, media_path=media_path, task=f.task,
+                         reason=f.reason, job_id=f.job_id, created_at=f.created_at)
+            for f, name, external_id, media_path in session.exec(query)]
+    if not current:
+        return rows
+    latest: dict[tuple[int, int, str], FailedSample] = {}
+    for row in rows:  # oldest first within a variant and sample, so the newest wins
+        latest[(row.variant_id, row.sample_id, row.task)] = row
+    successes = {name: _latest_successes(session, task=name, variant_id=variant_id,
+                                         dataset_id=dataset_id)
+                 for name in {key[2] for key in latest}}
+    return [row for (variant, sample, name), row in latest.items()
+            if not (done := successes[name].get((variant, sample))) or done < row.created_at]
+
+
+def generation_failure_counts(session: Session, *, dataset_id: int,
+                              task: str = "recipe") -> dict[str, int]:
+    """Variant name → how many samples of the dataset its latest `task` attempt failed on
+    (the report's Failed column)."""
+    counts: dict[str, int] = {}
+    for row in list_generation_failures(session, dataset_id=dataset_id, task=task):
+        counts[row.variant] = counts.get(row.variant, 0) + 1
+    return counts

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.media import DEFAULT_FRAMES
@@ -16,6 +17,24 @@ class GenRequest:
     modality: str  # "video", "image" or "text"
     prompt: str  # the user's question, without the conversation format
     media_path: str | None
+
+
+@dataclass(frozen=True)
+class GenFailure:
+    """A request whose video or image could not be used, and why, in one line."""
+
+    sample_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A request with its media read: the frames (or image) and which frames they are."""
+
+    request: GenRequest
+    media: Any = None
+    indices: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -53,11 +72,11 @@ def decoding_params(
     return params
 
 
-def plan_requests(
-    requests: Sequence[GenRequest], tokenizer: Any, batch_size: int
+def _modality_groups(
+    requests: Sequence[GenRequest], tokenizer: Any
 ) -> list[list[GenRequest]]:
-    """Batches of one modality each, requests sorted by prompt length within a modality so that
-    a batch pads little. Raises ValueError for an unknown modality or a missing media path."""
+    """The requests of each modality, sorted by prompt length (then sample id) so that a batch
+    pads little. Raises ValueError for an unknown modality or a missing media path."""
     for request in requests:
         if request.modality not in MODALITIES:
             raise ValueError(
@@ -68,7 +87,7 @@ def plan_requests(
             raise ValueError(
                 f"sample {request.sample_id}: {request.modality} request without media_path"
             )
-    batches: list[list[GenRequest]] = []
+    groups: list[list[GenRequest]] = []
     for modality in MODALITIES:
         group = [r for r in requests if r.modality == modality]
         lengths = {
@@ -76,8 +95,36 @@ def plan_requests(
             for r in group
         }
         group.sort(key=lambda r: (lengths[id(r)], r.sample_id))
-        batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
-    return batches
+        if group:
+            groups.append(group)
+    return groups
+
+
+def plan_requests(
+    requests: Sequence[GenRequest], tokenizer: Any, batch_size: int
+) -> list[list[GenRequest]]:
+    """Batches of one modality each, requests sorted by prompt length within a modality so that
+    a batch pads little (as `generate` forms them when every file can be read). Raises
+    ValueError for an unknown modality or a missing media path."""
+    return [group[i : i + batch_size] for group in _modality_groups(requests, tokenizer)
+            for i in range(0, len(group), batch_size)]
+
+
+REASON_LIMIT = 200
+
+
+def failure_reason(error: BaseException, media_path: str | None = None) -> str:
+    """A MediaError (or another refusal of a sample's media) as the one line stored with the
+    sample: its message without the file's path in front (the failure is stored with its
+    sample, which names the file), e.g. "video too short: 8 frames needed, it has 3".
+    engine.media words the decoder's refusals for people already."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    if media_path:
+        for prefix in dict.fromkeys((str(media_path), str(Path(media_path)))):
+            if text.startswith(prefix + ": "):
+                text = text[len(prefix) + 2 :]
+    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
 
 
 def generate(
@@ -90,6 +137,7 @@ def generate(
     do_sample: bool = False,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    on_failure: Callable[[GenFailure], None] | None = None,
 ) -> Iterator[GenOutput]:
     """Generate an answer for every request, yielding a batch's outputs as soon as it finishes.
 
@@ -97,13 +145,16 @@ def generate(
     not the order given; match them by `sample_id`. Decoding is greedy unless `do_sample`
     (temperature and top_p only apply when sampling). Prompts are padded on the left.
 
-    Raises MediaError naming a video or image that cannot be read (outputs of earlier batches
-    have been yielded by then), ValueError for a malformed request.
+    Each request's video or image is read before it joins a batch, so with `on_failure` a file
+    that cannot be read (or frames the processor refuses) only removes its own request: it is
+    handed to `on_failure` with a one-line reason (`failure_reason`), and its batch fills up
+    with the next request. Without `on_failure`, raises MediaError naming the file (outputs of
+    earlier batches have been yielded by then). Raises ValueError for a malformed request.
     """
     # torch is imported here: the CLI imports this module before it knows whether it will run.
     import torch
 
-    from engine.media import load_image, sample_frames
+    from engine.media import MediaError, load_image, sample_frames
 
     processor, model = loaded.processor, loaded.model
     tokenizer = processor.tokenizer
@@ -113,19 +164,55 @@ def generate(
         if do_sample
         else {"do_sample": False}
     )
-    for batch in plan_requests(requests, tokenizer, batch_size):
-        modality = batch[0].modality
-        prompts = [format_prompt(modality, r.prompt) for r in batch]
-        frame_info: list[tuple[list[int], list[float]]] = [([], [])] * len(batch)
+
+    def fail(request: GenRequest, error: BaseException) -> None:
+        assert on_failure is not None
+        on_failure(GenFailure(sample_id=request.sample_id,
+                              reason=failure_reason(error, request.media_path)))
+
+    def read(request: GenRequest) -> _Prepared | None:
+        """The request with its media read, or None (reported) when it cannot be."""
+        try:
+            if request.modality == "video":
+                sampled = sample_frames(request.media_path, n=num_frames)
+                return _Prepared(request, sampled.frames, sampled.indices, sampled.times)
+            if request.modality == "image":
+                return _Prepared(request, load_image(request.media_path))
+            return _Prepared(request)
+        except MediaError as exc:
+            if on_failure is None:
+                raise
+            fail(request, exc)
+            return None
+
+    def encode(batch: list[_Prepared]) -> dict[str, Any]:
+        modality = batch[0].request.modality
+        prompts = [format_prompt(modality, p.request.prompt) for p in batch]
         kwargs: dict[str, Any] = {}
         if modality == "video":
-            sampled = [sample_frames(r.media_path, n=num_frames) for r in batch]
-            frame_info = [(s.indices, s.times) for s in sampled]
-            kwargs["videos"] = [s.frames for s in sampled]
+            kwargs["videos"] = [p.media for p in batch]
         elif modality == "image":
-            kwargs["images"] = [load_image(r.media_path) for r in batch]
+            kwargs["images"] = [p.media for p in batch]
             kwargs["return_legacy_image_output"] = False
-        inputs = processor(text=prompts, padding=True, return_tensors="pt", **kwargs)
+        return processor(text=prompts, padding=True, return_tensors="pt", **kwargs)
+
+    def run(batch: list[_Prepared]) -> Iterator[GenOutput]:
+        try:
+            inputs = encode(batch)
+        except Exception as exc:  # the processor's own errors: ValueError, TypeError, ...
+            if on_failure is None:
+                raise
+            if len(batch) == 1:
+                fail(batch[0].request,
+                     MediaError(f"cannot prepare its frames for the model ({exc})"))
+                return
+            # One request the processor cannot take: alone, each of the others still runs
+            # (greedy answers do not depend on the batch).
+            for prepared in batch:
+                yield from run([prepared])
+            return
+        modality = batch[0].request.modality
+        prompts = [format_prompt(modality, p.request.prompt) for p in batch]
         inputs = {
             k: v.to(loaded.device, loaded.dtype)
             if v.is_floating_point()
@@ -141,7 +228,7 @@ def generate(
                 **sampling,
             )
         new = out[:, inputs["input_ids"].shape[1] :].cpu()
-        for row, request in enumerate(batch):
+        for row, prepared in enumerate(batch):
             tokens = new[row].tolist()
             if tokenizer.eos_token_id in tokens:
                 tokens = tokens[: tokens.index(tokenizer.eos_token_id) + 1]
@@ -150,10 +237,22 @@ def generate(
                 while tokens and tokens[-1] == tokenizer.pad_token_id:
                     tokens.pop()
             yield GenOutput(
-                sample_id=request.sample_id,
+                sample_id=prepared.request.sample_id,
                 prompt=prompts[row],
                 text=tokenizer.decode(tokens, skip_special_tokens=True).strip(),
-                frame_indices=list(frame_info[row][0]),
-                frame_times=list(frame_info[row][1]),
+                frame_indices=list(prepared.indices),
+                frame_times=list(prepared.times),
                 n_tokens=len(tokens),
             )
+
+    for group in _modality_groups(requests, tokenizer):
+        batch: list[_Prepared] = []
+        for request in group:
+            prepared = read(request)
+            if prepared is not None:
+                batch.append(prepared)
+            if len(batch) == batch_size:
+                yield from run(batch)
+                batch = []
+        if batch:
+            yield from run(batch)

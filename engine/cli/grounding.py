@@ -13,6 +13,35 @@ from engine.cli.console import WorkspaceOption, console, fail, friendly, launch,
 DetachOption = Annotated[
     bool, typer.Option("--detach", help="Run as a background job and return at once.")
 ]
+IncludeFailedOption = Annotated[
+    bool, typer.Option("--include-failed", help="Also try samples that `ddft data check` "
+                                                "failed (left out by default).")
+]
+# How many failed samples a command names; `ddft jobs show ID` has the first 20.
+FAILURES_SHOWN = 5
+
+
+def print_failures(job) -> None:
+    """After a generate, timestamps or ground job: "N failed" naming the first few samples with
+    their file and reason, and the samples a ground job had no recipe for. Names, paths and
+    reasons are printed literally (a `[/]` in a file name is not markup)."""
+    if job is None:
+        return
+    result = job.result or {}
+    failed = int(result.get("failed") or 0)
+    if failed:
+        console.print(f"{failed} failed (not stored; `ddft jobs show {job.id}` lists them, "
+                      "`ddft report` counts them):", markup=False, highlight=False)
+        shown = result.get("failures", [])[:FAILURES_SHOWN]
+        for failure in shown:
+            console.print(f"  {failure['sample']} ({failure['path']}): {failure['reason']}",
+                          markup=False, highlight=False, soft_wrap=True)
+        if failed > len(shown):
+            console.print(f"  … and {failed - len(shown)} more", markup=False, highlight=False)
+    if result.get("no_recipe"):
+        console.print(f"{result['no_recipe']} samples have no recipe to ground (their "
+                      f"generation failed): {', '.join(result.get('no_recipe_samples', []))}",
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 @friendly
@@ -21,17 +50,19 @@ def timestamps(
     eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
     batch_size: Annotated[int, typer.Option(help="Generations per batch.")] = 4,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
+    include_failed: IncludeFailedOption = False,
     workspace: WorkspaceOption = None,
     detach: DetachOption = False,
 ) -> None:
     """Ask a variant for each step of its recipe with start and end times (greedy), for the
-    timestamp evaluation; stored answers are skipped. `ddft report-video` scores them."""
+    timestamp evaluation; stored answers are skipped. `ddft report-video` scores them. A video
+    that cannot be read is counted as failed with its reason; the others go on."""
     from engine.jobs import TimestampsRequest
 
     path, db_engine = open_workspace(workspace)
-    launch(db_engine, path, TimestampsRequest(variant=variant, eval_set=eval_set,
-                                           batch_size=batch_size, max_new_tokens=max_new_tokens),
-           detach=detach)
+    print_failures(launch(db_engine, path, TimestampsRequest(
+        variant=variant, eval_set=eval_set, batch_size=batch_size,
+        max_new_tokens=max_new_tokens, include_failed=include_failed), detach=detach))
 
 
 @friendly
@@ -45,16 +76,19 @@ def ground(
     = "all",
     top_k: Annotated[int, typer.Option("--top-k", help="Frames kept per step, most attended "
                                        "first.")] = 1,
+    include_failed: IncludeFailedOption = False,
     workspace: WorkspaceOption = None,
     detach: DetachOption = False,
 ) -> None:
     """Find the sampled frame each generated recipe step attends to most (teacher-forced
-    attention); generations grounded with the same settings are skipped."""
+    attention); generations grounded with the same settings are skipped. A video that cannot
+    be read is counted as failed with its reason; the others go on."""
     from engine.jobs import GroundRequest
 
     path, db_engine = open_workspace(workspace)
-    launch(db_engine, path, GroundRequest(variant=variant, eval_set=eval_set, layers=layers,
-                                       heads=heads, top_k=top_k), detach=detach)
+    print_failures(launch(db_engine, path, GroundRequest(
+        variant=variant, eval_set=eval_set, layers=layers, heads=heads, top_k=top_k,
+        include_failed=include_failed), detach=detach))
 
 
 class VideoReportFormat(str, Enum):

@@ -171,17 +171,19 @@ def generate(
     eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
     batch_size: Annotated[int, typer.Option(help="Generations per batch.")] = 4,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
+    include_failed: grounding_cli.IncludeFailedOption = False,
     workspace: WorkspaceOption = None,
     detach: DetachOption = False,
 ) -> None:
-    """Generate recipes for an eval set (greedy); stored generations are skipped."""
+    """Generate recipes for an eval set (greedy); stored generations are skipped. A video or
+    image that cannot be read is counted as failed with its reason; the others go on."""
     from db import queries
     from db.store import session_scope
     from engine.jobs import GenerateRequest
 
     path, db_engine = open_workspace(workspace)
     request = GenerateRequest(variant=variant, eval_set=eval_set, batch_size=batch_size,
-                              max_new_tokens=max_new_tokens)
+                              max_new_tokens=max_new_tokens, include_failed=include_failed)
     with session_scope(db_engine) as session:
         dataset = queries.get_dataset(session, name=eval_set)
     if dataset is not None and dataset.purpose != "eval":
@@ -190,7 +192,7 @@ def generate(
         console.print(f"[yellow]note:[/] {eval_set} is a training set; its scores measure how "
                       "well a variant fits its training data, not held-out videos",
                       highlight=False)
-    launch(db_engine, path, request, detach=detach)
+    grounding_cli.print_failures(launch(db_engine, path, request, detach=detach))
 
 
 class JudgeName(str, Enum):

@@ -36,6 +36,7 @@ class Table1Row:
     n: int  # judged generations, unparsable included
     accuracy: Optional[float]  # percent of yes among parsed verdicts
     average_score: Optional[float]  # mean of parsed scores
+    failed: int = 0  # eval samples whose latest generation failed (an unreadable video); not in n
 
 
 @dataclass(frozen=True)
@@ -293,6 +294,9 @@ class Report:
     comparisons: list[Comparison] = field(default_factory=list)  # each against the baseline
     decoding: list[dict[str, Any]] = field(default_factory=list)  # settings behind the rows
     n_samples: int = 0  # distinct eval samples behind the table
+    # Variant → eval samples whose latest recipe generation failed (unreadable or too-short
+    # media), judged variants or not: db.queries.generation_failure_counts.
+    failed: dict[str, int] = field(default_factory=dict)
     offline: list[OfflineSummary] = field(default_factory=list)
     confidence: float = 0.95
     n_boot: int = 10_000
@@ -342,8 +346,11 @@ def _scored(row: JudgedRow) -> bool:
     return row.score is not None and row.verdict != "unparsable"
 
 
-def table1(rows: Iterable[JudgedRow]) -> list[Table1Row]:
-    """One Table 1 row per variant, in the order variants first appear."""
+def table1(rows: Iterable[JudgedRow], failed: Mapping[str, int] | None = None
+           ) -> list[Table1Row]:
+    """One Table 1 row per variant, in the order variants first appear; `failed` gives each
+    variant's count of samples whose generation failed (db.queries.generation_failure_counts)."""
+    failed = failed or {}
     result = []
     for variant, items in _group_by_variant(rows).items():
         yes = sum(1 for r in items if r.verdict == "yes")
@@ -358,6 +365,7 @@ def table1(rows: Iterable[JudgedRow]) -> list[Table1Row]:
                 n=len(items),
                 accuracy=accuracy_percent(yes, no),
                 average_score=sum(scores) / len(scores) if scores else None,
+                failed=failed.get(variant, 0),
             )
         )
     return result
@@ -573,6 +581,7 @@ def report_from_rows(
     baseline: Optional[str] = None,
     generations: Iterable[tuple[str, str, str]] | None = None,
     details: Mapping[tuple[str, int], Mapping[str, Any]] | None = None,
+    failed: Mapping[str, int] | None = None,
     n_boot: int = 10_000,
     seed: int = 0,
     confidence: float = 0.95,
@@ -583,7 +592,8 @@ def report_from_rows(
     `selection` names what the rows are (else it is read off them, with `eval_set` and
     `baseline`, which defaults to the first variant). `generations` are (variant, generated,
     reference) triples for the offline metrics; `details` maps (variant, sample_id) to a
-    judgment's details for rows that do not carry their own. Deterministic for a given `seed`.
+    judgment's details for rows that do not carry their own; `failed` maps a variant to its
+    samples whose generation failed. Deterministic for a given `seed`.
 
     Raises ReportError when the rows mix judges, protocols or prompt versions (scores on
     different scales never share a table) or when `baseline` names no variant in them.
@@ -594,7 +604,7 @@ def report_from_rows(
                           + "; ".join(" · ".join(s) for s in settings))
     if selection is None:
         selection = _selection_of(rows, eval_set=eval_set, baseline=baseline)
-    table = table1(rows)
+    table = table1(rows, failed)
     names = [r.variant for r in table]
     chosen = selection.baseline
     if chosen is not None and rows and chosen not in names:
@@ -614,6 +624,7 @@ def report_from_rows(
         decoding=decoding,
         n_samples=len({r.sample_id for r in rows}),
         offline=offline_summary(generations) if generations is not None else [],
+        failed=dict(failed or {}),
         **options,
     )
 
@@ -627,6 +638,13 @@ def _generations(session: Session, dataset: Dataset) -> list[tuple[str, str, str
                                                              limit=None)}
     return [(variants[g.variant_id], g.text, answers[g.sample_id])
             for g in queries.list_generations(session, dataset_id=dataset.id)]
+
+
+def _failed(session: Session, dataset: Dataset) -> dict[str, int]:
+    """Variant → eval samples whose latest recipe generation failed."""
+    from db import queries
+
+    return queries.generation_failure_counts(session, dataset_id=dataset.id, task="recipe")
 
 
 def _agreements(session: Session, dataset: Dataset, selection: ResolvedSelection) -> list[Any]:
@@ -681,7 +699,8 @@ def build_report(
     report = report_from_rows(
         chosen, selection=resolved, n_boot=n_boot, seed=seed, confidence=confidence,
         generations=_generations(session, dataset)
-        if dataset is not None and "offline" in parts else None)
+        if dataset is not None and "offline" in parts else None,
+        failed=_failed(session, dataset) if dataset is not None and "table" in parts else None)
     if dataset is not None and "agreement" in parts:
         report.agreement = _agreements(session, dataset, resolved)
     if dataset is not None and "video" in parts:
@@ -759,7 +778,8 @@ def _headline(s: ResolvedSelection) -> str:
 class Table1Section(Section):
     """The paper's Table 1 with its intervals, under one judge setting."""
 
-    COLUMNS = ["yes", "no", "accuracy", "average_score", "n", "unparsable", "accuracy_ci_low",
+    COLUMNS = ["yes", "no", "accuracy", "average_score", "n", "unparsable", "failed",
+               "accuracy_ci_low",
                "accuracy_ci_high", "score_ci_low", "score_ci_high", "recipes"]
 
     def __init__(self, report: Report) -> None:
@@ -773,9 +793,9 @@ class Table1Section(Section):
             return [f"Nothing judged on {r.eval_set} yet (`ddft judge`); human ratings only."]
         level = f"{r.confidence * 100:g}%"
         lines = [_headline(r.selection), "",
-                 f"| Variant | Yes | No | Accuracy | Average Score | n | Unparsable "
+                 f"| Variant | Yes | No | Accuracy | Average Score | n | Unparsable | Failed "
                  f"| Accuracy {level} CI | Score {level} CI | Recipes |",
-                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in r.rows:
             s = self.stats.get(row.variant)
             extra = ("| — | — | — |" if s is None else
@@ -783,12 +803,22 @@ class Table1Section(Section):
                      f"| {_fmt_range(s.score_low, s.score_high, '{:.2f}')} | {s.recipes} |")
             lines.append(
                 f"| {row.variant} | {row.yes} | {row.no} | {_fmt(row.accuracy, '{:.2f}%')} "
-                f"| {_fmt(row.average_score, '{:.2f}')} | {row.n} | {row.unparsable} {extra}")
+                f"| {_fmt(row.average_score, '{:.2f}')} | {row.n} | {row.unparsable} "
+                f"| {row.failed} {extra}")
         lines += ["", f"{r.n_samples} samples. Accuracy CI: Wilson score interval over parsed "
                       f"verdicts. Score CI: percentile bootstrap resampling recipes "
                       f"({r.n_boot} resamples, seed {r.seed})."]
         if len(r.decoding) > 1:
             lines.append(f"Note: {len(r.decoding)} decoding settings are mixed in these rows.")
+        if any(r.failed.values()):
+            judged = {row.variant for row in r.rows}
+            unjudged = [f"{name} ({count})" for name, count in r.failed.items()
+                        if count and name not in judged]
+            lines.append("Failed: samples whose latest generation failed (a video or image "
+                         "that cannot be read), not in n; `ddft jobs show ID` of the generate "
+                         "job names them."
+                         + (f" Variants with failures and nothing judged: {', '.join(unjudged)}."
+                            if unjudged else ""))
         return lines
 
     def columns(self) -> list[str]:
@@ -797,7 +827,7 @@ class Table1Section(Section):
     def cells(self, variant: str) -> list[Any]:
         row, s = self.rows[variant], self.stats.get(variant)
         cells = [row.yes, row.no, _cell(row.accuracy), _cell(row.average_score), row.n,
-                 row.unparsable]
+                 row.unparsable, row.failed]
         return cells + ([_cell(s.accuracy_low), _cell(s.accuracy_high), _cell(s.score_low),
                          _cell(s.score_high), s.recipes] if s else [""] * 5)
 
@@ -805,7 +835,7 @@ class Table1Section(Section):
         r = self.report
         return {"rows": [asdict(row) for row in r.rows], "stats": [asdict(s) for s in r.stats],
                 "decoding": r.decoding, "n_samples": r.n_samples, "confidence": r.confidence,
-                "n_boot": r.n_boot, "seed": r.seed}
+                "n_boot": r.n_boot, "seed": r.seed, "failed": dict(r.failed)}
 
 
 class ComparisonSection(Section):

@@ -402,7 +402,11 @@ class CoverageReport:
     eval_set: str
     videos: tuple[VideoCoverage, ...]
     without_segments: int  # eval videos with no annotated segments (not counted below)
-    without_frames: int  # videos whose sampled frame times are unknown
+    without_frames: int  # videos whose sampled frame times are unknown, not known to be broken
+    # Left out of the videos and counts above, each with its own hint:
+    failed_check: tuple[str, ...] = ()  # external ids of videos `ddft data check` failed
+    unreadable: tuple[tuple[str, str], ...] = ()  # (external id, reason): generation failed
+    excluded: int = 0  # videos excluded from the eval set (Samples screen, `ddft data exclude`)
 
     @property
     def steps(self) -> int:
@@ -420,7 +424,10 @@ class CoverageReport:
         return {
             "eval_set": self.eval_set, "steps": self.steps, "uncovered": self.uncovered,
             "uncovered_share": self.uncovered_share, "without_segments": self.without_segments,
-            "without_frames": self.without_frames,
+            "without_frames": self.without_frames, "failed_check": list(self.failed_check),
+            "unreadable": [{"external_id": external_id, "reason": reason}
+                           for external_id, reason in self.unreadable],
+            "excluded": self.excluded,
             "videos": [{"sample_id": v.sample_id, "external_id": v.external_id,
                         "frame_times": list(v.frame_times), "source": v.source,
                         "segments": v.segments,
@@ -457,8 +464,10 @@ def video_coverage(sample_id: int, external_id: str, segments: Sequence[Segment]
 
 
 def coverage_report(session: Session, *, dataset_id: int) -> CoverageReport:
-    """For every eval video with annotated segments, the steps that got none of the sampled
-    frames: an upper bound on what the model could have seen."""
+    """For every included eval video with annotated segments, the steps that got none of the
+    sampled frames: an upper bound on what the model could have seen. Videos that `ddft data
+    check` failed, and videos of unknown frame times whose generation failed, are named apart;
+    excluded videos are only counted."""
     from db import queries
 
     dataset = queries.get_dataset_by_id(session, dataset_id=dataset_id)
@@ -466,20 +475,35 @@ def coverage_report(session: Session, *, dataset_id: int) -> CoverageReport:
     for generation in queries.list_generations(session, dataset_id=dataset_id, task=None):
         if generation.frame_times:
             generation_times.setdefault(generation.sample_id, generation.frame_times)
-    videos, without_segments, without_frames = [], 0, 0
+    # Why a video's generation failed (its latest failure of any variant wins).
+    failures = {f.sample_id: f.reason for f in sorted(
+        queries.list_generation_failures(session, dataset_id=dataset_id),
+        key=lambda f: f.created_at) if f.task != "grounding"}
+    videos, without_segments, without_frames, excluded = [], 0, 0, 0
+    failed_check, unreadable = [], []
     for sample in queries.list_samples(session, dataset_id=dataset_id, limit=None):
         if sample.modality != "video":
+            continue
+        if not sample.included:
+            excluded += 1
+            continue
+        if sample.check_status == "failed":
+            failed_check.append(sample.external_id)
             continue
         segments = annotated_segments(sample.meta)
         if not segments:
             without_segments += 1
             continue
         times, source = sampled_frame_times(sample.meta, generation_times.get(sample.id))
+        if not times and sample.id in failures:
+            unreadable.append((sample.external_id, failures[sample.id]))
+            continue
         without_frames += not times
         videos.append(video_coverage(sample.id, sample.external_id, segments, times, source))
     return CoverageReport(eval_set=dataset.name if dataset else str(dataset_id),
                           videos=tuple(videos), without_segments=without_segments,
-                          without_frames=without_frames)
+                          without_frames=without_frames, failed_check=tuple(failed_check),
+                          unreadable=tuple(unreadable), excluded=excluded)
 
 
 # ------------------------------------------------------------------ rendering
@@ -527,19 +551,46 @@ def _span(segment: Segment) -> str:
     return f"{segment.start:g}–{segment.end:g}s"
 
 
+def _videos(count: int) -> str:
+    return f"{count} video has" if count == 1 else f"{count} videos have"
+
+
+def _names(names: Sequence[str], shown: int = 10) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _left_apart(report: CoverageReport) -> list[str]:
+    """The lines for videos left out of the coverage: each kind counted apart, with its hint."""
+    lines = []
+    if report.failed_check:
+        lines.append(f"{len(report.failed_check)} failed `ddft data check` and are left out "
+                     f"(the check's reasons are on each sample): {_names(report.failed_check)}.")
+    if report.unreadable:
+        lines.append(f"{len(report.unreadable)} could not be read when generating, so their "
+                     "frame times are unknown: " + "; ".join(
+                         f"{name} ({reason})" for name, reason in report.unreadable[:10])
+                     + (f" and {len(report.unreadable) - 10} more" if len(report.unreadable) > 10
+                        else "") + ".")
+    if report.excluded:
+        lines.append(f"{report.excluded} excluded from the eval set are left out.")
+    return lines
+
+
 def render_coverage_markdown(report: CoverageReport) -> str:
     lines = [f"## Frame coverage on {report.eval_set}", ""]
     if not report.videos:
         lines.append("No eval video has annotated step segments.")
-        return "\n".join(lines)
+        return "\n".join(lines + _left_apart(report))
     lines.append(f"Annotated steps that none of the 8 sampled frames falls in: "
                  f"{_of(report.uncovered, report.steps)} over "
                  f"{sum(1 for v in report.videos if v.frame_times)} videos.")
     if report.without_frames:
-        lines.append(f"{report.without_frames} videos have no known frame times "
+        lines.append(f"{_videos(report.without_frames)} no known frame times "
                      "(run `ddft data check` or `ddft generate`).")
     if report.without_segments:
         lines.append(f"{report.without_segments} eval videos have no annotated segments.")
+    lines += _left_apart(report)
     lines += ["", "| Video | Steps | Uncovered | Uncovered steps |", "|---|---:|---:|---|"]
     for video in report.videos:
         if not video.frame_times:

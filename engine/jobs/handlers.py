@@ -240,8 +240,12 @@ def _task_key(prompt: str, decoding: dict[str, Any], task: str) -> str:
 def generate_task(ctx: JobContext) -> dict[str, Any]:
     """Generate answers of one variant for the included samples of an eval set; what is stored
     already (same variant, sample, prompt, decoding and task) is skipped, so a rerun resumes.
-    The request: engine.jobs.requests.GenerateRequest (an older job's params may give a
-    TimestampsRequest). Raises JobError for an unknown variant or eval set."""
+    A sample whose video or image cannot be used is stored as a failure with a one-line reason
+    (a GenerationFailure row) and the rest of its batch and of the job go on; the result
+    carries "failed" and the first failures. Samples that `ddft data check` failed are left
+    out unless the request includes them. The request: engine.jobs.requests.GenerateRequest (an
+    older job's params may give a TimestampsRequest). Raises JobError for an unknown variant or
+    eval set."""
     return _generate(ctx, GenerateRequest.from_params(ctx.params))
 
 
@@ -252,6 +256,60 @@ def timestamps_task(ctx: JobContext) -> dict[str, Any]:
     return _generate(ctx, TimestampsRequest.from_params(ctx.params))
 
 
+# A job's result names this many failed samples; the store keeps every one.
+FAILURES_NAMED = 20
+
+
+def _usable_samples(samples: list[Any], include_failed: bool) -> tuple[list[Any], list[Any]]:
+    """(samples to do, samples left out because `ddft data check` failed them)."""
+    if include_failed:
+        return samples, []
+    return ([s for s in samples if s.check_status != "failed"],
+            [s for s in samples if s.check_status == "failed"])
+
+
+def left_out_line(left_out: list[Any]) -> str:
+    """The one line naming samples that failed `ddft data check` and were left out."""
+    names = [s.external_id for s in left_out[:10]]
+    more = f" and {len(left_out) - len(names)} more" if len(left_out) > len(names) else ""
+    return (f"left out {len(left_out)} sample{'s' if len(left_out) != 1 else ''} that failed "
+            f"ddft data check: {', '.join(names)}{more}; --include-failed to try them")
+
+
+class _Failures:
+    """Samples a job could not do: each stored as a GenerationFailure row the moment it fails,
+    logged, and summed up in the job's result."""
+
+    def __init__(self, ctx: JobContext, *, variant_id: int, task: str,
+                 samples: dict[int, Any]):
+        self.ctx, self.variant_id, self.task, self.samples = ctx, variant_id, task, samples
+        self.named: list[dict[str, Any]] = []
+        self.count = 0
+
+    def add(self, sample_id: int, reason: str) -> None:
+        sample = self.samples[sample_id]
+        with session_scope(self.ctx.db_engine) as session:
+            queries.add_generation_failure(session, variant_id=self.variant_id,
+                                           sample_id=sample_id, task=self.task, reason=reason,
+                                           job_id=self.ctx.job_id)
+        self.count += 1
+        if len(self.named) < FAILURES_NAMED:
+            self.named.append({"sample": sample.external_id, "path": sample.media_path,
+                               "reason": reason})
+        self.ctx.log(f"failed: {sample.external_id} ({sample.media_path}): {reason}")
+
+    def result(self) -> dict[str, Any]:
+        """"failed": how many; "failures": the first FAILURES_NAMED, with path and reason."""
+        return {"failed": self.count, **({"failures": self.named} if self.named else {})}
+
+
+def _left_out_result(left_out: list[Any]) -> dict[str, Any]:
+    if not left_out:
+        return {}
+    return {"left_out": len(left_out),
+            "left_out_samples": [s.external_id for s in left_out[:FAILURES_NAMED]]}
+
+
 def _generate(ctx: JobContext, request: GenerateRequest) -> dict[str, Any]:
     task = request.task
     found = _find(ctx, variant=request.variant, eval_set=request.eval_set)
@@ -259,8 +317,11 @@ def _generate(ctx: JobContext, request: GenerateRequest) -> dict[str, Any]:
     with session_scope(ctx.db_engine) as session:
         samples = queries.list_samples(session, dataset_id=found.eval_set.id, included=True,
                                        limit=None)
+    samples, left_out = _usable_samples(samples, request.include_failed)
+    if left_out:
+        ctx.log(left_out_line(left_out))
     # torch and transformers load here, inside the job's own process.
-    from engine.generate import GenRequest, decoding_params, generate
+    from engine.generate import GenFailure, GenRequest, decoding_params, generate
     from engine.model.loading import load_variant
 
     decoding = decoding_params(max_new_tokens=request.max_new_tokens,
@@ -277,16 +338,26 @@ def _generate(ctx: JobContext, request: GenerateRequest) -> dict[str, Any]:
     total = len(samples)
     done = total - len(todo)
     ctx.progress(done, total, f"{variant.name}: {done} of {total} stored")
+    failures = _Failures(ctx, variant_id=variant.id, task=task,
+                         samples={s.id: s for s in samples})
     if not todo:
-        return {"generated": 0, "skipped": done}
+        return {"generated": 0, "skipped": done, **failures.result(), **_left_out_result(left_out)}
     loaded = load_variant(variant.base_model, variant.adapter_path)
     generated = 0
+
+    def failed(failure: GenFailure) -> None:
+        # A file that cannot be read costs its own sample only; the batch fills up and goes on.
+        failures.add(failure.sample_id, failure.reason)
+        ctx.progress(done + generated + failures.count, total,
+                     f"{variant.name}: sample {failure.sample_id} failed")
+
     for output in generate(
         loaded,
         todo,
         batch_size=request.batch_size,
         max_new_tokens=decoding["max_new_tokens"],
         num_frames=decoding["num_frames"],
+        on_failure=failed,
     ):
         with session_scope(ctx.db_engine) as session:
             queries.add_generation(
@@ -304,10 +375,14 @@ def _generate(ctx: JobContext, request: GenerateRequest) -> dict[str, Any]:
                 task=task,
             )
         generated += 1
-        ctx.progress(done + generated, total, f"{variant.name}: sample {output.sample_id}")
+        ctx.progress(done + generated + failures.count, total,
+                     f"{variant.name}: sample {output.sample_id}")
         if ctx.should_stop():
             break
-    return {"generated": generated, "skipped": done}
+    if failures.count:
+        ctx.log(f"{failures.count} of {len(todo)} samples failed; the rest are stored")
+    return {"generated": generated, "skipped": done, **failures.result(),
+            **_left_out_result(left_out)}
 
 
 # ---------------------------------------------------------------- ground
@@ -319,9 +394,11 @@ def ground_task(ctx: JobContext) -> dict[str, Any]:
     grounded with the same settings are skipped, so a rerun resumes.
 
     The request: engine.jobs.requests.GroundRequest. Each grounded sample's frame strip is
-    saved under thumbs/grounding/ for the Compare screen. Raises JobError for an unknown variant
-    or eval set, layers, heads or a top-k the model does not have, or a video that no longer
-    gives the frames its generation saw.
+    saved under thumbs/grounding/ for the Compare screen. A video that cannot be read, or no
+    longer gives the frames its generation saw, is stored as a failure of that sample (a
+    GenerationFailure row, task "grounding") and the job goes on; samples that `ddft data check`
+    failed are left out unless the request includes them. Raises JobError for an unknown
+    variant or eval set, or layers, heads or a top-k the model does not have.
     """
     from db.queries import add_grounding, find_grounding
     from engine.attention import capture_frame_attention, language_config
@@ -341,12 +418,27 @@ def ground_task(ctx: JobContext) -> dict[str, Any]:
                        if g.frame_indices]
         samples = {g.sample_id: queries.get_sample(session, sample_id=g.sample_id)
                    for g in generations}
+        # Samples whose recipe could not be generated have nothing to ground: named, not lost.
+        no_recipe = [f.external_id for f in queries.list_generation_failures(
+            session, variant_id=variant.id, dataset_id=found.eval_set.id, task="recipe")]
+    kept, left_out = _usable_samples(list(samples.values()), request.include_failed)
+    if left_out:
+        ctx.log(left_out_line(left_out))
+        generations = [g for g in generations if g.sample_id in {s.id for s in kept}]
+    if no_recipe:
+        ctx.log(f"{len(no_recipe)} samples have no recipe to ground (their generation "
+                f"failed): {', '.join(no_recipe[:10])}")
+    extra = {**_left_out_result(left_out),
+             **({"no_recipe": len(no_recipe), "no_recipe_samples": no_recipe[:FAILURES_NAMED]}
+                if no_recipe else {})}
+    failures = _Failures(ctx, variant_id=variant.id, task="grounding", samples=samples)
     total = len(generations)
     ctx.progress(0, total, f"{variant.name}: grounding {total} generations")
     if not generations:
-        return {"grounded": 0, "skipped": 0}
+        return {"grounded": 0, "skipped": 0, **failures.result(), **extra}
     from engine.checks import write_frame_strip
-    from engine.media import sample_frames
+    from engine.generate import failure_reason
+    from engine.media import MediaError, sample_frames
     from engine.model.loading import load_variant
 
     loaded = load_variant(variant.base_model, variant.adapter_path)
@@ -368,14 +460,20 @@ def ground_task(ctx: JobContext) -> dict[str, Any]:
             ctx.progress(number, total)
             continue
         sample = samples[generation.sample_id]
-        sampled = sample_frames(sample.media_path, n=len(generation.frame_indices))
-        if sampled.indices != list(generation.frame_indices):
-            raise JobError(f"sample {sample.id} ({sample.media_path}): the video now gives "
-                           f"frames {sampled.indices}, generation {generation.id} saw "
-                           f"{generation.frame_indices}; regenerate before grounding")
         strip = ctx.workspace / "thumbs" / "grounding" / f"{sample.id}.png"
-        if not strip.is_file():
-            write_frame_strip(sample.media_path, strip)
+        try:
+            sampled = sample_frames(sample.media_path, n=len(generation.frame_indices))
+            if sampled.indices != list(generation.frame_indices):
+                raise MediaError(f"the video now gives frames {sampled.indices}, its recipe "
+                                 f"(generation {generation.id}) saw "
+                                 f"{list(generation.frame_indices)}; regenerate it")
+            if not strip.is_file():
+                write_frame_strip(sample.media_path, strip)
+        except MediaError as exc:
+            # This sample's video alone; the other generations are grounded all the same.
+            failures.add(sample.id, failure_reason(exc, sample.media_path))
+            ctx.progress(number, total, f"{variant.name}: sample {sample.id} failed")
+            continue
         try:
             attention = capture_frame_attention(loaded, prompt=generation.prompt,
                                                 text=generation.text, frames=sampled.frames,
@@ -395,7 +493,8 @@ def ground_task(ctx: JobContext) -> dict[str, Any]:
         ctx.progress(number, total, f"{variant.name}: sample {sample.id}, {len(steps)} steps")
         if ctx.should_stop():
             break
-    return {"grounded": grounded, "skipped": skipped, "params_key": chosen.key}
+    return {"grounded": grounded, "skipped": skipped, "params_key": chosen.key,
+            **failures.result(), **extra}
 
 
 # ---------------------------------------------------------------- judge

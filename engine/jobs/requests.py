@@ -287,6 +287,8 @@ class GenerateRequest:
     """Longest answer in tokens."""
     num_frames: int = DEFAULT_FRAMES
     """Frames sampled uniformly from each video."""
+    include_failed: bool = False
+    """Also try samples that `ddft data check` failed (left out, and named, by default)."""
 
     def title(self) -> str:
         return f"{self.kind} {self.variant}"
@@ -410,6 +412,8 @@ class GroundRequest:
     """Attention heads averaged: all or a list."""
     top_k: int = 1
     """Frames kept per step, most attended first."""
+    include_failed: bool = False
+    """Also ground samples that `ddft data check` failed (left out, and named, by default)."""
 
     def title(self) -> str:
         return f"ground {self.variant}"

@@ -118,3 +118,38 @@ def test_decoding_params_describe_only_what_matters():
         "temperature": 0.7,
         "top_p": 0.9,
     }
+
+
+def test_a_file_that_cannot_be_read_removes_only_itself_from_its_batch(
+    engine_loaded, engine_media_dir, monkeypatch
+):
+    from engine.generate import GenFailure
+
+    batches: list[int] = []
+    model_generate = engine_loaded.model.generate
+
+    def counting_generate(**inputs):
+        batches.append(inputs["input_ids"].shape[0])
+        return model_generate(**inputs)
+
+    monkeypatch.setattr(engine_loaded.model, "generate", counting_generate)
+
+    requests = [
+        GenRequest(1, "video", "Recipe?", str(engine_media_dir / "red0.mp4")),
+        GenRequest(2, "video", "Recipe, please?", str(engine_media_dir / "broken.mp4")),
+        GenRequest(3, "video", "The recipe, please?", str(engine_media_dir / "green0.mp4")),
+        GenRequest(4, "image", "Dish?", str(engine_media_dir / "broken.mp4")),
+        GenRequest(5, "image", "What dish?", str(engine_media_dir / "red.png")),
+    ]
+    failures: list[GenFailure] = []
+    outputs = list(generate(engine_loaded, requests, batch_size=2, max_new_tokens=6,
+                            on_failure=failures.append))
+    # The broken video's batch took the next video instead: 1 and 3 ran together.
+    assert [o.sample_id for o in outputs] == [1, 3, 5] and batches == [2, 1]
+    assert [f.sample_id for f in failures] == [2, 4]
+    video, image = (f.reason for f in failures)
+    assert video.startswith("cannot read video") and image.startswith("cannot read image")
+    assert str(engine_media_dir) not in video + image  # the sample names the file
+    alone = {o.sample_id: o.text for o in generate(engine_loaded, [requests[0], requests[2]],
+                                                   batch_size=1, max_new_tokens=6)}
+    assert {o.sample_id: o.text for o in outputs if o.sample_id != 5} == alone

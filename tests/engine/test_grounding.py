@@ -293,7 +293,7 @@ def test_timestamp_answers_are_their_own_rows_and_resume(ddft_store, ddft_worksp
     params = {"variant": "tiny", "eval_set": EVAL_SET, "max_new_tokens": 6, "batch_size": 2,
               "task": "timestamps"}
     job = _run(ddft_store, ddft_workspace, "generate", params)
-    assert job.result == {"generated": 2, "skipped": 0}
+    assert job.result == {"generated": 2, "skipped": 0, "failed": 0}
     with session_scope(ddft_store) as session:
         answers = queries.list_generations(session, task="timestamps")
         recipes = queries.list_generations(session)
@@ -301,7 +301,7 @@ def test_timestamp_answers_are_their_own_rows_and_resume(ddft_store, ddft_worksp
     assert all(TIMESTAMP_PROMPT in a.prompt and len(a.frame_indices) == 8 for a in answers)
     assert {a.params_key for a in answers}.isdisjoint({r.params_key for r in recipes})
     again = _run(ddft_store, ddft_workspace, "generate", params)
-    assert again.result == {"generated": 0, "skipped": 2}
+    assert again.result == {"generated": 0, "skipped": 2, "failed": 0}
 
     # Recipes are still keyed as they always were: prompt and decoding, no task.
     from engine.generate import decoding_params
@@ -309,7 +309,7 @@ def test_timestamp_answers_are_their_own_rows_and_resume(ddft_store, ddft_worksp
 
     recipe_params = {key: value for key, value in params.items() if key != "task"}
     job = _run(ddft_store, ddft_workspace, "generate", recipe_params)
-    assert job.result == {"generated": 2, "skipped": 0}
+    assert job.result == {"generated": 2, "skipped": 0, "failed": 0}
     with session_scope(ddft_store) as session:
         new = [g for g in queries.list_generations(session) if g.params_key != "hand"]
         prompts = {s.id: s.prompt for s in queries.list_samples(session, limit=None)}

@@ -140,3 +140,24 @@ async def test_a_running_job_asked_to_cancel_is_still_active(demo_store, monkeyp
         assert not isinstance(app.screen, ConfirmDialog)
         assert not any("nothing to cancel" in notice for notice in notices), notices
         assert any("already asked to stop" in notice for notice in notices), notices
+
+
+async def test_the_detail_shows_how_many_samples_a_job_could_not_do(demo_store):
+    failures = [{"sample": "crpt_[red]vid001", "path": "/data/[/]crpt_vid001.mp4",
+                 "reason": "cannot read video: the data is cut short"},
+                {"sample": "short_vid", "path": "/data/short.mov",
+                 "reason": "video too short: 8 frames needed, it has 3"}]
+    with demo_store.session() as session:
+        job = queries.create_job(session, kind="generate", params={}, title="generate tuned")
+        queries.update_job(session, job_id=job.id, status="succeeded",
+                           result={"generated": 3, "skipped": 0, "failed": 7,
+                                   "failures": failures})
+    async with running(demo_store.url) as (app, pilot):
+        await _open_jobs(pilot)  # the newest job is selected
+        detail = _detail(app)
+        assert "generate tuned" in detail
+        assert "failed: 7 samples (not stored; the others are)" in detail
+        # Names and paths literally: their brackets are not markup.
+        assert "crpt_[red]vid001 (/data/[/]crpt_vid001.mp4): cannot read video" in detail
+        assert "short_vid (/data/short.mov): video too short: 8 frames needed, it has 3" in detail
+        assert "… and 5 more" in detail  # 7 failed, 2 named

@@ -83,6 +83,10 @@ class JobDetail:
     log_tail: tuple[str, ...] | None  # None: no log file to read
     latest: tuple[tuple[str, float], ...]
     loss: Series
+    # Samples a generate, timestamps or ground job could not do (its result's "failed"), and
+    # the first of them as (sample, path, reason).
+    failed: int = 0
+    failures: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def id(self) -> int:
@@ -272,6 +276,10 @@ def job_detail(session: Session, job: Job) -> JobDetail:
         log_tail=log_tail,
         latest=tuple(sorted(latest_metrics(session, job_id=job.id).items())),
         loss=tuple(metric_series(session, job_id=job.id, name="loss")),
+        failed=int((job.result or {}).get("failed") or 0),
+        failures=tuple((str(f.get("sample", "")), str(f.get("path") or ""),
+                        str(f.get("reason", "")))
+                       for f in (job.result or {}).get("failures", [])),
     )
 
 

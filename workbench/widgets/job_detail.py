@@ -17,6 +17,10 @@ STATUS_STYLES = {
 }
 
 
+# How many failed samples the detail names.
+FAILURES_SHOWN = 5
+
+
 def status_text(status: str, *, cancel_pending: bool = False) -> Text:
     """A stored job status in its colour; "(cancel asked)" follows when a live job was asked to stop."""
     label = f"{status} (cancel asked)" if cancel_pending else status
@@ -46,6 +50,14 @@ def describe_job(job: JobDetail, *, chart_width: int = 60) -> Text:
     if job.error:
         text.append("error: ", style="bold red")
         text.append(f"{job.error}\n", style="red")
+    if job.failed:
+        text.append(f"failed: {job.failed} samples", style="bold yellow")
+        text.append(" (not stored; the others are)\n", style="dim")
+        shown = job.failures[:FAILURES_SHOWN]
+        for sample, path, reason in shown:
+            text.append(f"  {sample} ({path}): {reason}\n")
+        if job.failed > len(shown):
+            text.append(f"  … and {job.failed - len(shown)} more\n", style="dim")
     text.append("\nparams\n", style="bold")
     for key, value in job.params or (("—", ""),):
         text.append(f"  {key}: ", style="dim")
