@@ -46,11 +46,11 @@ from db.models import (
     Sample,
     utcnow,
 )
+from db.names import check_name
 
 # How long a shown but unrated item stays reserved for the rater it was shown to.
 CLAIM_TIMEOUT = timedelta(minutes=30)
 SCORE_RANGE = (1, 5)
-MAX_RATER_NAME = 64
 
 
 class CampaignError(UserError, ValueError):
@@ -100,16 +100,12 @@ def _begin_write(session: Session, campaign_id: int | None = None) -> None:
 def validate_rater_name(name: str) -> str:
     """The rater name as stored (surrounding blanks removed).
 
-    Raises CampaignError for an empty or blank name, one over MAX_RATER_NAME characters, or one
-    with control characters."""
+    Raises CampaignError for a name that breaks the one rule for names (db.names.check_name):
+    empty or blank, over MAX_NAME characters, or with control characters."""
     cleaned = (name or "").strip()
-    if not cleaned:
-        raise CampaignError(f"a rater name must not be empty or blank, got {name!r}")
-    if len(cleaned) > MAX_RATER_NAME:
-        raise CampaignError(f"a rater name has at most {MAX_RATER_NAME} characters, got "
-                            f"{len(cleaned)}")
-    if any(not ch.isprintable() for ch in cleaned):
-        raise CampaignError(f"a rater name must be printable text, got {name!r}")
+    problem = check_name("rater", cleaned)
+    if problem is not None:
+        raise CampaignError(problem)
     return cleaned
 
 
@@ -170,7 +166,11 @@ def add_campaign(
     """Store a campaign and its items, given as (sample id, generation id, other generation id
     or None) in canonical order. Flushes; the caller commits.
 
-    Raises CampaignError for a taken name, an unknown mode, k < 1 or fewer than two variants."""
+    Raises CampaignError for a bad name (db.names.check_name) or a taken one, an unknown mode,
+    k < 1 or fewer than two variants."""
+    problem = check_name("campaign", name)
+    if problem is not None:
+        raise CampaignError(problem)
     if get_campaign(session, name=name) is not None:
         raise CampaignError(f"a campaign named {name!r} exists already; choose another name")
     if mode not in CAMPAIGN_MODES:

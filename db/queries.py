@@ -26,6 +26,7 @@ from db.models import (
     Sample,
     utcnow,
 )
+from db.names import require_name
 from db.redaction import redact_secrets, redact_value
 
 
@@ -57,9 +58,11 @@ def get_or_create_dataset(
     description: str = "",
     meta: dict[str, Any] | None = None,
 ) -> Dataset:
-    """The dataset called `name`, created with these fields when it does not exist yet."""
+    """The dataset called `name`, created with these fields when it does not exist yet.
+    Raises db.names.NameRefused when it would be created under a bad name."""
     dataset = get_dataset(session, name=name)
     if dataset is None:
+        require_name("dataset", name)
         dataset = Dataset(
             name=name,
             modality=modality,
@@ -527,7 +530,9 @@ def create_variant(
     checkpoint_id: int | None = None,
     description: str = "",
 ) -> ModelVariant:
-    """Add a model variant (a base model, optionally with a LoRA adapter)."""
+    """Add a model variant (a base model, optionally with a LoRA adapter). Raises
+    db.names.NameRefused for a bad name."""
+    require_name("variant", name)
     variant = ModelVariant(
         name=name,
         base_model=base_model,

@@ -21,10 +21,10 @@ def _machine() -> str:
 @app.command("import")
 @friendly
 def bench_import_cmd(
-    rows: Annotated[int, typer.Option(help="FoodX-251 rows to import.")] = 158_000,
-    store_rows: Annotated[int, typer.Option(help="Samples in the store for the page and "
+    rows: Annotated[int, typer.Option(min=1, help="FoodX-251 rows to import.")] = 158_000,
+    store_rows: Annotated[int, typer.Option(min=1, help="Samples in the store for the page and "
                                             "search timings.")] = 160_000,
-    repeats: Annotated[int, typer.Option(help="Timed repeats of each query.")] = 20,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed repeats of each query.")] = 20,
 ) -> None:
     """Import speed (FoodX-251 format) and Samples-screen query speed at full-dataset scale."""
     from engine.bench import bench_import
@@ -46,8 +46,8 @@ def bench_train_cmd(
         help="Gradient checkpointing: on, off or on,off.")] = "on,off",
     bf16: Annotated[str, typer.Option(
         help="The bf16 setting (CUDA only): on, off or on,off.")] = "on,off",
-    steps: Annotated[int, typer.Option(help="Timed steps per configuration.")] = 8,
-    warmup: Annotated[int, typer.Option(help="Untimed steps before them.")] = 3,
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps per configuration.")] = 8,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed steps before them.")] = 3,
     preset: Annotated[str, typer.Option(
         help="Training preset: a name (paper, tiny) or a .toml file.")] = "paper",
     set_: Annotated[list[str] | None, typer.Option(
@@ -55,12 +55,12 @@ def bench_train_cmd(
         help="Override one preset setting (repeat), as `ddft train --set`.",
         show_default=False)] = None,
     peak_tflops: Annotated[float | None, typer.Option(
-        help="Peak dense bf16 TFLOP/s for MFU (default: from the GPU's name).",
+        min=0, help="Peak dense bf16 TFLOP/s for MFU (default: from the GPU's name).",
         show_default=False)] = None,
     smoke: Annotated[bool, typer.Option(
         "--smoke", help="The scaled-down CPU architecture even when a GPU is there.")] = False,
     budget_s: Annotated[float | None, typer.Option(
-        help="Skip configurations that would start after this many seconds.",
+        min=0, help="Skip configurations that would start after this many seconds.",
         show_default=False)] = None,
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Write every number to this JSON file.", show_default=False)] = None,
@@ -102,13 +102,13 @@ def bench_train_cmd(
 @friendly
 def bench_generate_cmd(
     videos: Annotated[int | None, typer.Option(
-        help="Synthetic videos per batch size (default: 16 on CPU, 64 on a GPU).",
+        min=1, help="Synthetic videos per batch size (default: 16 on CPU, 64 on a GPU).",
         show_default=False)] = None,
     batch_sizes: Annotated[str | None, typer.Option(
         help="Batch sizes, comma-separated (default: 1,8,16 on CPU, 1,8,32 on a GPU).",
         show_default=False)] = None,
     new_tokens: Annotated[int | None, typer.Option(
-        help="Tokens generated per video, forced (default: 32 on CPU, 128 on a GPU).",
+        min=1, help="Tokens generated per video, forced (default: 32 on CPU, 128 on a GPU).",
         show_default=False)] = None,
     smoke: Annotated[bool, typer.Option(
         "--smoke", help="The tiny model on CPU even when a GPU is there.")] = False,
@@ -138,10 +138,10 @@ def bench_generate_cmd(
 @app.command("judge")
 @friendly
 def bench_judge_cmd(
-    judgments: Annotated[int, typer.Option(help="Generations to judge.")] = 408,
+    judgments: Annotated[int, typer.Option(min=1, help="Generations to judge.")] = 408,
     latency_ms: Annotated[float, typer.Option(
-        help="How long the local server takes to answer each request.")] = 200.0,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 16,
+        min=0, help="How long the local server takes to answer each request.")] = 200.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 16,
 ) -> None:
     """The GPT judge against a local OpenAI-compatible server on 127.0.0.1 that answers slowly:
     a run with an empty cache, a re-run into a fresh store from the cache, and a re-run on the
@@ -163,9 +163,10 @@ def bench_judge_cmd(
 @app.command("compare")
 @friendly
 def bench_compare_cmd(
-    samples: Annotated[int, typer.Option(help="Eval videos in the store.")] = 408,
-    variants: Annotated[int, typer.Option(help="Model variants, each with generations.")] = 4,
-    repeats: Annotated[int, typer.Option(help="Timed loads of each.")] = 20,
+    samples: Annotated[int, typer.Option(min=1, help="Eval videos in the store.")] = 408,
+    variants: Annotated[int, typer.Option(min=1, help="Model variants, each with "
+                                          "generations.")] = 4,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed loads of each.")] = 20,
 ) -> None:
     """The Compare screen's loaders on a store of synthetic rows (no model): one page (an eval
     set's sample list over every variant) and one sample's view, median and max."""

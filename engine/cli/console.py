@@ -9,6 +9,7 @@ from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from db.errors import UserError
@@ -27,6 +28,24 @@ WorkspaceOption = Annotated[
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def checked_name(kind: str) -> Callable[[Optional[str]], Optional[str]]:
+    """A typer callback for an option or argument that names a new `kind` ("variant",
+    "dataset", "campaign"): the name without surrounding blanks, or a usage error (exit 2) with
+    db.names.check_name's one line."""
+
+    def check(value: Optional[str]) -> Optional[str]:
+        from db.names import check_name
+
+        if value is None:
+            return None
+        problem = check_name(kind, value.strip())
+        if problem is not None:
+            raise typer.BadParameter(problem)
+        return value.strip()
+
+    return check
 
 
 def friendly(command: F) -> F:
@@ -74,7 +93,8 @@ def print_output(text: str) -> None:
     except BrokenPipeError:
         raise typer.Exit(1) from None
     except OSError as exc:
-        err_console.print(f"[bold red]error:[/] cannot write the output: {exc.strerror or exc}")
+        err_console.print(f"[bold red]error:[/] cannot write the output: "
+                          f"{escape(str(exc.strerror or exc))}")
         raise typer.Exit(1) from None
 
 
@@ -87,11 +107,13 @@ def open_workspace(workspace: Path | None):
 
 
 def progress_bar(out: Console | None = None) -> Progress:
+    # The description (a job's title) and the message (a sample id, a file) are user text:
+    # shown literally, never parsed as markup.
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[message]}"),
+        TextColumn("{task.fields[message]}", markup=False),
         TimeRemainingColumn(),
         console=out or console,
         transient=False,

@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from engine.cli.console import (
     WorkspaceOption,
+    checked_name,
     console,
     err_console,
     fail,
@@ -21,6 +24,7 @@ from engine.cli.console import (
     progress_bar,
 )
 
+dataset_name = checked_name("dataset")
 app = typer.Typer(help="Datasets: import, check, export, list.", no_args_is_help=True)
 import_app = typer.Typer(
     help="Import a dataset from its published layout (one transaction, safe to re-run).",
@@ -32,7 +36,27 @@ SkipBadOption = Annotated[
     bool, typer.Option("--skip-bad", help="Import the good rows and list the bad ones, instead "
                        "of importing nothing.")
 ]
-NameOption = Annotated[Optional[str], typer.Option("--name", help="Dataset name in the store.")]
+NameOption = Annotated[Optional[str], typer.Option("--name", help="Dataset name in the store.",
+                                                   callback=dataset_name)]
+
+
+class FoodxSplit(str, Enum):
+    """engine.importers.foodx.SPLITS, declared here so a wrong one is refused before import."""
+
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+class Youcook2Subset(str, Enum):
+    """The keys of engine.importers.youcook2.SUBSET_NAMES (each subset and its short name)."""
+
+    training = "training"
+    validation = "validation"
+    testing = "testing"
+    train = "train"
+    val = "val"
+    test = "test"
 
 
 def _run_import(workspace: Path | None, read: Callable, *, skip_bad: bool, what: str) -> None:
@@ -48,8 +72,8 @@ def _run_import(workspace: Path | None, read: Callable, *, skip_bad: bool, what:
 
         plan = read(update)
     if plan.problems and not skip_bad:
-        err_console.print(f"[bold red]error:[/] {len(plan.problems)} problem(s) in {what}; "
-                          "nothing was imported:")
+        err_console.print(f"[bold red]error:[/] {len(plan.problems)} problem(s) in "
+                          f"{escape(what)}; nothing was imported:", soft_wrap=True)
         for problem in plan.problems[:20]:
             err_console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
         if len(plan.problems) > 20:
@@ -63,8 +87,8 @@ def _run_import(workspace: Path | None, read: Callable, *, skip_bad: bool, what:
         fail(str(exc))
         return
     for summary in summaries:
-        console.print(f"[bold]{summary.dataset}[/]: imported {summary.imported}, skipped "
-                      f"{summary.skipped} already in the store")
+        console.print(f"[bold]{escape(summary.dataset)}[/]: imported {summary.imported}, "
+                      f"skipped {summary.skipped} already in the store")
     if plan.left_out:
         reasons = Counter(reason for _, reason in plan.left_out)
         console.print(f"left out {len(plan.left_out)}:")
@@ -85,11 +109,11 @@ def _run_import(workspace: Path | None, read: Callable, *, skip_bad: bool, what:
 def import_foodx(
     root: Annotated[Path, typer.Argument(help="FoodX-251 root: annot/ and train_set/ val_set/ "
                                          "test_set/.")],
-    split: Annotated[str, typer.Option(help="train, val or test.")] = "train",
+    split: Annotated[FoodxSplit, typer.Option(help="train, val or test.")] = FoodxSplit.train,
     classes: Annotated[Optional[list[str]], typer.Option("--class", help="Only this class "
                                                          "(name or id; repeat).")] = None,
-    per_class: Annotated[Optional[int], typer.Option(help="At most this many images per "
-                                                     "class.")] = None,
+    per_class: Annotated[Optional[int], typer.Option(min=1, help="At most this many images "
+                                                     "per class.")] = None,
     name: NameOption = None,
     skip_bad: SkipBadOption = False,
     workspace: WorkspaceOption = None,
@@ -98,7 +122,7 @@ def import_foodx(
     from engine.importers.foodx import read_foodx
 
     _run_import(workspace, lambda progress: read_foodx(
-        root.resolve(), split=split, classes=classes, per_class=per_class, name=name,
+        root.resolve(), split=split.value, classes=classes, per_class=per_class, name=name,
         progress=progress), skip_bad=skip_bad, what=str(root))
 
 
@@ -130,11 +154,12 @@ def import_youcook2(
     references: Annotated[Optional[Path], typer.Option(help="Reference recipes (JSON or CSV; "
                                                        "see docs/formats/youcook2-references.md)."
                                                        )] = None,
-    subset: Annotated[Optional[list[str]], typer.Option(help="training, validation (repeat); "
-                                                        "default validation.")] = None,
-    min_videos_per_recipe: Annotated[int, typer.Option(help="Keep recipe types with at least "
-                                                       "this many videos.")] = 1,
-    limit: Annotated[Optional[int], typer.Option(help="At most this many videos.")] = None,
+    subset: Annotated[Optional[list[Youcook2Subset]], typer.Option(
+        help="training, validation or testing (repeat); default validation.")] = None,
+    min_videos_per_recipe: Annotated[int, typer.Option(min=1, help="Keep recipe types with at "
+                                                       "least this many videos.")] = 1,
+    limit: Annotated[Optional[int], typer.Option(min=0, help="At most this many videos.")
+                     ] = None,
     videos: Annotated[Optional[Path], typer.Option(help="Raw videos folder (default "
                                                    "ROOT/raw_videos).")] = None,
     annotations: Annotated[Optional[Path], typer.Option(help="Annotations JSON (default "
@@ -154,7 +179,8 @@ def import_youcook2(
 
     _run_import(workspace, lambda progress: read_youcook2(
         root.resolve(), references=references.resolve() if references else None,
-        subsets=tuple(subset or ("validation",)), min_videos_per_recipe=min_videos_per_recipe,
+        subsets=tuple(s.value for s in subset) if subset else ("validation",),
+        min_videos_per_recipe=min_videos_per_recipe,
         limit=limit, videos=videos.resolve() if videos else None, name=name,
         annotations=annotations.resolve() if annotations else None,
         require_reference=require_reference, progress=progress),
@@ -192,7 +218,8 @@ def import_llava(
 def import_questions(
     folder: Annotated[Path, typer.Argument(help="Folder written by `ddft data "
                                            "generate-questions`.")],
-    name: Annotated[str, typer.Option(help="Dataset name.")] = "cooking-questions",
+    name: Annotated[str, typer.Option(help="Dataset name.", callback=dataset_name)
+                    ] = "cooking-questions",
     skip_bad: SkipBadOption = False,
     workspace: WorkspaceOption = None,
 ) -> None:
@@ -208,7 +235,7 @@ def import_questions(
 def import_kitchen_cmd(
     root: Annotated[Optional[Path], typer.Argument(help="Kitchen folder (default: build one in "
                                                    "WORKSPACE/kitchen).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the rendering.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the rendering.")] = 0,
     workspace: WorkspaceOption = None,
 ) -> None:
     """The synthetic kitchen: built when missing, then imported as three training sets and an
@@ -219,12 +246,13 @@ def import_kitchen_cmd(
     for summary in build_and_import_kitchen(db_engine, root or path / "kitchen", seed=seed,
                                             console=console):
         console.print(f"{summary.dataset}: imported {summary.imported}, "
-                      f"skipped {summary.skipped} already in the store")
+                      f"skipped {summary.skipped} already in the store", markup=False)
 
 
 @app.command("kitchen", hidden=True)
 @friendly
-def kitchen(workspace: WorkspaceOption = None, seed: int = 0) -> None:
+def kitchen(workspace: WorkspaceOption = None,
+            seed: Annotated[int, typer.Option(min=0)] = 0) -> None:
     """Same as `ddft data import kitchen`."""
     import_kitchen_cmd(root=None, seed=seed, workspace=workspace)
 
@@ -232,14 +260,16 @@ def kitchen(workspace: WorkspaceOption = None, seed: int = 0) -> None:
 @app.command("generate-questions")
 @friendly
 def generate_questions_cmd(
-    n: Annotated[int, typer.Option("--n", help="How many unique questions to have.")] = 4000,
+    n: Annotated[int, typer.Option("--n", min=1, help="How many unique questions to have.")
+                 ] = 4000,
     out: Annotated[Optional[Path], typer.Option(help="Folder for the questions (resumable; "
                                                 "default WORKSPACE/questions).")] = None,
     model: Annotated[str, typer.Option(help="Chat model.")] = "gpt-3.5-turbo",
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default "
                                                     "$OPENAI_BASE_URL or OpenAI).")] = None,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 8,
-    name: Annotated[str, typer.Option(help="Dataset to import them into.")] = "cooking-questions",
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight.")] = 8,
+    name: Annotated[str, typer.Option(help="Dataset to import them into.",
+                                      callback=dataset_name)] = "cooking-questions",
     workspace: WorkspaceOption = None,
 ) -> None:
     """Generate general cooking questions with answers through an OpenAI-compatible API, then
@@ -265,7 +295,7 @@ def generate_questions_cmd(
         except UserError as exc:  # QuestionError and engine.llm's errors
             fail(str(exc))
             return
-    console.print(f"{run}")
+    console.print(f"{run}", markup=False, highlight=False)
     _run_import(path, lambda progress: questions_plan(folder, name=name), skip_bad=False,
                 what=str(folder))
 
@@ -303,7 +333,7 @@ def check(
         model = next((b for b in bases if Path(b).is_dir()), None)
         if model:
             console.print(f"token budget: {model} (the newest local base model; --model "
-                          "chooses another)")
+                          "chooses another)", markup=False, highlight=False)
     job = launch(db_engine, path, CheckRequest(datasets=list(datasets or []), model=model),
                  detach=detach)
     if job is None:
@@ -377,7 +407,7 @@ def export(
     except ValueError as exc:
         fail(str(exc))
         return
-    console.print(f"wrote {count} entries to {out}")
+    console.print(f"wrote {count} entries to {out}", markup=False, highlight=False)
 
 
 @app.command("list")
@@ -394,7 +424,8 @@ def list_datasets(workspace: WorkspaceOption = None) -> None:
         datasets = queries.list_datasets(session)
         for d in datasets:
             count = lambda **kw: str(queries.count_samples(session, dataset_id=d.id, **kw))  # noqa: E731
-            table.add_row(str(d.id), d.name, d.modality, d.purpose, d.source, count(),
+            table.add_row(str(d.id), Text(d.name), d.modality, d.purpose, Text(d.source),
+                          count(),
                           count(included=True), count(check_status="ok"),
                           count(check_status="failed"))
     if not datasets:

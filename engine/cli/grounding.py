@@ -48,8 +48,8 @@ def print_failures(job) -> None:
 def timestamps(
     variant: Annotated[str, typer.Option(help="Model variant to ask.")],
     eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
-    batch_size: Annotated[int, typer.Option(help="Generations per batch.")] = 4,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="Generations per batch.")] = 4,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest answer in tokens.")] = 256,
     include_failed: IncludeFailedOption = False,
     workspace: WorkspaceOption = None,
     detach: DetachOption = False,
@@ -74,8 +74,8 @@ def ground(
              "0,4,8-11.")] = "late",
     heads: Annotated[str, typer.Option(help="Attention heads to average: all or a list.")]
     = "all",
-    top_k: Annotated[int, typer.Option("--top-k", help="Frames kept per step, most attended "
-                                       "first.")] = 1,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Frames kept per step, most "
+                                       "attended first.")] = 1,
     include_failed: IncludeFailedOption = False,
     workspace: WorkspaceOption = None,
     detach: DetachOption = False,

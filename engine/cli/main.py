@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from engine.cli import bench as bench_cli
 from engine.cli import data as data_cli
@@ -16,6 +17,7 @@ from engine.cli import rating as rating_cli
 from engine.cli import variants as variants_cli
 from engine.cli.console import (
     WorkspaceOption,
+    checked_name,
     console,
     fail,
     friendly,
@@ -83,7 +85,8 @@ def tui(workspace: WorkspaceOption = None) -> None:
 @friendly
 def train(
     variant: Annotated[Optional[str], typer.Option(help="Name of the model variant the run "
-                                                   "produces.")] = None,
+                                                   "produces.", callback=checked_name("variant"))
+                       ] = None,
     base: Annotated[Optional[str], typer.Option(help="Base model: hub id or local directory.")]
     = None,
     preset: Annotated[Optional[str], typer.Option(
@@ -100,6 +103,8 @@ def train(
         typer.Option("--set", metavar="KEY=VALUE",
                      help="Override one preset setting (repeat), e.g. --set lora_r=64."),
     ] = None,
+    # Ranges of these settings are checked with every other setting by TrainRequest.problems,
+    # which names all the bad ones in one message.
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (max_steps).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Samples per micro-batch.")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="LoRA learning rate.")] = None,
@@ -109,7 +114,7 @@ def train(
         help="Recompute activations to save memory.", show_default=False)] = None,
     gpus: Annotated[int, typer.Option(help="GPUs to train on, data-parallel.")] = 1,
     resume: Annotated[Optional[int], typer.Option(
-        "--resume", metavar="JOB_ID",
+        "--resume", metavar="JOB_ID", min=1,
         help="Continue this train job from its last checkpoint (as the same job).")] = None,
     workspace: WorkspaceOption = None,
     detach: DetachOption = False,
@@ -159,7 +164,7 @@ def _resume_train(db_engine, path: Path, job_id: int, *, detach: bool) -> None:
                       f"`ddft jobs show {job_id}` follows it")
         return
     job = run_foreground(db_engine, job_id, workspace=path, description=f"train job {job_id}")
-    console.print(f"job {job_id} {job.status}: {job.result}")
+    console.print(f"job {job_id} {job.status}: {job.result}", markup=False, highlight=False)
     if job.status != "succeeded":
         raise typer.Exit(1)
 
@@ -169,8 +174,8 @@ def _resume_train(db_engine, path: Path, job_id: int, *, detach: bool) -> None:
 def generate(
     variant: Annotated[str, typer.Option(help="Model variant to generate with.")],
     eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
-    batch_size: Annotated[int, typer.Option(help="Generations per batch.")] = 4,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="Generations per batch.")] = 4,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest answer in tokens.")] = 256,
     include_failed: grounding_cli.IncludeFailedOption = False,
     workspace: WorkspaceOption = None,
     detach: DetachOption = False,
@@ -189,8 +194,8 @@ def generate(
     if dataset is not None and dataset.purpose != "eval":
         # Allowed (it shows how well a variant fits what it learned), but never a held-out
         # score: say so before the numbers are mistaken for one.
-        console.print(f"[yellow]note:[/] {eval_set} is a training set; its scores measure how "
-                      "well a variant fits its training data, not held-out videos",
+        console.print(f"[yellow]note:[/] {escape(eval_set)} is a training set; its scores "
+                      "measure how well a variant fits its training data, not held-out videos",
                       highlight=False)
     grounding_cli.print_failures(launch(db_engine, path, request, detach=detach))
 
@@ -221,7 +226,7 @@ def judge(
     model: Annotated[str, typer.Option(help="GPT judge model.")] = "gpt-3.5-turbo",
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default "
                                                     "$OPENAI_BASE_URL or OpenAI).")] = None,
-    concurrency: Annotated[int, typer.Option(help="GPT requests in flight.")] = 16,
+    concurrency: Annotated[int, typer.Option(min=1, help="GPT requests in flight.")] = 16,
     pair: Annotated[Optional[list[str]], typer.Option(help="Pairwise: the two variants "
                                                       "(give --pair twice).")] = None,
     workspace: WorkspaceOption = None,

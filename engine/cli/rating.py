@@ -3,15 +3,18 @@ opens the workbench on the rating screen for one rater."""
 
 from __future__ import annotations
 
+import shlex
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from engine.cli.console import (
     WorkspaceOption,
+    checked_name,
     console,
     fail,
     friendly,
@@ -37,17 +40,18 @@ class ExportFormat(str, Enum):
 @app.command("create")
 @friendly
 def create(
-    name: str,
+    name: Annotated[str, typer.Argument(help="Name of the new campaign.",
+                                        callback=checked_name("campaign"))],
     variant: Annotated[list[str], typer.Option("--variant", "-v", help="A variant to rate "
                                                "(give two or more).")],
     eval_set: Annotated[str, typer.Option(help="Eval dataset.")] = "kitchen-eval",
     mode: Annotated[Mode, typer.Option(help="single: rate one generation 1–5 against the "
                                        "reference; pairwise: which of two is closer.")]
     = Mode.pairwise,
-    raters_per_item: Annotated[int, typer.Option("--raters-per-item", "-k",
+    raters_per_item: Annotated[int, typer.Option("--raters-per-item", "-k", min=1,
                                                  help="How many raters each item is for.")] = 1,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of every rater's order and sides "
-                                                "(default: random, stored).")] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="Seed of every rater's order and "
+                                                "sides (default: random, stored).")] = None,
     description: Annotated[str, typer.Option(help="A note for the team.")] = "",
     workspace: WorkspaceOption = None,
 ) -> None:
@@ -63,8 +67,9 @@ def create(
     except CampaignError as exc:
         fail(str(exc))
         return
-    console.print(created.message)
-    console.print(f"raters start with `ddft rate --rater NAME --campaign {created.name}`")
+    console.print(created.message, markup=False, highlight=False)
+    command = shlex.join(["ddft", "rate", "--rater", "NAME", "--campaign", created.name])
+    console.print(f"raters start with `{command}`", markup=False, highlight=False)
 
 
 @app.command("list")
@@ -83,7 +88,8 @@ def list_(workspace: WorkspaceOption = None) -> None:
         return
     table = Table("name", "mode", "eval set", "variants", "k", "items", "ratings", "complete")
     for p in progress:
-        table.add_row(p.name, p.mode, p.eval_set, ", ".join(p.variants), str(p.raters_per_item),
+        table.add_row(Text(p.name), p.mode, Text(p.eval_set), Text(", ".join(p.variants)),
+                      str(p.raters_per_item),
                       str(p.items), f"{p.ratings} of {p.wanted}", f"{p.complete} of {p.items}")
     console.print(table)
 
@@ -110,12 +116,12 @@ def show(name: str, workspace: WorkspaceOption = None) -> None:
     console.print(f"{p.ratings} of {p.wanted} ratings; {p.complete} of {p.items} items rated "
                   f"by {p.raters_per_item}", markup=False, highlight=False)
     if not p.raters:
-        console.print(f"no rater yet: `ddft rate --rater NAME --campaign {p.name}`",
-                      markup=False)
+        command = shlex.join(["ddft", "rate", "--rater", "NAME", "--campaign", p.name])
+        console.print(f"no rater yet: `{command}`", markup=False, highlight=False)
         return
     table = Table("rater", "rated", "skipped", "open")
     for r in p.raters:
-        table.add_row(r.rater, str(r.rated), str(r.skipped), str(r.open))
+        table.add_row(Text(r.rater), str(r.rated), str(r.skipped), str(r.open))
     console.print(table)
 
 
@@ -146,7 +152,7 @@ def export(
         print_output(text)
         return
     write_output(out, text)
-    console.print(f"wrote {out}")
+    console.print(f"wrote {out}", markup=False, highlight=False)
 
 
 def choose_campaign(session, *, rater: str, campaign: str | None) -> str:

@@ -8,8 +8,16 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from engine.cli.console import WorkspaceOption, console, fail, friendly, open_workspace
+from engine.cli.console import (
+    WorkspaceOption,
+    checked_name,
+    console,
+    fail,
+    friendly,
+    open_workspace,
+)
 
 app = typer.Typer(help="Model variants: base models and trained adapters.", no_args_is_help=True)
 
@@ -29,7 +37,7 @@ def list_variants(workspace: WorkspaceOption = None) -> None:
         return
     table = Table("id", "name", "base model", "adapter", "job")
     for v in variants:
-        table.add_row(str(v.id), v.name, v.base_model, v.adapter_path or "—",
+        table.add_row(str(v.id), Text(v.name), Text(v.base_model), Text(v.adapter_path or "—"),
                       str(v.job_id or "—"))
     console.print(table)
 
@@ -37,7 +45,8 @@ def list_variants(workspace: WorkspaceOption = None) -> None:
 @app.command("add")
 @friendly
 def add_variant(
-    name: str,
+    name: Annotated[str, typer.Argument(help="Name of the new variant.",
+                                        callback=checked_name("variant"))],
     base: Annotated[str, typer.Option(help="Hub id or local model directory.")],
     adapter: Annotated[Optional[Path], typer.Option(help="LoRA adapter directory.")] = None,
     workspace: WorkspaceOption = None,
@@ -54,15 +63,17 @@ def add_variant(
             fail(f"a model variant named {name!r} exists already")
         queries.create_variant(session, name=name, base_model=base,
                                adapter_path=str(adapter.resolve()) if adapter else None)
-    console.print(f"added variant {name}")
+    console.print(f"added variant {name}", markup=False, highlight=False)
 
 
 @app.command("from-checkpoint")
 @friendly
 def from_checkpoint(
     job_id: Annotated[int, typer.Argument(help="The training run (job id).")],
-    name: Annotated[str, typer.Option(help="Name of the new variant.")],
-    step: Annotated[Optional[int], typer.Option(help="Checkpoint step (default: the last).")
+    name: Annotated[str, typer.Option(help="Name of the new variant.",
+                                      callback=checked_name("variant"))],
+    step: Annotated[Optional[int], typer.Option(min=0, help="Checkpoint step (default: the "
+                                                "last).")
                     ] = None,
     workspace: WorkspaceOption = None,
 ) -> None:
@@ -91,7 +102,8 @@ def from_checkpoint(
                                adapter_path=chosen.path, job_id=job_id,
                                checkpoint_id=chosen.id,
                                description=f"checkpoint step {chosen.step} of job {job_id}")
-    console.print(f"added variant {name} (job {job_id}, step {chosen.step})")
+    console.print(f"added variant {name} (job {job_id}, step {chosen.step})", markup=False,
+                  highlight=False)
 
 
 @app.command("export")
@@ -117,11 +129,12 @@ def export(
         fail(f"{name} is a base model without an adapter; nothing to export")
     try:
         if merged:
-            with console.status(f"merging {name} into {variant.base_model}"):
+            with console.status(Text(f"merging {name} into {variant.base_model}")):
                 path = export_merged(variant.base_model, variant.adapter_path, out)
         else:
             path = export_adapter(variant.adapter_path, out, base_model=variant.base_model)
     except ExportError as exc:
         fail(str(exc))
         return
-    console.print(f"wrote {'merged model' if merged else 'adapter'} of {name} to {path}")
+    console.print(f"wrote {'merged model' if merged else 'adapter'} of {name} to {path}",
+                  markup=False, highlight=False)

@@ -42,6 +42,7 @@ import hashlib
 import json
 import math
 import re
+import shlex
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -375,8 +376,9 @@ def _pct(value: float | None) -> str:
 def render_grounding_markdown(report: GroundingReport) -> str:
     lines = [f"## Keyframe grounding on {report.eval_set}", ""]
     if not report.rows:
-        lines.append(f"No groundings yet: run `ddft ground --variant NAME --eval-set "
-                     f"{report.eval_set}`.")
+        command = shlex.join(["ddft", "ground", "--variant", "NAME", "--eval-set",
+                              report.eval_set])
+        lines.append(f"No groundings yet: run `{command}`.")
         return "\n".join(lines)
     lines += [("| Variant | Setting | Generations | Grounded steps | Matched | Hits | Hit rate "
                "| 95% CI | Random baseline |"),

@@ -20,6 +20,7 @@ from db.campaigns import (
     list_raters,
 )
 from db.models import CAMPAIGN_MODES, RATING_FIELDS, Campaign, Generation
+from db.names import check_name
 from db.queries import (
     generation_sources,
     get_dataset,
@@ -98,9 +99,11 @@ def create_campaign(
     names = list(dict.fromkeys(v.strip() for v in variants if v and v.strip()))
     with session_scope(db_engine) as session:
         problems = []
-        if not name or not name.strip():
-            problems.append("the campaign needs a name")
-        elif get_campaign(session, name=name.strip()) is not None:
+        named = (name or "").strip()
+        bad_name = check_name("campaign", named) if named else "the campaign needs a name"
+        if bad_name:
+            problems.append(bad_name)
+        elif get_campaign(session, name=named) is not None:
             problems.append(f"a campaign named {name.strip()!r} exists already")
         if mode not in CAMPAIGN_MODES:
             problems.append(f"mode must be one of {', '.join(CAMPAIGN_MODES)}, got {mode!r}")

@@ -27,6 +27,7 @@ Nothing here imports torch; the workbench may use it.
 from __future__ import annotations
 
 import re
+import shlex
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -520,8 +521,9 @@ def _of(count: int, n: int) -> str:
 def render_timestamps_markdown(report: TimestampReport) -> str:
     lines = [f"## Timestamps on {report.eval_set} (prompt {report.prompt_version})", ""]
     if not report.rows:
-        lines.append(f"No timestamp answers yet: run `ddft timestamps --variant NAME "
-                     f"--eval-set {report.eval_set}`.")
+        command = shlex.join(["ddft", "timestamps", "--variant", "NAME", "--eval-set",
+                              report.eval_set])
+        lines.append(f"No timestamp answers yet: run `{command}`.")
         return "\n".join(lines)
     lines += [
         ("| Variant | n | Steps | Unparsable lines | No steps | Beyond duration | "

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from db.errors import UserError
+from db.names import check_name
 from engine.evaluation.frames import DEFAULT_FRAMES
 from engine.jobs.train_settings import TINY_MARKER
 
@@ -216,8 +217,9 @@ class TrainRequest:
         from engine.jobs.train_settings import TrainError
 
         out: list[str] = []
-        if not self.variant.strip():
-            out.append("variant: a name is needed")
+        bad_name = check_name("variant", self.variant)
+        if bad_name:
+            out.append(bad_name)
         elif queries.get_variant(session, name=self.variant) is not None:
             out.append(f"variant: a model variant named {self.variant!r} exists already")
         if not self.base.strip():
@@ -442,9 +444,10 @@ class GroundRequest:
                        "YouCook2 set")
         elif dataset is not None and variant is not None and not queries.list_generations(
                 session, variant_id=variant.id, dataset_id=dataset.id):
+            command = shlex.join(["ddft", "generate", "--variant", self.variant,
+                                  "--eval-set", self.eval_set])
             out.append(f"{self.variant} has no recipes for {self.eval_set} to ground: run "
-                       f"`ddft generate --variant {self.variant} --eval-set {self.eval_set}` "
-                       "first")
+                       f"`{command}` first")
         # A local model says how many layers and heads it has: check the numbers before any job.
         shape = language_shape(variant.base_model) if variant is not None else None
         for index, (name, spec) in enumerate((("layers", self.layers), ("heads", self.heads))):

@@ -139,8 +139,8 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
             box.mount(Static(NO_DATASETS, classes="dataset-note"))
         box.mount_all(
             Horizontal(
-                Checkbox(f"{dataset.name}  ({dataset.modality})", True, id=f"ds-check-{index}",
-                         compact=True),
+                Checkbox(Text(f"{dataset.name}  ({dataset.modality})"), True,
+                         id=f"ds-check-{index}", compact=True),
                 Input("1", id=f"ds-weight-{index}", type="number", placeholder="weight", compact=True),
                 classes="dataset-row",
             )

@@ -37,4 +37,5 @@ class WorkbenchScreen(Screen):
                 title="Something failed",
                 severity="error",
                 timeout=10,
+                markup=False,  # error text names files and rows: shown as it is
             )

@@ -201,7 +201,7 @@ class CompareScreen(WorkbenchScreen):
             ids = [s.id for s in self.shown]
             if ids:
                 options.highlighted = ids.index(kept_sample) if kept_sample in ids else 0
-        self.query_one("#compare-summary", Static).update(self._summary())
+        self.query_one("#compare-summary", Static).update(Text(self._summary()))
 
     def _summary(self) -> str:
         choices = self.choices

@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -184,7 +185,7 @@ class JobTableScreen(WorkbenchScreen):
         self.rows_shown()
         note = self.note_text(message.rows)
         self.query_one(f"#{self.NAME}-note", Static).update(
-            note + (f"\n{message.note}" if message.note else ""))
+            Text(note + (f"\n{message.note}" if message.note else "")))
         if self._select_after is not None and table.select(self._select_after):
             self._select_after = None
             self.reload_detail()
@@ -290,7 +291,8 @@ class JobTableScreen(WorkbenchScreen):
     def _action_answered(self, message: ActionAnswered) -> None:
         noun = self.NOUN.capitalize()
         if message.error:
-            self.notify(message.error, title=f"{noun} {message.job_id}", severity="error")
+            self.notify(message.error, title=f"{noun} {message.job_id}", severity="error",
+                        markup=False)
         elif message.action == "cancel":
             self.notify(self.ASKED_TO_STOP.format(id=message.job_id), title="Cancel")
         else:

@@ -377,7 +377,8 @@ class RateScreen(WorkbenchScreen):
                    "or r to read your place in the campaign again."
                    if message.action == "save the rating" else "")
         self.notify(f"Could not {message.action}: {message.error}.{unsaved}",
-                    title="Not done", severity="error" if unsaved else "warning", timeout=8)
+                    title="Not done", severity="error" if unsaved else "warning", timeout=8,
+                    markup=False)
 
     def _switch(self, phase: str, body: str) -> None:
         self.phase = phase
@@ -395,7 +396,7 @@ class RateScreen(WorkbenchScreen):
                                    id=f"campaign-{index}")
                             for index, c in enumerate(choices))
         self._choices = choices
-        options.border_title = CHOOSE.format(rater=self.rater)
+        options.border_title = Text(CHOOSE.format(rater=self.rater))
         self._switch("choose", "rate-campaigns")
         self.sub_title = f"rater {self.rater} · choose a campaign"
         options.highlighted = 0
@@ -440,7 +441,7 @@ class RateScreen(WorkbenchScreen):
         """Fill the panes and controls for a new item and start its clock."""
         pairwise = item.mode == "pairwise"
         reference = self.query_one("#rate-reference", RecipePane)
-        reference.border_title = f"Reference · {item.sample_external_id}"
+        reference.border_title = Text(f"Reference · {item.sample_external_id}")
         reference.show(Text.assemble(("Asked: ", "bold"), (item.prompt, "italic"), "\n\n",
                                      item.reference))
         first = self.query_one("#rate-recipe-a", RecipePane)

@@ -4,6 +4,7 @@ judge."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -50,8 +51,9 @@ NO_EVAL = ("No eval set yet — import the kitchen with `ddft data import kitche
 
 
 def no_judgments(eval_set: str) -> str:
-    return (f"No judgments for {eval_set} yet — run `ddft generate --variant NAME --eval-set "
-            f"{eval_set}`, then `ddft judge --eval-set {eval_set}`.")
+    generate = shlex.join(["ddft", "generate", "--variant", "NAME", "--eval-set", eval_set])
+    judge = shlex.join(["ddft", "judge", "--eval-set", eval_set])
+    return f"No judgments for {eval_set} yet — run `{generate}`, then `{judge}`."
 
 
 def table1_cells(row, stats) -> tuple[str | Text, ...]:

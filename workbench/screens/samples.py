@@ -200,7 +200,7 @@ class SamplesScreen(WorkbenchScreen):
         wanted = {
             "#filter-dataset": [(Text(name), dataset_id) for dataset_id, name in choices.datasets],
             "#filter-modality": [(m, m) for m in choices.modalities],
-            "#filter-split": [(s, s) for s in choices.splits],
+            "#filter-split": [(Text(s), s) for s in choices.splits],
         }
         # Setting options resets a Select; keep the user's choice when it still exists.
         with self.prevent(Select.Changed):
@@ -219,9 +219,10 @@ class SamplesScreen(WorkbenchScreen):
         self._rows = {row.id: row for row in page.rows}
         table.clear()
         for row in page.rows:
-            table.add_row(MARKED if row.id in self.marked else "", str(row.id), row.dataset,
-                          row.modality, row.split, check_mark(row.check_status),
-                          included_mark(row.included), row.preview, key=str(row.id))
+            # Names, splits and prompts are people's text: Text cells, never parsed as markup.
+            table.add_row(MARKED if row.id in self.marked else "", str(row.id), Text(row.dataset),
+                          row.modality, Text(row.split), check_mark(row.check_status),
+                          included_mark(row.included), Text(row.preview), key=str(row.id))
         if same_page and highlighted is not None and highlighted.id in self._rows:
             table.move_cursor(row=table.get_row_index(str(highlighted.id)), scroll=True)
         self._show_counts()

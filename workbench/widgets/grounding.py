@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from rich.color import Color
 from rich.style import Style
 from rich.text import Text
@@ -66,9 +68,9 @@ def describe_grounding(view: CompareView, side: VariantSide) -> Text:
         text.append("\n\nNo generations yet for this variant and sample.", style="dim")
         return text
     if grounding is None:
-        text.append("\n\nNot grounded yet — run "
-                    f"`ddft ground --variant {side.variant.name} --eval-set {view.eval_set}`.",
-                    style="dim")
+        command = shlex.join(["ddft", "ground", "--variant", side.variant.name,
+                              "--eval-set", view.eval_set])
+        text.append(f"\n\nNot grounded yet — run `{command}`.", style="dim")
         return text
     text.append(f"  #{side.generation.id} · {grounding.params}\n", style="dim")
     if grounding.strip_note:

@@ -43,9 +43,10 @@ def _eta(row: JobRow, _now: datetime) -> str:
 # Every cell a jobs table can show, by column key; a screen picks its columns from these.
 CELLS: dict[str, Render] = {
     "id": lambda row, _now: str(row.id),
+    # A title or variant name is people's text: a Text cell, never parsed as markup.
     "kind": lambda row, _now: row.kind,
-    "title": lambda row, _now: row.title,
-    "variant": lambda row, _now: row.variant,
+    "title": lambda row, _now: Text(row.title),
+    "variant": lambda row, _now: Text(row.variant),
     "status": lambda row, _now: row_status(row),
     "progress": lambda row, _now: format_progress(row.step, row.total),
     "loss": lambda row, _now: _number(row.loss, ".4f"),

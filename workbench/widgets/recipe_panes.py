@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from rich.text import Text
 from textual.widgets import Static
 
@@ -48,8 +50,9 @@ def describe_generation(view: CompareView, side: VariantSide) -> Text:
     text.append(f"Generation · {side.variant.name}", style="bold")
     generation = side.generation
     if generation is None:
-        text.append("\n\nNo generations yet for this variant and sample — run "
-                    f"`ddft generate --variant {side.variant.name} --eval-set {view.eval_set}`.",
+        command = shlex.join(["ddft", "generate", "--variant", side.variant.name,
+                              "--eval-set", view.eval_set])
+        text.append(f"\n\nNo generations yet for this variant and sample — run `{command}`.",
                     style="dim")
         return text
     text.append(f"  #{generation.id} · {generation.created}\n\n", style="dim")
@@ -75,7 +78,8 @@ def describe_generation(view: CompareView, side: VariantSide) -> Text:
         text.append(f"{side.grounding.params} — press f for each step's frame", style="dim")
     text.append("\n\njudgments\n", style="bold")
     if not side.judgments:
-        text.append(f"not judged yet — run `ddft judge --eval-set {view.eval_set}`\n", style="dim")
+        command = shlex.join(["ddft", "judge", "--eval-set", view.eval_set])
+        text.append(f"not judged yet — run `{command}`\n", style="dim")
     for judgment in side.judgments:
         score = "—" if judgment.score is None else f"{judgment.score:g}"
         text.append(f"  {judgment.judge} · {judgment.protocol} · {judgment.prompt_version} · "
