@@ -37,6 +37,7 @@ cannot be opened.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -549,23 +550,71 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(handle.fileno())
 
 
+def checkpoint_bytes(model: Any, state: dict[str, Any] | None = None) -> int:
+    """About how many bytes a checkpoint of `model` (its trainable tensors: the adapter and the
+    projector) and `state` (optimizer moments and the rest) takes on disk."""
+    import torch
+
+    def size(value: Any) -> int:
+        if isinstance(value, torch.Tensor):
+            return value.numel() * value.element_size()
+        if isinstance(value, dict):
+            return sum(size(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return sum(size(v) for v in value)
+        return 0
+
+    weights = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return weights + size(state) + 1_000_000  # + the config files, headers and the zip index
+
+
+def _is_enospc(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left" in str(exc) or "StorageFull" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _disk_full(folder: Path, needed: int) -> TrainError:
+    free = shutil.disk_usage(folder).free
+    return TrainError(f"no space left in {folder}: a checkpoint needs about "
+                      f"{needed / 2**20:.0f} MB and {free / 2**20:.0f} MB are free; free some "
+                      f"space and resume the run (its earlier checkpoints are kept)")
+
+
 def save_checkpoint(
     model: Any, folder: Path, record: dict[str, Any], state: dict[str, Any] | None = None
 ) -> Path:
     """Write the adapter (LoRA weights and the trained projector), train_config.json and, when
     given, `state` as trainer_state.pt to `folder`, through a temporary sibling that is synced
     and renamed into place, so a crash never leaves a folder that looks complete. An existing
-    `folder` is replaced. Raises OSError when it cannot."""
+    `folder` is replaced. Raises TrainError naming the folder and the space a checkpoint needs
+    when the disk is full (before writing when too little is free, else when a write fails with
+    the disk full; the partial copy is removed), OSError when it cannot write otherwise."""
     import torch
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    if state is not None:
-        torch.save(state, tmp / STATE_FILE)
-    _fsync_tree(tmp)
+    needed = checkpoint_bytes(model, state)
+    if shutil.disk_usage(folder.parent).free < needed:
+        raise _disk_full(folder.parent, needed)
+    try:
+        model.save_pretrained(str(tmp))
+        (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        if state is not None:
+            torch.save(state, tmp / STATE_FILE)
+        _fsync_tree(tmp)
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        # torch reports a full disk as "unexpected pos N vs M", safetensors as its own error:
+        # ENOSPC anywhere in the chain, or too little room left now, is a full disk.
+        if _is_enospc(exc) or shutil.disk_usage(folder.parent).free < needed:
+            raise _disk_full(folder.parent, needed) from exc
+        raise
     if folder.exists():
         old = folder.parent / f".{folder.name}.old-{os.getpid()}"
         os.replace(folder, old)
