@@ -11,9 +11,11 @@ with nothing else pending (a short `session_scope` per call, as the rating scree
 Many raters at once. Several OS processes may rate into one store. On SQLite each of these
 writers opens its transaction with `BEGIN IMMEDIATE`, so reading the claim counts and writing the
 claim happen under one write lock (pysqlite otherwise begins a transaction only at the first
-write, after the counts were read). On other databases the campaign's row is locked with
-`SELECT ... FOR UPDATE` instead. The unique (item, rater) constraints on assignments and ratings
-are the last guard: no item reaches one rater twice, no rating is stored twice.
+write, after the counts were read). On other databases a claim locks only the item it takes
+(`SELECT ... FOR NO KEY UPDATE` on the item's row) and counts that item's holders afresh under
+the lock, so claims of different items run side by side and no save waits for a claim. The
+unique (item, rater) constraints on assignments and ratings are the last guard: no item reaches
+one rater twice, no rating is stored twice.
 
 Claims. An item is meant for `Campaign.raters_per_item` (k) raters. A rated assignment always
 counts toward k; an open (shown, not yet rated) assignment counts for `CLAIM_TIMEOUT` after it
@@ -47,6 +49,7 @@ from db.models import (
     utcnow,
 )
 from db.names import check_name
+from db.store import begin_write
 
 # How long a shown but unrated item stays reserved for the rater it was shown to.
 CLAIM_TIMEOUT = timedelta(minutes=30)
@@ -83,15 +86,41 @@ def _as_utc(moment: datetime) -> datetime:
 
 
 def _begin_write(session: Session, campaign_id: int | None = None) -> None:
-    """Take the store's write lock before reading what a write depends on (see the module doc)."""
+    """Take the store's write lock before reading what a write depends on (see the module doc);
+    while other raters or a job hold it, wait and retry (db.store.begin_write). Raises
+    db.store.StoreBusy when the store stayed locked past the write budget."""
     connection = session.connection()
     if connection.dialect.name == "sqlite":
-        dbapi = connection.connection.dbapi_connection
-        if not dbapi.in_transaction:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        begin_write(session)
         return
-    if campaign_id is not None:
-        session.exec(select(Campaign).where(Campaign.id == campaign_id).with_for_update()).first()
+    # Other databases lock per item, not per campaign (`_lock_item`): a lock on the campaign's
+    # row also blocked every rating saved meanwhile (its foreign key check waits on that row).
+
+
+def _lock_item(session: Session, item_id: int) -> None:
+    """On databases other than SQLite (where `_begin_write` holds the whole store), lock one
+    campaign item's row until commit, so claims of that item take turns. NO KEY UPDATE: a
+    rating saved for the item meanwhile (whose foreign key check shares the row) never waits."""
+    if session.connection().dialect.name == "sqlite":
+        return
+    # key_share=True without read is PostgreSQL's FOR NO KEY UPDATE.
+    session.exec(select(CampaignItem.id).where(CampaignItem.id == item_id)
+                 .with_for_update(key_share=True)).first()
+
+
+def _holders(session: Session, item_id: int, rater_id: int) -> tuple[int, Optional[int]]:
+    """Read afresh (not from the session's cache): how many other raters hold the item now (see
+    `_active`), and this rater's own assignment of it (its id), if any."""
+    cutoff = utcnow() - CLAIM_TIMEOUT
+    others, mine = 0, None
+    for assignment_id, holder, state, updated_at in session.exec(
+            select(Assignment.id, Assignment.rater_id, Assignment.state, Assignment.updated_at)
+            .where(Assignment.item_id == item_id)):
+        if holder == rater_id:
+            mine = assignment_id
+        elif state == "rated" or (state == "open" and _as_utc(updated_at) >= cutoff):
+            others += 1
+    return others, mine
 
 
 # ---------------------------------------------------------------- raters and campaigns
@@ -328,6 +357,28 @@ def _rating_item(session: Session, campaign: Campaign, assignment: Assignment,
     )
 
 
+def _claim(session: Session, campaign: Campaign, rater_id: int,
+           available: list[CampaignItem]) -> tuple[Optional[CampaignItem], Optional[Assignment]]:
+    """The first item of `available` this rater may take now: (item, None) to claim it, (item,
+    assignment) when another session of this rater just claimed it, (None, None) when none is
+    left. On SQLite `available` is exact (the store is locked); elsewhere each item is locked
+    and its holders counted afresh, one item per transaction, so two claims never wait on each
+    other's locks in turn."""
+    if session.connection().dialect.name == "sqlite":
+        return available[0], None
+    for item in available:
+        _lock_item(session, item.id)
+        others, mine = _holders(session, item.id, rater_id)
+        if mine is not None:
+            own = session.get(Assignment, mine, populate_existing=True)
+            if own.state == "open":
+                return item, own
+        elif others < campaign.raters_per_item:
+            return item, None
+        session.commit()  # nothing written: let the item go before trying the next
+    return None, None
+
+
 def next_item(session: Session, *, campaign_id: int, rater_id: int) -> Optional[RatingItem]:
     """What this rater rates next: their open item first (so a dropped session resumes where it
     stopped; showing it again renews the claim), else the next item in their own order that
@@ -344,12 +395,17 @@ def next_item(session: Session, *, campaign_id: int, rater_id: int) -> Optional[
             assignment = work.open[0]
             assignment.updated_at = utcnow()
         elif work.available:
-            item = work.available[0]
-            swapped = (campaign.mode == "pairwise"
-                       and rater_swaps(campaign.seed, rater_id, item.position))
-            assignment = Assignment(campaign_id=campaign.id, item_id=item.id, rater_id=rater_id,
-                                    swapped=swapped, state="open")
-            work = _Workload(done=work.done, open=[assignment], available=work.available[1:])
+            item, assignment = _claim(session, campaign, rater_id, work.available)
+            if item is None:
+                session.commit()
+                return None
+            rest = [other for other in work.available if other.id != item.id]
+            if assignment is None:
+                swapped = (campaign.mode == "pairwise"
+                           and rater_swaps(campaign.seed, rater_id, item.position))
+                assignment = Assignment(campaign_id=campaign.id, item_id=item.id,
+                                        rater_id=rater_id, swapped=swapped, state="open")
+            work = _Workload(done=work.done, open=[assignment], available=rest)
         else:
             session.commit()  # nothing written; ends the locked transaction without expiring
             return None
@@ -500,10 +556,8 @@ def undo_last(session: Session, *, campaign_id: int, rater_id: int) -> Optional[
         if last.state == "skipped":
             # The skip handed the item on: reopen it only while it still lacks raters.
             campaign = _campaign_by_id(session, campaign_id)
-            cutoff = utcnow() - CLAIM_TIMEOUT
-            others = sum(1 for a in campaign_assignments(session, campaign_id=campaign_id)
-                         if a.item_id == last.item_id and a.rater_id != rater_id
-                         and _active(a, cutoff))
+            _lock_item(session, last.item_id)
+            others, _ = _holders(session, last.item_id, rater_id)
             if others >= campaign.raters_per_item:
                 session.commit()
                 raise CampaignError("the skipped item has gone to other raters since; "

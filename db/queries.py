@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any, Iterable, Literal, Optional, Sequence
 
-from sqlalchemy import func, insert, or_, text
+from sqlalchemy import and_, false, func, insert, or_, text
 from sqlmodel import Session, col, select
 
 from db.models import (
@@ -192,19 +193,65 @@ def _fts_query(search: str) -> str:
     return " ".join(f'"{w}"*' for w in words)
 
 
+# PostgreSQL's full-text document of a sample: the words of the prompt, the answer and the
+# external id, diacritics folded and split at every run of non-alphanumeric characters, as
+# SQLite's unicode61 tokenizer reads them. The same expression is indexed (GIN) by
+# db/migrations/versions/0001_baseline.py (PostgreSQL matches it to the index as an expression:
+# the table names here change nothing; tests/db/test_search.py checks the index is used).
+# Letters with diacritics (Latin-1 and Latin Extended-A) and the letter each folds to, as SQLite's
+# unicode61 tokenizer (remove_diacritics 2) folds them.
+_ACCENTED = (
+    "ÀÁÂÃÄÅÇÈÉÊËÌÍÎÏÑÒÓÔÕÖÙÚÛÜÝàáâãäåçèéêëìíîïñòóôõöùúûüýÿĀāĂăĄąĆ"
+    "ćĈĉĊċČčĎďĒēĔĕĖėĘęĚěĜĝĞğĠġĢģĤĥĨĩĪīĬĭĮįİĴĵĶķĹĺĻļĽľŃńŅņŇňŌōŎŏŐő"
+    "ŔŕŖŗŘřŚśŜŝŞşŠšŢţŤťŨũŪūŬŭŮůŰűŲųŴŵŶŷŸŹźŻżŽž"
+)
+_UNACCENTED = (
+    "AAAAAACEEEEIIIINOOOOOUUUUYaaaaaaceeeeiiiinooooouuuuyyAaAaAaC"
+    "cCcCcCcDdEeEeEeEeEeGgGgGgGgHhIiIiIiIiIJjKkLlLlLlNnNnNnOoOoOo"
+    "RrRrRrSsSsSsSsTtTtUuUuUuUuUuUuWwYyYZzZzZz"
+)
+_FOLD_DIACRITICS = str.maketrans(_ACCENTED, _UNACCENTED)
+_PG_SEARCH_DOCUMENT = (
+    "to_tsvector('simple'::regconfig, regexp_replace(translate(sample.prompt || ' ' || "
+    f"sample.answer || ' ' || sample.external_id, '{_ACCENTED}', '{_UNACCENTED}'), "
+    "'[^[:alnum:]]+', ' ', 'g'))"
+)
+
+
+def _tsquery(search: str) -> str:
+    """User words → a PostgreSQL tsquery with FTS5's meaning: every word must match; a word is
+    the phrase of its alphanumeric runs, the last one as a prefix; a word without any (`-`) is
+    left out. Empty when no word has one (then nothing matches, as in FTS5)."""
+    phrases = []
+    for word in _search_text(search).translate(_FOLD_DIACRITICS).split():
+        runs = re.findall(r"[^\W_]+", word)
+        if runs:
+            phrases.append("(" + " <-> ".join(runs[:-1] + [runs[-1] + ":*"]) + ")")
+    return " & ".join(phrases)
+
+
 def _search_clause(dialect: str, search: str):
+    """The one search over samples, with one meaning on every database: each word of `search`
+    matches, as a prefix, a word of the prompt, the answer or the external id (case and Latin
+    diacritics folded). SQLite: its FTS5 table; PostgreSQL: its full-text search
+    over the indexed document; others: each word as a substring."""
     if dialect == "sqlite":
         return col(Sample.id).in_(
             text("SELECT rowid FROM sample_fts WHERE sample_fts MATCH :fts").bindparams(
                 fts=_fts_query(search)
             )
         )
-    pattern = f"%{_search_text(search).strip()}%"
-    return or_(
-        col(Sample.prompt).ilike(pattern),
-        col(Sample.answer).ilike(pattern),
-        col(Sample.external_id).ilike(pattern),
-    )
+    if dialect == "postgresql":
+        query = _tsquery(search)
+        if not query:
+            return false()
+        return text(f"{_PG_SEARCH_DOCUMENT} @@ to_tsquery('simple'::regconfig, :tsquery)"
+                    ).bindparams(tsquery=query)
+    return and_(*(or_(
+        col(Sample.prompt).ilike(f"%{word}%"),
+        col(Sample.answer).ilike(f"%{word}%"),
+        col(Sample.external_id).ilike(f"%{word}%"),
+    ) for word in _search_text(search).split()))
 
 
 def list_samples(
@@ -440,8 +487,15 @@ def update_job(
 
 
 def add_metrics(session: Session, *, job_id: int, step: int, values: dict[str, float]) -> None:
-    """Store one value per metric name for a job's step."""
+    """Store one value per metric name for a job's step, replacing what that step reported
+    before (a resumed run replays the steps after its checkpoint): one row per job, step and
+    name, the latest."""
+    from sqlalchemy import delete
+
     now = utcnow()
+    if values:
+        session.execute(delete(Metric).where(Metric.job_id == job_id, Metric.step == step,
+                                             col(Metric.name).in_(list(values))))
     for name, value in values.items():
         session.add(Metric(job_id=job_id, step=step, name=name, value=float(value), created_at=now))
     session.flush()
@@ -819,6 +873,66 @@ def stale_running_jobs(session: Session, *, older_than: datetime) -> list[Job]:
     )
 
 
+# ---------------------------------------------------------------- taking a job to run, metrics on resume
+
+
+def claim_job(
+    session: Session,
+    *,
+    job_id: int,
+    from_statuses: Sequence[str],
+    status: str,
+    owner: tuple[int | None, str] | _Keep = KEEP,
+    held_by: int | None | _Keep = KEEP,
+    message: str | _Keep = KEEP,
+    clear_cancel: bool = False,
+    unless_cancelled: bool = False,
+) -> bool:
+    """Move job `job_id` to `status` in one conditional UPDATE, so that of any number of
+    processes racing for it (two resumes, a resume and a run) exactly one wins.
+
+    The row changes only while its status is one of `from_statuses`, while it still names the
+    process `held_by` (the claim token: the pid the caller saw on the row and decided on), and,
+    with `unless_cancelled`, while nobody asked to cancel it. `owner` (pid, host) is written as
+    the process that holds the job now; a job claimed to run gets a heartbeat, a start time when
+    it had none, and loses its last finish and error; `clear_cancel` forgets a cancel request.
+    Returns True when this call changed the row, False (nothing written) when it did not,
+    including for an unknown id.
+    """
+    from sqlalchemy import update
+
+    conditions = [Job.id == job_id, col(Job.status).in_(list(from_statuses))]
+    if held_by is not KEEP:
+        conditions.append(col(Job.pid).is_(None) if held_by is None else Job.pid == held_by)
+    if unless_cancelled:
+        conditions.append(col(Job.cancel_requested).is_(False))
+    now = utcnow()
+    values: dict[str, Any] = {"status": status}
+    if owner is not KEEP:
+        values["pid"], values["host"] = owner
+    if message is not KEEP:
+        values["message"] = message
+    if clear_cancel:
+        values["cancel_requested"] = False
+    if status == "running":
+        values.update(heartbeat_at=now, started_at=func.coalesce(Job.started_at, now),
+                      finished_at=None, error=None)
+    result = session.execute(update(Job).where(*conditions).values(**values)
+                             .execution_options(synchronize_session=False))
+    session.flush()
+    return result.rowcount == 1
+
+
+def delete_metrics_after(session: Session, *, job_id: int, step: int) -> int:
+    """Delete what job `job_id` reported after `step` (a run resumed from the checkpoint at
+    `step` reports those steps again); returns how many rows went."""
+    from sqlalchemy import delete
+
+    result = session.execute(delete(Metric).where(Metric.job_id == job_id, Metric.step > step)
+                             .execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)
+
+
 # ---------------------------------------------------------------- samples a job could not do
 
 
@@ -928,3 +1042,14 @@ def generation_failure_counts(session: Session, *, dataset_id: int,
     for row in list_generation_failures(session, dataset_id=dataset_id, task=task):
         counts[row.variant] = counts.get(row.variant, 0) + 1
     return counts
+
+
+def beat_job(session: Session, *, job_id: int, pid: int) -> bool:
+    """Write a heartbeat on job `job_id` while process `pid` holds it; False when another process
+    took the job since (a resume after it was taken for dead), which must then stop."""
+    from sqlalchemy import update
+
+    result = session.execute(update(Job).where(Job.id == job_id, Job.pid == pid)
+                             .values(heartbeat_at=utcnow())
+                             .execution_options(synchronize_session=False))
+    return result.rowcount == 1

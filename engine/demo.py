@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import Engine
 
@@ -16,8 +18,11 @@ from engine.importers.kitchen import EVAL_SET, TRAIN_SETS, ImportSummary, import
 from engine.jobs import (
     GenerateRequest,
     GroundRequest,
+    JobError,
     JudgeRequest,
     TrainRequest,
+    effective_status,
+    resume_job,
     run_job,
     submit,
 )
@@ -38,10 +43,10 @@ DEMO_CAMPAIGN = "demo-pairwise"
 
 def _steps_bar(console: Console) -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[message]}"),
+        TextColumn("{task.fields[message]}", markup=False),
         TimeElapsedColumn(),
         console=console,
     )
@@ -112,13 +117,58 @@ def _unjudged(db_engine: Engine, eval_set: str) -> int:
 
 
 def _run(db_engine: Engine, request: Any, *, workspace: Path, description: str,
-         run: JobRunner | None) -> Any:
-    """Submit `request` as the CLI does and run its job here with `run` (without one, quietly);
-    returns the finished Job row. Raises JobError for a request the store refuses."""
-    job_id = submit(db_engine, request, workspace=workspace, detach=False)
+         run: JobRunner | None, resume: int | None = None) -> Any:
+    """Submit `request` as the CLI does (or, given `resume`, resume that job of an earlier demo)
+    and run its job here with `run` (without one, quietly); returns the finished Job row.
+    Raises JobError for a request the store refuses, and when the job does not succeed (Ctrl-C
+    stops the demo there; running it again continues)."""
+    if resume is None:
+        job_id = submit(db_engine, request, workspace=workspace, detach=False)
+    else:
+        job_id = resume_job(db_engine, resume, workspace=workspace, detach=False)
     if run is None:
-        return run_job(db_engine, job_id, workspace=workspace)
-    return run(db_engine, job_id, workspace=workspace, description=description)
+        job = run_job(db_engine, job_id, workspace=workspace)
+    else:
+        job = run(db_engine, job_id, workspace=workspace, description=description)
+    if job.status != "succeeded":
+        raise JobError(f"job {job_id} ({description}) {job.status}"
+                       + (f": {job.message}" if job.status == "interrupted" else "")
+                       + "; `ddft demo` again continues where it stopped")
+    return job
+
+
+def _stopped_train_job(db_engine: Engine, variant: str) -> int | None:
+    """The newest train job of `variant` that an earlier demo left interrupted (a signal, a
+    kill, a crash) or cancelled: resumed from its last checkpoint, not started again."""
+    with session_scope(db_engine) as session:
+        for job in queries.list_jobs(session, kind="train"):
+            if job.params.get("variant") == variant:
+                return job.id if effective_status(job) in ("interrupted", "cancelled") else None
+    return None
+
+
+def train_tuned_variant(db_engine: Engine, workspace: Path, model_dir: Path, *,
+                        console: Console, run: Optional[JobRunner] = None) -> Any:
+    """The demo's LoRA run: nothing when its variant exists; the demo's own run resumed from
+    its last checkpoint when an earlier demo left it interrupted or cancelled; a new run
+    otherwise. Returns the finished Job row, or None when there was nothing to do. Raises
+    JobError when the run does not succeed."""
+    with session_scope(db_engine) as session:
+        tuned = queries.get_variant(session, name=TUNED_VARIANT)
+    if tuned is not None:
+        console.print(f"    {TUNED_VARIANT} exists already (job {tuned.job_id})")
+        return None
+    request = TrainRequest(variant=TUNED_VARIANT, base=str(model_dir), preset="tiny",
+                           datasets={name: 1.0 for name in TRAIN_SETS},
+                           overrides=DEMO_TRAINING)
+    stopped = _stopped_train_job(db_engine, TUNED_VARIANT)
+    if stopped is not None:
+        console.print(f"    resuming job {stopped} from its last checkpoint")
+    job = _run(db_engine, request, workspace=workspace, description="train", run=run,
+               resume=stopped)
+    console.print(f"    job {job.id} {job.status}: final loss "
+                  f"{job.result.get('final_loss', float('nan')):.4f}")
+    return job
 
 
 def run_demo(workspace: str | Path | None, *, console: Console,
@@ -132,13 +182,14 @@ def run_demo(workspace: str | Path | None, *, console: Console,
 
     started = time.monotonic()
     path = resolve_workspace(workspace)
-    db_engine = open_store(path)
-    console.rule(f"ddft demo · {path}")
+    db_engine = open_store(path, announce=lambda line: console.print(line, markup=False,
+                                                                     highlight=False))
+    console.rule(escape(f"ddft demo · {path}"))
 
     console.print("[bold]1/8[/] synthetic kitchen")
     for summary in build_and_import_kitchen(db_engine, path / "kitchen", console=console):
         console.print(f"    {summary.dataset}: {summary.imported} imported, "
-                      f"{summary.skipped} already there")
+                      f"{summary.skipped} already there", markup=False)
 
     console.print("[bold]2/8[/] tiny Video-LLaVA (built offline)")
     model_dir = build_tiny_model(path / TINY_MODEL_DIR, kitchen_corpus(db_engine), seed=0)
@@ -146,21 +197,10 @@ def run_demo(workspace: str | Path | None, *, console: Console,
         if queries.get_variant(session, name=BASE_VARIANT) is None:
             queries.create_variant(session, name=BASE_VARIANT, base_model=str(model_dir),
                                    description="tiny Video-LLaVA, random weights")
-    console.print(f"    {model_dir}")
+    console.print(f"    {model_dir}", markup=False)
 
     console.print("[bold]3/8[/] LoRA training on images, videos and questions")
-    with session_scope(db_engine) as session:
-        tuned = queries.get_variant(session, name=TUNED_VARIANT)
-    if tuned is None:
-        request = TrainRequest(variant=TUNED_VARIANT, base=str(model_dir), preset="tiny",
-                               datasets={name: 1.0 for name in TRAIN_SETS},
-                               overrides=DEMO_TRAINING)
-        job = _run(db_engine, request, workspace=path, description="train", run=run)
-        job_id = job.id
-        console.print(f"    job {job_id} {job.status}: final loss "
-                      f"{job.result.get('final_loss', float('nan')):.4f}")
-    else:
-        console.print(f"    {TUNED_VARIANT} exists already (job {tuned.job_id})")
+    train_tuned_variant(db_engine, path, model_dir, console=console, run=run)
 
     console.print("[bold]4/8[/] generating recipes for held-out videos")
     for variant in (BASE_VARIANT, TUNED_VARIANT):
@@ -197,9 +237,11 @@ def run_demo(workspace: str | Path | None, *, console: Console,
     with session_scope(db_engine) as session:
         report = build_report(session, ReportSelection(eval_set=EVAL_SET))
     console.print(render_markdown(report), markup=False, highlight=False, soft_wrap=True)
-    console.print(f"\ndemo ready in {time.monotonic() - started:.0f} s · workspace {path}")
-    console.print(f"open it again with `ddft tui --workspace {path}`; rate blind with "
-                  f"`ddft rate --rater YOUR-NAME --workspace {path}`")
+    console.print(f"\ndemo ready in {time.monotonic() - started:.0f} s · workspace {path}",
+                  markup=False)
+    reopen = shlex.join(["ddft", "tui", "--workspace", str(path)])
+    rate = shlex.join(["ddft", "rate", "--rater", "YOUR-NAME", "--workspace", str(path)])
+    console.print(f"open it again with `{reopen}`; rate blind with `{rate}`", markup=False)
     return path
 
 

@@ -625,6 +625,22 @@ def save_checkpoint(
     return folder
 
 
+def tidy_run_dir(run_dir: Path) -> None:
+    """Clear what a process killed inside `save_checkpoint` left behind: a `.NAME.tmp-PID`
+    folder never counted and goes; a `.NAME.old-PID` folder is the previous, complete NAME,
+    which goes when NAME is in place and otherwise (killed between the two renames) is put
+    back as NAME. Raises OSError when a folder cannot be moved."""
+    run_dir = Path(run_dir)
+    for old in run_dir.glob(".*.old-*"):
+        name = old.name[1:].rsplit(".old-", 1)[0]
+        if (run_dir / name).exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, run_dir / name)
+    for stale in run_dir.glob(".*.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def last_checkpoint(run_dir: Path) -> Path | None:
     """The resumable checkpoint with the highest step under `run_dir` (a step-NNNNNN/ folder
     holding trainer_state.pt), or None. Hidden temporary folders never count."""
@@ -968,8 +984,7 @@ def train_lora(
     frames_logged: set[str] = set()
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in out_dir.glob(".*.tmp-*"):  # a crash mid-write left it; it never counted
-            shutil.rmtree(stale, ignore_errors=True)
+        tidy_run_dir(out_dir)
         frames_path = out_dir / FRAMES_FILE
         if resumed_path is not None and frames_path.is_file():
             for line in frames_path.read_text().splitlines():

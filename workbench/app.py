@@ -209,7 +209,8 @@ def build_app(
         # must stay light.
         from db.store import open_store
 
-        return open_store(workspace, url=url)
+        # A read: a missing store is told ("no store at PATH"), never made empty here.
+        return open_store(workspace, url=url, create=False)
 
     if lazy_store:
         return DdftApp(None, location=location, workspace=folder, open_store=open_it,

@@ -181,3 +181,29 @@ def bench_compare_cmd(
         fail(str(exc))
     for line in result.lines():
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("raters")
+@friendly
+def bench_raters_cmd(
+    raters: Annotated[int, typer.Option(min=1, help="Rater processes.")] = 16,
+    samples: Annotated[int, typer.Option(min=1, help="Pairwise items in the campaign.")] = 300,
+    raters_per_item: Annotated[int, typer.Option(min=1, help="Raters each item goes to.")] = 3,
+    step_ms: Annotated[float, typer.Option(
+        help="The job writer's step: progress and metrics written this often.")] = 50.0,
+    job: Annotated[bool, typer.Option(help="Run the training job's writer beside them.")] = True,
+) -> None:
+    """Many raters at once on SQLite: rater processes claiming and saving through
+    db.campaigns (no think time; every fifth item skipped, every seventh rating undone and given
+    again) while a process writes a training job's progress and metrics; saves/s, p50, p95 and
+    worst save time, every error that reached a rater or the job, and whether any rating was
+    lost or stored twice."""
+    from engine.bench_raters import bench_raters
+
+    console.print(f"ddft bench raters · {_machine()}", markup=False, highlight=False)
+    result = bench_raters(raters=raters, samples=samples, raters_per_item=raters_per_item,
+                          step_s=step_ms / 1000, job=job,
+                          progress=lambda message: console.print(
+                              f"  {message}", markup=False, highlight=False))
+    for line in result.lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

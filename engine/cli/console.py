@@ -98,12 +98,15 @@ def print_output(text: str) -> None:
         raise typer.Exit(1) from None
 
 
-def open_workspace(workspace: Path | None):
-    """(workspace path, store engine) for a command."""
+def open_workspace(workspace: Path | None, *, create: bool = False):
+    """(workspace path, store engine) for a command. Only a command that makes things passes
+    `create`: it makes a missing store and says so in one line; every other command ends with
+    db.store.StoreError "no store at PATH" instead of leaving an empty store behind."""
     from db.store import open_store, resolve_workspace
 
     path = resolve_workspace(workspace)
-    return path, open_store(path)
+    return path, open_store(path, create=create, announce=lambda line: console.print(
+        line, markup=False, highlight=False))
 
 
 def progress_bar(out: Console | None = None) -> Progress:
@@ -122,17 +125,23 @@ def progress_bar(out: Console | None = None) -> Progress:
 
 def run_foreground(db_engine, job_id: int, *, workspace: Path, description: str,
                    out: Console | None = None):
-    """Run a job in this process with a progress bar; returns the finished Job row. Raises
-    what engine.jobs.run_job raises."""
+    """Run a job in this process with a progress bar; returns the finished Job row (Ctrl-C
+    stops it as a cancel does and leaves it "interrupted"). Raises what engine.jobs.run_job
+    raises; a Ctrl-C before the job has started ends the command with one line."""
     from engine.jobs import run_job
 
-    with progress_bar(out) as bar:
-        task = bar.add_task(description, total=None, message="")
+    try:
+        with progress_bar(out) as bar:
+            task = bar.add_task(description, total=None, message="")
 
-        def update(step: int, total: int, message: str) -> None:
-            bar.update(task, completed=step, total=total or None, message=message or "")
+            def update(step: int, total: int, message: str) -> None:
+                bar.update(task, completed=step, total=total or None, message=message or "")
 
-        return run_job(db_engine, job_id, workspace=workspace, progress=update)
+            return run_job(db_engine, job_id, workspace=workspace, progress=update)
+    except KeyboardInterrupt:
+        err_console.print(f"job {job_id} stopped by Ctrl-C before it started; "
+                          f"`ddft jobs resume {job_id}` runs it", markup=False, highlight=False)
+        raise typer.Exit(130) from None
 
 
 def launch(db_engine, workspace: Path, request: Any, *, detach: bool):
@@ -154,6 +163,9 @@ def launch(db_engine, workspace: Path, request: Any, *, detach: bool):
                       f"`ddft jobs show {job_id}` follows it")
         return None
     job = run_foreground(db_engine, job_id, workspace=workspace, description=request.title())
+    if job.status == "interrupted":  # Ctrl-C, or a signal: one line, never a traceback
+        console.print(f"job {job_id} interrupted: {job.message}", markup=False, highlight=False)
+        raise typer.Exit(130)
     console.print(f"job {job_id} {job.status}: {job.result}", markup=False, highlight=False)
     if job.status != "succeeded":
         raise typer.Exit(1)

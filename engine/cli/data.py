@@ -63,7 +63,7 @@ def _run_import(workspace: Path | None, read: Callable, *, skip_bad: bool, what:
     """Read with a progress bar, write in one transaction, print the summary."""
     from engine.importers.base import ImportFailed, apply_plan
 
-    _, db_engine = open_workspace(workspace)
+    _, db_engine = open_workspace(workspace, create=True)
     with progress_bar() as bar:
         task = bar.add_task(f"reading {what}", total=None, message="")
 
@@ -242,7 +242,7 @@ def import_kitchen_cmd(
     eval set."""
     from engine.demo import build_and_import_kitchen
 
-    path, db_engine = open_workspace(workspace)
+    path, db_engine = open_workspace(workspace, create=True)
     for summary in build_and_import_kitchen(db_engine, root or path / "kitchen", seed=seed,
                                             console=console):
         console.print(f"{summary.dataset}: imported {summary.imported}, "
@@ -278,7 +278,7 @@ def generate_questions_cmd(
     from db.errors import UserError
     from engine.questions import generate_questions, questions_plan
 
-    path, db_engine = open_workspace(workspace)
+    path, db_engine = open_workspace(workspace, create=True)  # it imports a dataset
     folder = (out or path / "questions").resolve()
     with progress_bar() as bar:
         task = bar.add_task("questions", total=n, message="")

@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from engine.cli.console import WorkspaceOption, console, fail, friendly, open_workspace
 
@@ -31,23 +33,22 @@ def _age(when: datetime | None) -> str:
 @app.command("list")
 @friendly
 def list_jobs(workspace: WorkspaceOption = None) -> None:
-    """All jobs, newest first."""
+    """All jobs, newest first; a running job whose process is gone shows as interrupted."""
     from db import queries
     from db.store import session_scope
-    from engine.jobs import refresh_job_states
+    from engine.jobs import effective_status
 
     _, db_engine = open_workspace(workspace)
-    refresh_job_states(db_engine)
     with session_scope(db_engine) as session:
         jobs = queries.list_jobs(session)
         table = Table("id", "kind", "title", "status", "progress", "loss", "heartbeat", "message")
         for job in jobs:
             loss = queries.latest_metrics(session, job_id=job.id).get("loss")
             table.add_row(
-                str(job.id), job.kind, job.title, job.status,
+                str(job.id), job.kind, Text(job.title), effective_status(job),
                 f"{job.step}/{job.total}" if job.total else str(job.step),
                 "—" if loss is None else f"{loss:.4f}",
-                _age(job.heartbeat_at), job.message,
+                _age(job.heartbeat_at), Text(job.message),
             )
     if not jobs:
         console.print("no jobs yet: `ddft demo`, `ddft train`, `ddft generate` or `ddft judge` "
@@ -64,34 +65,35 @@ def show_job(job_id: int, workspace: WorkspaceOption = None) -> None:
 
     from db import queries
     from db.store import session_scope
-    from engine.jobs import refresh_job_states
+    from engine.jobs import effective_status
 
     _, db_engine = open_workspace(workspace)
-    refresh_job_states(db_engine)
     with session_scope(db_engine) as session:
         job = queries.get_job(session, job_id=job_id)
         if job is None:
             fail(f"no job with id {job_id}")
         metrics = queries.latest_metrics(session, job_id=job_id)
         checkpoints = queries.list_checkpoints(session, job_id=job_id)
-    console.print(f"[bold]job {job.id}[/] {job.kind} · {job.title} · [bold]{job.status}[/]")
-    console.print(f"progress: {job.step}/{job.total}  message: {job.message}")
-    console.print(f"pid: {job.pid} on {job.host or '—'}  heartbeat: {_age(job.heartbeat_at)}")
+    console.print(f"[bold]job {job.id}[/] {job.kind} · {escape(job.title)} · "
+                  f"[bold]{effective_status(job)}[/]")
+    console.print(f"progress: {job.step}/{job.total}  message: {job.message}", markup=False)
+    console.print(f"pid: {job.pid} on {job.host or '—'}  heartbeat: {_age(job.heartbeat_at)}",
+                  markup=False)
     console.print(f"created {job.created_at:%Y-%m-%d %H:%M:%S}  started "
                   f"{job.started_at or '—'}  finished {job.finished_at or '—'}")
-    console.print("params: " + json.dumps(job.params, sort_keys=True))
+    console.print("params: " + json.dumps(job.params, sort_keys=True), markup=False)
     if job.result:
-        console.print("result: " + json.dumps(job.result, sort_keys=True))
+        console.print("result: " + json.dumps(job.result, sort_keys=True), markup=False)
     if metrics:
         console.print("latest: " + "  ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
     for checkpoint in checkpoints:
         console.print(f"checkpoint step {checkpoint.step}{' (final)' if checkpoint.final else ''}:"
-                      f" {checkpoint.path}")
+                      f" {checkpoint.path}", markup=False)
     if job.error:
-        console.print(f"[red]error:[/] {job.error}")
+        console.print(f"[red]error:[/] {escape(job.error)}")
     if job.log_path and Path(job.log_path).is_file():
         tail = Path(job.log_path).read_text(errors="replace").splitlines()[-15:]
-        console.print(f"log ({job.log_path}):")
+        console.print(f"log ({job.log_path}):", markup=False)
         for line in tail:
             console.print("  " + line, markup=False, highlight=False)
 
@@ -116,14 +118,17 @@ def resume(
 ) -> None:
     """Start an interrupted, failed or cancelled job again; stored work is skipped."""
     from engine.cli.console import run_foreground
-    from engine.jobs import refresh_job_states, resume_job
+    from engine.jobs import resume_job
 
     path, db_engine = open_workspace(workspace)
-    refresh_job_states(db_engine)
     resume_job(db_engine, job_id, workspace=path, detach=not foreground)
     if foreground:
         job = run_foreground(db_engine, job_id, workspace=path, description=f"job {job_id}")
-        console.print(f"job {job_id} {job.status}")
+        console.print(f"job {job_id} {job.status}"
+                      + (f": {job.message}" if job.status == "interrupted" else ""),
+                      markup=False, highlight=False)
+        if job.status != "succeeded":
+            raise typer.Exit(1)
     else:
         console.print(f"job {job_id} resumed in the background; watch it with "
                       f"`ddft jobs show {job_id}`")

@@ -57,7 +57,7 @@ def add_variant(
 
     if adapter is not None and not (adapter / "adapter_config.json").is_file():
         fail(f"{adapter}: not a LoRA adapter folder (adapter_config.json missing)")
-    _, db_engine = open_workspace(workspace)
+    _, db_engine = open_workspace(workspace, create=True)  # adding a variant makes a store
     with session_scope(db_engine) as session:
         if queries.get_variant(session, name=name):
             fail(f"a model variant named {name!r} exists already")

@@ -14,8 +14,9 @@ _INTERFACE = {
     "engine.jobs.requests": ("KINDS", "CheckRequest", "GenerateRequest", "GroundRequest",
                              "JobError", "JudgeRequest", "TimestampsRequest", "TrainRequest"),
     "engine.jobs.runner": ("HEARTBEAT_S", "STALE_AFTER_S", "JobCancelled", "JobContext",
-                           "create_job", "job_log_path", "refresh_job_states", "request_cancel",
-                           "resume_job", "run_job", "spawn_job", "submit"),
+                           "create_job", "effective_status", "job_log_path",
+                           "refresh_job_states", "request_cancel", "resume_job", "run_job",
+                           "spawn_job", "stop_on_signals", "submit"),
 }
 _WHERE = {name: module for module, names in _INTERFACE.items() for name in names}
 __all__ = sorted(_WHERE)

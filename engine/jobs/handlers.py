@@ -89,6 +89,10 @@ class _TrainJobCallbacks:
         what = f"training on {self.n_examples} samples"
         if start_step:
             what += f", resumed at step {start_step}"
+        # What the interrupted process reported after its checkpoint is reported again by this
+        # run: the store keeps one row per step.
+        with session_scope(self.ctx.db_engine) as session:
+            queries.delete_metrics_after(session, job_id=self.ctx.job_id, step=start_step)
         self.ctx.progress(start_step, total_steps, what)
 
     def log(self, step: int, values: dict[str, float]) -> None:
@@ -117,14 +121,16 @@ def train_here(ctx: JobContext, *, is_main: bool | None = None) -> dict[str, Any
     """Train in this process (one GPU, the CPU, or one rank of a data-parallel run), continuing
     from the run folder's last complete checkpoint when there is one. Returns the job result
     without the variant."""
-    from engine.train import last_checkpoint, train_lora
+    from engine.train import last_checkpoint, tidy_run_dir, train_lora
 
     request = TrainRequest.from_params(ctx.params)
     examples = _train_examples(ctx, request.datasets)
     config = _train_config(request)
     out_dir = train_run_dir(ctx)
-    resume_from = last_checkpoint(out_dir)
     main = is_main is not False
+    if main and out_dir.is_dir():
+        tidy_run_dir(out_dir)  # a checkpoint killed between its renames is put back first
+    resume_from = last_checkpoint(out_dir)
     if main:
         ctx.log(f"training {request.variant} on {len(examples)} samples into {out_dir}")
     callbacks = _TrainJobCallbacks(ctx, len(examples)) if main else None
@@ -188,7 +194,12 @@ def train_task(ctx: JobContext) -> dict[str, Any]:
     request = TrainRequest.from_params(ctx.params)
     variant_name = request.variant
     with session_scope(ctx.db_engine) as session:
-        if queries.get_variant(session, name=variant_name) is not None:
+        made = queries.get_variant(session, name=variant_name)
+        if made is not None and made.job_id == ctx.job_id:
+            # This job finished and recorded its variant and was stopped before it could say
+            # so; the result it stored stays (a job's result is merged, not replaced).
+            return {"variant": variant_name}
+        if made is not None:
             raise JobError(f"a model variant named {variant_name!r} exists already")
     gpus = request.gpus
     final_dir = train_run_dir(ctx) / "final"

@@ -2,14 +2,19 @@
 
 This module is import-light (no torch): the workbench imports it to start and cancel work.
 A job's process writes its status, progress, metrics and a heartbeat to the store; the workbench
-only polls. A running job whose process is gone (crash, reboot, killed SSH session with the job
-in its process group) is found by `refresh_job_states` and marked "interrupted"; it can be resumed.
+only polls. A running job whose process is gone (crash, reboot, kill -9) is shown "interrupted"
+by `effective_status`, the one reading every view uses, and can be resumed. A job asked to stop
+by SIGTERM, SIGINT (Ctrl-C) or SIGHUP stops as a cancel does (a training run saves a checkpoint
+first) and is left "interrupted". Taking a job to run or to resume is one atomic claim in the
+store, so two processes never run one job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,15 +23,15 @@ import time
 import traceback
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from sqlalchemy.engine import Engine
 
 from db import queries
 from db.errors import UserError
-from db.models import JOB_ACTIVE, Job, utcnow
+from db.models import Job, utcnow
+from db.store import StoreBusy, StoreError, check_store, session_scope
 from db.redaction import redact_secrets
-from db.store import session_scope
 from db.workspace import make_private_file, make_private_folder
 from engine.jobs.requests import KINDS, JobError, JobRequest
 
@@ -34,6 +39,11 @@ HEARTBEAT_S = 2.0
 # A heartbeat older than this marks a job interrupted when its process cannot be checked directly
 # (it runs on another host sharing the store).
 STALE_AFTER_S = 60.0
+# What may be taken to run (`ddft jobs run`) and what may be queued again (`ddft jobs resume`).
+RUNNABLE = ("queued", "interrupted", "failed")
+RESUMABLE = ("interrupted", "failed", "cancelled")
+# Signals that stop a job the way a cancel does; a second one stops it at once.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class JobCancelled(Exception):
@@ -52,6 +62,12 @@ class JobContext:
         self._cancel_checked = 0.0
         self._cancelled = False
         self._listeners: list[Callable[[int, int, str], None]] = []
+        # The name of the signal that asked this job to stop (SIGTERM, SIGINT, SIGHUP), if any.
+        self.stop_signal: str | None = None
+        # Set when another process took the job (see _Heartbeat): stop, write nothing more.
+        self.lost = False
+        # Set once the job writes how it ended: a second signal then waits for that write.
+        self.finishing = False
 
     def add_progress_listener(self, listener: Callable[[int, int, str], None]) -> None:
         """Also send progress to `listener(step, total, message)` (a foreground progress bar)."""
@@ -63,18 +79,31 @@ class JobContext:
             fields["total"] = total
         if message is not None:
             fields["message"] = message
-        with session_scope(self.db_engine) as session:
-            job = queries.update_job(session, job_id=self.job_id, **fields)
-            step, total_now, message_now = job.step, job.total, job.message
-        for listener in self._listeners:
-            listener(step, total_now, message_now)
+        try:
+            with session_scope(self.db_engine, write=True) as session:
+                job = queries.update_job(session, job_id=self.job_id, **fields)
+                step, total_now, message_now = job.step, job.total, job.message
+        except StoreBusy:  # a busy store must not stop the work; the next step writes again
+            self.log(f"the store is busy: progress at step {step} not written")
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(step, total_now, message_now)
+            except OSError:  # the terminal went away (SIGHUP): the job goes on without its bar
+                self._listeners.remove(listener)
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
-        with session_scope(self.db_engine) as session:
-            queries.add_metrics(session, job_id=self.job_id, step=step, values=values)
+        try:
+            with session_scope(self.db_engine, write=True) as session:
+                queries.add_metrics(session, job_id=self.job_id, step=step, values=values)
+        except StoreBusy:  # skipped, not fatal: the curve has one point fewer
+            self.log(f"the store is busy: metrics of step {step} not written")
 
     def should_stop(self) -> bool:
-        """True once someone asked to cancel this job (checked against the store at most 2×/s)."""
+        """True once a signal asked this job to stop, or someone asked to cancel it (checked
+        against the store at most 2×/s)."""
+        if self.stop_signal is not None or self.lost:
+            return True
         now = time.monotonic()
         if not self._cancelled and now - self._cancel_checked > 0.5:
             self._cancel_checked = now
@@ -93,7 +122,32 @@ class JobContext:
     def log(self, line: str) -> None:
         """A line for the job's log (stdout is the log file of a detached job), keys and URL
         credentials redacted."""
-        print(redact_secrets(line), flush=True)
+        with contextlib.suppress(OSError):  # a foreground job whose terminal is gone
+            print(redact_secrets(line), flush=True)
+
+
+@contextlib.contextmanager
+def stop_on_signals(context: JobContext) -> Iterator[None]:
+    """While inside, SIGTERM, SIGINT and SIGHUP ask the job to stop at its next check, as a
+    cancel does (a training run saves a checkpoint first); a second signal stops it at once with
+    KeyboardInterrupt. Outside the main thread (signals cannot be caught there) it does
+    nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, _frame: Any) -> None:
+        if context.stop_signal is not None and not context.finishing:
+            raise KeyboardInterrupt
+        # Only a flag: a signal can land inside a store write or a print.
+        context.stop_signal = signal.Signals(signum).name
+
+    previous = {number: signal.signal(number, handle) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def create_job(db_engine: Engine, *, kind: str, params: dict[str, Any], title: str = "") -> int:
@@ -132,8 +186,11 @@ def spawn_job(db_engine: Engine, job_id: int, *, workspace: Path) -> int:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     with session_scope(db_engine) as session:
-        queries.update_job(session, job_id=job_id, pid=process.pid, host=socket.gethostname(),
-                           log_path=str(log_path))
+        queries.update_job(session, job_id=job_id, log_path=str(log_path))
+        # Only while the job waits: the child may have claimed it already (it writes its own
+        # pid), or lost it to another process, whose pid must stay on the row.
+        queries.claim_job(session, job_id=job_id, from_statuses=("queued",), status="queued",
+                          owner=(process.pid, socket.gethostname()))
     # A long-lived caller (the workbench) reaps the child so it never lingers as a zombie.
     threading.Thread(target=_reap, args=(process,), daemon=True, name=f"reap-job-{job_id}").start()
     return process.pid
@@ -192,22 +249,36 @@ def _process_alive(pid: int) -> bool:
         return True
 
 
+def effective_status(job: Job) -> str:
+    """The status every view shows (`ddft jobs list` and `show`, the Jobs and Runs screens):
+    the stored one, except that a running job whose process is gone is "interrupted". On this
+    host that is known at once (its pid is checked); a job of another host sharing the store is
+    taken for dead when its heartbeat (every HEARTBEAT_S) is older than STALE_AFTER_S. Reads
+    only; `refresh_job_states` writes it."""
+    if job.status != "running":
+        return job.status
+    if job.host == socket.gethostname() and job.pid:
+        return "running" if _process_alive(job.pid) else "interrupted"
+    heartbeat = job.heartbeat_at
+    stale = heartbeat is None or heartbeat < utcnow() - timedelta(seconds=STALE_AFTER_S)
+    return "interrupted" if stale else "running"
+
+
 def refresh_job_states(db_engine: Engine) -> list[int]:
-    """Mark running jobs whose process is gone as interrupted; returns their ids."""
+    """Store "interrupted" on running jobs whose process is gone (see `effective_status`);
+    returns their ids. Each is a claim on the process it found dead, so a job that was resumed
+    meanwhile is left alone."""
     found: list[int] = []
-    host = socket.gethostname()
-    stale_before = utcnow() - timedelta(seconds=STALE_AFTER_S)
     with session_scope(db_engine) as session:
-        for job in queries.list_jobs(session, status=["running"]):
-            if job.host == host and job.pid:
-                dead = not _process_alive(job.pid)
-            else:
-                dead = job.heartbeat_at is None or job.heartbeat_at < stale_before
-            if dead:
-                job.status = "interrupted"
-                job.message = "process ended without reporting; resume with `ddft jobs resume`"
-                session.add(job)
-                found.append(job.id)  # type: ignore[arg-type]
+        dead = [(job.id, job.pid) for job in queries.list_jobs(session, status=["running"])
+                if effective_status(job) == "interrupted"]
+    for job_id, pid in dead:
+        with session_scope(db_engine) as session:
+            if queries.claim_job(session, job_id=job_id, from_statuses=("running",),
+                                 status="interrupted", held_by=pid,
+                                 message="process ended without reporting; resume with "
+                                         "`ddft jobs resume`"):
+                found.append(job_id)  # type: ignore[arg-type]
     return found
 
 
@@ -221,18 +292,49 @@ def _load_handler(kind: str) -> Callable[[JobContext], Optional[dict[str, Any]]]
 
 
 class _Heartbeat(threading.Thread):
-    def __init__(self, db_engine: Engine, job_id: int):
-        super().__init__(daemon=True, name=f"heartbeat-job-{job_id}")
-        self.db_engine, self.job_id = db_engine, job_id
+    def __init__(self, context: JobContext):
+        super().__init__(daemon=True, name=f"heartbeat-job-{context.job_id}")
+        self.context = context
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        context, pid = self.context, os.getpid()
         while not self.stopped.wait(HEARTBEAT_S):
             try:
-                with session_scope(self.db_engine) as session:
-                    queries.update_job(session, job_id=self.job_id, heartbeat_at=utcnow())
+                check_store(context.db_engine)
+            except StoreError as exc:
+                # Deleted, moved or replaced: nothing written from here on would be kept.
+                context.log(f"job {context.job_id} stops: {exc}; its checkpoints are kept")
+                context.lost = True
+                return
+            try:
+                with session_scope(context.db_engine, write=True) as session:
+                    held = queries.beat_job(session, job_id=context.job_id, pid=pid)
             except Exception:  # a busy store must not kill the job; the next beat retries
-                pass
+                continue
+            if not held:
+                # Taken for dead and resumed by another process: two must never run one job.
+                context.lost = True
+
+
+def _not_taken(db_engine: Engine, job_id: int) -> Job:
+    """What run_job does when its claim fails: a job asked to cancel before it started is
+    cancelled; otherwise JobError says why it cannot run here."""
+    with session_scope(db_engine) as session:
+        job = queries.get_job(session, job_id=job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        status, pid, host, cancel = job.status, job.pid, job.host, job.cancel_requested
+    if cancel and status in RUNNABLE:
+        with session_scope(db_engine) as session:
+            if queries.claim_job(session, job_id=job_id, from_statuses=RUNNABLE,
+                                 status="cancelled", message="cancelled"):
+                return queries.update_job(session, job_id=job_id, finished_at=utcnow())
+        return _not_taken(db_engine, job_id)
+    if status == "running":
+        raise JobError(f"job {job_id} is running already (pid {pid} on {host or 'this host'}); "
+                       "another process took it")
+    raise JobError(f"job {job_id} is {status}; only queued, interrupted or failed jobs can run")
 
 
 def run_job(
@@ -244,88 +346,114 @@ def run_job(
 ) -> Job:
     """Run a job in this process (what `ddft jobs run ID` does, and the foreground CLI commands).
 
-    Sets status running → succeeded | failed | cancelled, with a heartbeat meanwhile.
-    Raises JobError when the job does not exist or is not runnable; handler errors are recorded
-    on the row (status failed) and re-raised.
+    The job is taken with one claim in the store (queued, interrupted or failed → running), so
+    of any number of processes asked to run it exactly one does. Sets running → succeeded |
+    failed | cancelled | interrupted, with a heartbeat meanwhile. SIGTERM, SIGINT (Ctrl-C) and
+    SIGHUP stop it as a cancel does (a training run saves a checkpoint, other kinds stop between
+    samples keeping what they stored) and leave it "interrupted", to be resumed; a second signal
+    stops it at once, also "interrupted", and is not raised.
+    Raises JobError when the job does not exist, is not runnable or another process holds it;
+    handler errors are recorded on the row (status failed) and re-raised.
     """
+    owner = (os.getpid(), socket.gethostname())
+    with session_scope(db_engine) as session:
+        won = queries.claim_job(session, job_id=job_id, from_statuses=RUNNABLE,
+                                status="running", owner=owner, message="starting",
+                                unless_cancelled=True)
+    if not won:
+        return _not_taken(db_engine, job_id)
     with session_scope(db_engine) as session:
         job = queries.get_job(session, job_id=job_id)
-        if job is None:
-            raise JobError(f"no job with id {job_id}")
-        if job.status not in ("queued", "interrupted", "failed"):
-            raise JobError(f"job {job_id} is {job.status}; only queued, interrupted or failed "
-                           "jobs can run")
-        if job.cancel_requested:
-            job.status = "cancelled"
-            job.finished_at = utcnow()
-            session.add(job)
-            return job
-        job.status = "running"
-        job.pid = os.getpid()
-        job.host = socket.gethostname()
-        job.started_at = job.started_at or utcnow()
-        job.heartbeat_at = utcnow()
-        job.finished_at = None
-        job.error = None
-        session.add(job)
-        session.flush()
-        session.refresh(job)
+        assert job is not None
     context = JobContext(db_engine, job, workspace)
     if progress:
         context.add_progress_listener(progress)
-    heartbeat = _Heartbeat(db_engine, job_id)
+    heartbeat = _Heartbeat(context)
     heartbeat.start()
     status, error, result = "succeeded", None, None
-    try:
-        result = _load_handler(job.kind)(context)
-        if context.should_stop():
+    with stop_on_signals(context):
+        try:
+            result = _load_handler(job.kind)(context)
+            if context.should_stop():
+                status = "cancelled"
+        except JobCancelled:
             status = "cancelled"
-    except JobCancelled:
-        status = "cancelled"
-    except UserError as exc:
-        # A user's mistake (a missing dataset or model, an unreadable video, a bad setting):
-        # the message says it all.
-        status, error = "failed", str(exc)
-        if progress is None:  # a detached job: its log is the only place the user looks
-            context.log(f"error: {exc}")
-        raise
-    except BaseException as exc:
-        status = "failed"
-        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        context.log(traceback.format_exc())
-        raise
-    finally:
-        heartbeat.stopped.set()
-        heartbeat.join(timeout=5)
-        with session_scope(db_engine) as session:
-            finished = queries.update_job(
-                session, job_id=job_id, status=status, error=error, finished_at=utcnow(),
-                heartbeat_at=utcnow(),
-                message={"succeeded": "done", "cancelled": "cancelled"}.get(status, "failed"),
-            )
-            if result:
-                finished.result = {**finished.result, **result}
-                session.add(finished)
-            session.flush()
-            session.refresh(finished)
+        except KeyboardInterrupt:
+            # A second signal: stopped where it was; what is stored stays, and the last
+            # checkpoint (not this moment) is where a resume starts.
+            context.stop_signal = context.stop_signal or "SIGINT"
+        except UserError as exc:
+            # A user's mistake (a missing dataset or model, an unreadable video, a bad setting):
+            # the message says it all.
+            status, error = "failed", str(exc)
+            if progress is None:  # a detached job: its log is the only place the user looks
+                context.log(f"error: {exc}")
+            raise
+        except BaseException as exc:
+            status = "failed"
+            error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            context.log(traceback.format_exc())
+            raise
+        finally:
+            context.finishing = True
+            heartbeat.stopped.set()
+            heartbeat.join(timeout=5)
+            message = {"succeeded": "done", "cancelled": "cancelled"}.get(status, "failed")
+            if context.stop_signal is not None and status != "failed":
+                status = "interrupted"
+                message = (f"stopped by {context.stop_signal}; `ddft jobs resume {job_id}` "
+                           "continues it")
+                if progress is None:
+                    context.log(f"job {job_id} {message}")
+            finished = _finish(context, status=status, error=error, message=message,
+                               result=result)
+    return finished
+
+
+def _finish(context: JobContext, *, status: str, error: str | None, message: str,
+            result: dict[str, Any] | None) -> Job:
+    """Write how the job ended, unless another process took it meanwhile (then its row is
+    theirs and this one only says so in the log); returns the row."""
+    with session_scope(context.db_engine) as session:
+        job = queries.get_job(session, job_id=context.job_id)
+        assert job is not None
+        if job.pid != os.getpid():
+            context.log(f"job {context.job_id} was taken by process {job.pid} on {job.host}; "
+                        "this process stopped without writing its status")
+            return job
+        finished = queries.update_job(
+            session, job_id=context.job_id, status=status, error=error, finished_at=utcnow(),
+            heartbeat_at=utcnow(), message=message)
+        if result:
+            finished.result = {**finished.result, **result}
+            session.add(finished)
+        session.flush()
+        session.refresh(finished)
     return finished
 
 
 def resume_job(db_engine: Engine, job_id: int, *, workspace: Path, detach: bool = True) -> int:
-    """Queue an interrupted, failed or cancelled job again and start it; work already stored is
-    skipped by its handler. Raises JobError when the job is still active or unknown."""
+    """Queue an interrupted, failed or cancelled job again (a running job whose process is gone
+    counts as interrupted) and, with `detach`, start it; work already stored is skipped by its
+    handler. Queuing it is one claim in the store: of two processes resuming one job, exactly
+    one does. Raises JobError when the job is unknown, still active or already succeeded, and
+    for the process that loses a race to resume it."""
     with session_scope(db_engine) as session:
         job = queries.get_job(session, job_id=job_id)
         if job is None:
             raise JobError(f"no job with id {job_id}")
-        if job.status in JOB_ACTIVE:
-            raise JobError(f"job {job_id} is {job.status}; it cannot be resumed")
-        if job.status == "succeeded":
-            raise JobError(f"job {job_id} already succeeded; nothing to resume")
-        job.status = "queued"
-        job.cancel_requested = False
-        job.message = "resumed"
-        session.add(job)
+        stored, status, pid = job.status, effective_status(job), job.pid
+    if status == "succeeded":
+        raise JobError(f"job {job_id} already succeeded; nothing to resume")
+    if status not in RESUMABLE:
+        raise JobError(f"job {job_id} is {status}; it cannot be resumed")
+    with session_scope(db_engine) as session:
+        won = queries.claim_job(session, job_id=job_id, from_statuses=(stored,),
+                                status="queued", held_by=pid, owner=(None, ""),
+                                message="resumed", clear_cancel=True)
+    if not won:
+        raise JobError(f"job {job_id} was resumed by another process just now; "
+                       f"`ddft jobs show {job_id}` follows it")
     if detach:
         spawn_job(db_engine, job_id, workspace=workspace)
     return job_id

@@ -10,7 +10,7 @@ from db import queries
 from db.store import session_scope
 from engine.jobs.handlers import train_here, train_run_dir
 from engine.jobs.requests import JobError
-from engine.jobs.runner import JobContext
+from engine.jobs.runner import JobContext, stop_on_signals
 
 
 def train_worker(job_id: int, workspace: Path) -> None:
@@ -22,14 +22,17 @@ def train_worker(job_id: int, workspace: Path) -> None:
 
     from db.store import open_store
 
-    db_engine = open_store(workspace)
+    db_engine = open_store(workspace, create=False)  # a job never makes a store
     with session_scope(db_engine) as session:
         job = queries.get_job(session, job_id=job_id)
         if job is None:
             raise JobError(f"no job with id {job_id}")
     ctx = JobContext(db_engine, job, Path(workspace))
     main = PartialState().is_main_process
-    values = train_here(ctx, is_main=main)
+    # A signal to the whole run (Ctrl-C, a scheduler stopping it) stops it at the next step,
+    # which rank 0 tells every rank, after one checkpoint.
+    with stop_on_signals(ctx):
+        values = train_here(ctx, is_main=main)
     if main:
         path = train_run_dir(ctx) / "result.json"
         tmp = path.with_suffix(".tmp")

@@ -26,7 +26,7 @@ def test_help_lists_every_step():
         assert command in result.output
 
 
-def test_empty_workspace_listings_say_what_to_run(ddft_workspace):
+def test_empty_workspace_listings_say_what_to_run(ddft_store, ddft_workspace):
     result = invoke(ddft_workspace, "data", "list")
     assert result.exit_code == 0 and "ddft data import kitchen" in result.output
     result = invoke(ddft_workspace, "jobs", "list")
@@ -47,7 +47,7 @@ def test_empty_workspace_listings_say_what_to_run(ddft_workspace):
         (["jobs", "resume", "7"], "no job with id 7"),
     ],
 )
-def test_user_mistakes_are_one_message_and_exit_1(ddft_workspace, args, message):
+def test_user_mistakes_are_one_message_and_exit_1(ddft_store, ddft_workspace, args, message):
     result = invoke(ddft_workspace, *args)
     assert result.exit_code == 1
     assert message in " ".join(result.output.split())

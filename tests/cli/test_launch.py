@@ -19,6 +19,9 @@ def test_tui_on_an_unusable_workspace_fails_before_the_screen_clears(tmp_path, c
 
 
 def test_other_commands_go_through_the_typer_app(tmp_path, capsys):
+    from db.store import open_store
+
+    open_store(tmp_path / "ws").dispose()  # listing reads a store; it never makes one
     with pytest.raises(SystemExit) as exit_info:
         main(["jobs", "list", "--workspace", str(tmp_path / "ws")])
     assert exit_info.value.code == 0

@@ -59,8 +59,8 @@ def _rate(db_engine, item, **kwargs):
         return c.save_rating(session, assignment_id=item.assignment_id, **kwargs)
 
 
-def test_rater_names_are_validated_and_reused(ddft_store):
-    with session_scope(ddft_store) as session:
+def test_rater_names_are_validated_and_reused(ddft_backend_store):
+    with session_scope(ddft_backend_store) as session:
         for bad in ("", "   ", "a\tb", "x" * 101):
             with pytest.raises(c.CampaignError, match="rater name"):
                 c.get_or_create_rater(session, name=bad)
@@ -70,124 +70,124 @@ def test_rater_names_are_validated_and_reused(ddft_store):
         assert [r.name for r in c.list_raters(session)] == ["ana"]
 
 
-def test_a_rating_pass_is_blind_resumable_and_never_repeats_an_item(ddft_store):
-    campaign_id = _campaign(ddft_store, mode="single")
-    rater = _rater(ddft_store, "ana")
+def test_a_rating_pass_is_blind_resumable_and_never_repeats_an_item(ddft_backend_store):
+    campaign_id = _campaign(ddft_backend_store, mode="single")
+    rater = _rater(ddft_backend_store, "ana")
     seen = []
     while True:
-        item = _next(ddft_store, campaign_id, rater)
+        item = _next(ddft_backend_store, campaign_id, rater)
         if item is None:
             break
         # A dropped session asks again before rating: it gets the same item back.
-        again = _next(ddft_store, campaign_id, rater)
+        again = _next(ddft_backend_store, campaign_id, rater)
         assert again == item
         assert item.number == len(seen) + 1 and item.total == 12
         shown = " ".join(str(v) for v in vars(item).values())
         for secret in (*VARIANTS, *MODEL_PATHS.values()):
             assert secret not in shown
-        _rate(ddft_store, item, seconds=2.25)
+        _rate(ddft_backend_store, item, seconds=2.25)
         seen.append(item.item_id)
     assert len(seen) == len(set(seen)) == 12
-    with session_scope(ddft_store) as session:
+    with session_scope(ddft_backend_store) as session:
         assert c.rater_progress(session, campaign_id=campaign_id, rater_id=rater) == (12, 12)
         ratings = c.campaign_ratings(session, campaign_id=campaign_id)
         assert all(r.scores == GOOD and r.seconds == 2.25 for r in ratings)
         assert c.open_campaigns_for(session, rater_id=rater) == []
 
 
-def test_order_and_sides_follow_the_seed_and_the_rater(ddft_store):
-    campaign_id = _campaign(ddft_store, mode="pairwise", k=2, seed=11, samples=10)
-    raters = [_rater(ddft_store, name) for name in ("ana", "bo")]
+def test_order_and_sides_follow_the_seed_and_the_rater(ddft_backend_store):
+    campaign_id = _campaign(ddft_backend_store, mode="pairwise", k=2, seed=11, samples=10)
+    raters = [_rater(ddft_backend_store, name) for name in ("ana", "bo")]
     orders: dict[int, list[int]] = {r: [] for r in raters}
-    with session_scope(ddft_store) as session:
+    with session_scope(ddft_backend_store) as session:
         items = {i.id: i for i in c.campaign_items(session, campaign_id=campaign_id)}
         texts = {g.id: g.text for g in session.exec(select(Generation))}
     for rater in raters:
-        while (item := _next(ddft_store, campaign_id, rater)) is not None:
+        while (item := _next(ddft_backend_store, campaign_id, rater)) is not None:
             orders[rater].append(item.item_id)
             stored = items[item.item_id]
-            with session_scope(ddft_store) as session:
+            with session_scope(ddft_backend_store) as session:
                 swapped = session.get(Assignment, item.assignment_id).swapped
             left, right = ((stored.other_generation_id, stored.generation_id) if swapped
                            else (stored.generation_id, stored.other_generation_id))
             assert item.texts == (texts[left], texts[right])
             assert swapped == c.rater_swaps(11, rater, stored.position)
-            rating = _rate(ddft_store, item, choice="right")
+            rating = _rate(ddft_backend_store, item, choice="right")
             assert (rating.generation_id, rating.other_generation_id) == (left, right)
     positions = {i.id: i.position for i in items.values()}
     for rater in raters:
         assert [positions[i] for i in orders[rater]] == c.rater_order(11, rater, range(10))
     assert orders[raters[0]] != orders[raters[1]]
     assert c.rater_order(11, raters[0], range(10)) != c.rater_order(12, raters[0], range(10))
-    with session_scope(ddft_store) as session:
+    with session_scope(ddft_backend_store) as session:
         sides = [a.swapped for a in c.campaign_assignments(session, campaign_id=campaign_id)]
     assert any(sides) and not all(sides)
 
 
-def test_k_raters_per_item_and_none_when_nothing_is_left(ddft_store):
-    campaign_id = _campaign(ddft_store, mode="pairwise", k=1, samples=6)
-    ana, bo = _rater(ddft_store, "ana"), _rater(ddft_store, "bo")
+def test_k_raters_per_item_and_none_when_nothing_is_left(ddft_backend_store):
+    campaign_id = _campaign(ddft_backend_store, mode="pairwise", k=1, samples=6)
+    ana, bo = _rater(ddft_backend_store, "ana"), _rater(ddft_backend_store, "bo")
     got = {ana: [], bo: []}
     turn = [ana, bo]
     while turn:
         rater = turn.pop(0)
-        item = _next(ddft_store, campaign_id, rater)
+        item = _next(ddft_backend_store, campaign_id, rater)
         if item is not None:
             got[rater].append(item.item_id)
-            _rate(ddft_store, item)
+            _rate(ddft_backend_store, item)
             turn.append(rater)
     assert len(got[ana]) + len(got[bo]) == 6
     assert not set(got[ana]) & set(got[bo])
-    with session_scope(ddft_store) as session:
+    with session_scope(ddft_backend_store) as session:
         assert c.rater_progress(session, campaign_id=campaign_id, rater_id=ana) == (3, 3)
         assert c.next_item(session, campaign_id=campaign_id, rater_id=ana) is None
 
 
-def test_a_vanished_raters_claim_expires(ddft_store):
-    campaign_id = _campaign(ddft_store, mode="pairwise", k=1, samples=1)
-    ana, bo = _rater(ddft_store, "ana"), _rater(ddft_store, "bo")
-    held = _next(ddft_store, campaign_id, ana)
-    assert _next(ddft_store, campaign_id, bo) is None
-    with session_scope(ddft_store) as session:
+def test_a_vanished_raters_claim_expires(ddft_backend_store):
+    campaign_id = _campaign(ddft_backend_store, mode="pairwise", k=1, samples=1)
+    ana, bo = _rater(ddft_backend_store, "ana"), _rater(ddft_backend_store, "bo")
+    held = _next(ddft_backend_store, campaign_id, ana)
+    assert _next(ddft_backend_store, campaign_id, bo) is None
+    with session_scope(ddft_backend_store) as session:
         assignment = session.get(Assignment, held.assignment_id)
         assignment.updated_at = assignment.updated_at - c.CLAIM_TIMEOUT - timedelta(seconds=1)
         session.add(assignment)
-    taken = _next(ddft_store, campaign_id, bo)
+    taken = _next(ddft_backend_store, campaign_id, bo)
     assert taken is not None and taken.item_id == held.item_id
     # The one who vanished still gets their own open item back when they return.
-    assert _next(ddft_store, campaign_id, ana).assignment_id == held.assignment_id
+    assert _next(ddft_backend_store, campaign_id, ana).assignment_id == held.assignment_id
 
 
-def test_a_skip_hands_the_item_on_and_undo_brings_back_the_last(ddft_store):
-    campaign_id = _campaign(ddft_store, mode="pairwise", k=1, samples=2)
-    ana, bo = _rater(ddft_store, "ana"), _rater(ddft_store, "bo")
-    first = _next(ddft_store, campaign_id, ana)
-    with session_scope(ddft_store) as session:
+def test_a_skip_hands_the_item_on_and_undo_brings_back_the_last(ddft_backend_store):
+    campaign_id = _campaign(ddft_backend_store, mode="pairwise", k=1, samples=2)
+    ana, bo = _rater(ddft_backend_store, "ana"), _rater(ddft_backend_store, "bo")
+    first = _next(ddft_backend_store, campaign_id, ana)
+    with session_scope(ddft_backend_store) as session:
         c.skip_item(session, assignment_id=first.assignment_id)
         with pytest.raises(c.CampaignError, match="only an open item"):
             c.skip_item(session, assignment_id=first.assignment_id)
-    second = _next(ddft_store, campaign_id, ana)
+    second = _next(ddft_backend_store, campaign_id, ana)
     assert second.item_id != first.item_id and second.number == 2
-    _rate(ddft_store, second, choice="tie")
-    assert _next(ddft_store, campaign_id, ana) is None
-    assert _next(ddft_store, campaign_id, bo).item_id == first.item_id
-    with session_scope(ddft_store) as session:
+    _rate(ddft_backend_store, second, choice="tie")
+    assert _next(ddft_backend_store, campaign_id, ana) is None
+    assert _next(ddft_backend_store, campaign_id, bo).item_id == first.item_id
+    with session_scope(ddft_backend_store) as session:
         assert c.undo_last(session, campaign_id=campaign_id, rater_id=ana) == second.item_id
         assert c.campaign_ratings(session, campaign_id=campaign_id) == []
-    back = _next(ddft_store, campaign_id, ana)
+    back = _next(ddft_backend_store, campaign_id, ana)
     assert back.item_id == second.item_id and back.number == 2
-    _rate(ddft_store, back, choice="both-bad")
-    with session_scope(ddft_store) as session:
+    _rate(ddft_backend_store, back, choice="both-bad")
+    with session_scope(ddft_backend_store) as session:
         choices = [r.choice for r in c.campaign_ratings(session, campaign_id=campaign_id)]
         assert choices == ["both-bad"]
         assert c.undo_last(session, campaign_id=campaign_id, rater_id=ana) == second.item_id
         # Bo holds the item ana skipped (k=1): taking the skip back would give it two raters.
         with pytest.raises(c.CampaignError, match="gone to other raters"):
             c.undo_last(session, campaign_id=campaign_id, rater_id=ana)
-    with session_scope(ddft_store) as session:
+    with session_scope(ddft_backend_store) as session:
         held = c.next_item(session, campaign_id=campaign_id, rater_id=bo)
         c.skip_item(session, assignment_id=held.assignment_id)  # bo lets it go as well
-    with session_scope(ddft_store) as session:
+    with session_scope(ddft_backend_store) as session:
         assert c.undo_last(session, campaign_id=campaign_id, rater_id=ana) == first.item_id
         assert c.undo_last(session, campaign_id=campaign_id, rater_id=ana) is None
         states = sorted(a.state for a in c.campaign_assignments(session, campaign_id=campaign_id)
@@ -195,40 +195,40 @@ def test_a_skip_hands_the_item_on_and_undo_brings_back_the_last(ddft_store):
         assert states == ["open", "open"]
 
 
-def test_bad_ratings_store_nothing_and_a_second_save_is_refused(ddft_store):
-    single = _campaign(ddft_store, mode="single", name="s")
-    rater = _rater(ddft_store, "ana")
-    item = _next(ddft_store, single, rater)
+def test_bad_ratings_store_nothing_and_a_second_save_is_refused(ddft_backend_store):
+    single = _campaign(ddft_backend_store, mode="single", name="s")
+    rater = _rater(ddft_backend_store, "ana")
+    item = _next(ddft_backend_store, single, rater)
     bad_scores = [None, {"ingredients": 4, "steps": 3}, {**GOOD, "overall": 6},
                   {**GOOD, "steps": 2.5}, {**GOOD, "taste": 3}, {**GOOD, "overall": True}]
     for scores in bad_scores:
         with pytest.raises(c.CampaignError, match="scores"):
-            _rate(ddft_store, item, scores=scores)
+            _rate(ddft_backend_store, item, scores=scores)
     with pytest.raises(c.CampaignError, match="seconds"):
-        _rate(ddft_store, item, seconds=-1)
-    _rate(ddft_store, item)
+        _rate(ddft_backend_store, item, seconds=-1)
+    _rate(ddft_backend_store, item)
     with pytest.raises(c.CampaignError, match="already rated"):
-        _rate(ddft_store, item, scores={**GOOD, "overall": 1})
-    with session_scope(ddft_store) as session:
+        _rate(ddft_backend_store, item, scores={**GOOD, "overall": 1})
+    with session_scope(ddft_backend_store) as session:
         ratings = list(session.exec(select(Rating)))
     assert len(ratings) == 1 and ratings[0].scores == GOOD
 
 
-def test_pairwise_choices_are_checked(ddft_store):
-    campaign_id = _campaign(ddft_store, mode="pairwise")
-    item = _next(ddft_store, campaign_id, _rater(ddft_store, "ana"))
+def test_pairwise_choices_are_checked(ddft_backend_store):
+    campaign_id = _campaign(ddft_backend_store, mode="pairwise")
+    item = _next(ddft_backend_store, campaign_id, _rater(ddft_backend_store, "ana"))
     assert len(item.texts) == 2 and item.reference.startswith("Dish")
     for choice in (None, "LEFT", "middle"):
         with pytest.raises(c.CampaignError, match="left, right, tie, both-bad"):
-            _rate(ddft_store, item, choice=choice)
+            _rate(ddft_backend_store, item, choice=choice)
     with pytest.raises(c.CampaignError, match="no assignment"):
-        with session_scope(ddft_store) as session:
+        with session_scope(ddft_backend_store) as session:
             c.save_rating(session, assignment_id=999, choice="left", seconds=1)
 
 
-def test_campaign_rows_are_validated(ddft_store):
-    _campaign(ddft_store, name="taken")
-    with session_scope(ddft_store) as session:
+def test_campaign_rows_are_validated(ddft_backend_store):
+    _campaign(ddft_backend_store, name="taken")
+    with session_scope(ddft_backend_store) as session:
         dataset = queries.get_dataset(session, name=EVAL_SET)
         cases = [({"name": "taken"}, "exists already"), ({"mode": "triple"}, "mode must be"),
                  ({"raters_per_item": 0}, "at least 1"), ({"variant_ids": [1, 1]}, "two variants")]
@@ -279,10 +279,11 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def test_four_processes_rate_one_store_and_every_rating_is_kept_exactly_once(ddft_store, tmp_path):
+def test_four_processes_rate_one_store_and_every_rating_is_kept_exactly_once(ddft_backend_store,
+                                                                             tmp_path):
     k, samples = 2, 16
-    campaign_id = _campaign(ddft_store, mode="pairwise", k=k, samples=samples)
-    url = str(ddft_store.url)
+    campaign_id = _campaign(ddft_backend_store, mode="pairwise", k=k, samples=samples)
+    url = str(ddft_backend_store.url)
     go = tmp_path / "go"
     names = ["ana", "bo", "cy", "di"]
     processes = [subprocess.Popen([sys.executable, "-c", WORKER, url, str(campaign_id), name,
@@ -294,7 +295,7 @@ def test_four_processes_rate_one_store_and_every_rating_is_kept_exactly_once(ddf
     for process, (out, err) in zip(processes, outputs):
         assert process.returncode == 0, err
     reported = {name: json.loads(out) for name, (out, _) in zip(names, outputs)}
-    with session_scope(ddft_store) as session:
+    with session_scope(ddft_backend_store) as session:
         raters = {r.id: r.name for r in c.list_raters(session)}
         ratings = c.campaign_ratings(session, campaign_id=campaign_id)
         assignments = c.campaign_assignments(session, campaign_id=campaign_id)
@@ -324,18 +325,62 @@ def test_four_processes_rate_one_store_and_every_rating_is_kept_exactly_once(ddf
     assert sum(skips.values()) > 0
 
 
-def test_a_long_lived_session_sees_what_other_raters_did_since(ddft_store):
+def test_a_long_lived_session_sees_what_other_raters_did_since(ddft_backend_store):
     from sqlmodel import Session
 
-    campaign_id = _campaign(ddft_store, mode="pairwise", k=1, samples=1)
-    ana, bo = _rater(ddft_store, "ana"), _rater(ddft_store, "bo")
-    held = _next(ddft_store, campaign_id, bo)
+    campaign_id = _campaign(ddft_backend_store, mode="pairwise", k=1, samples=1)
+    ana, bo = _rater(ddft_backend_store, "ana"), _rater(ddft_backend_store, "bo")
+    held = _next(ddft_backend_store, campaign_id, bo)
     # The way a screen might keep one session open, its rows never expired by a commit.
-    with Session(ddft_store, expire_on_commit=False) as session:
+    with Session(ddft_backend_store, expire_on_commit=False) as session:
         assert c.next_item(session, campaign_id=campaign_id, rater_id=ana) is None
         kept = session.get(Assignment, held.assignment_id)  # a row the screen holds on to
         assert kept.state == "open"
-        with session_scope(ddft_store) as other:
+        with session_scope(ddft_backend_store) as other:
             c.skip_item(other, assignment_id=held.assignment_id)
         handed_on = c.next_item(session, campaign_id=campaign_id, rater_id=ana)
         assert handed_on is not None and handed_on.item_id == held.item_id
+
+
+def test_a_save_never_waits_for_another_raters_claim_on_postgres(monkeypatch):
+    """A claim locks the one item it takes; a rating saved meanwhile (here for that very item)
+    goes through at once. A claim that locked the campaign's row held every save behind it."""
+    import threading
+
+    from sqlalchemy import text
+
+    from db.store import open_store
+    from tests.conftest import fresh_postgres_schema
+
+    with fresh_postgres_schema("claim") as url:
+        db_engine = open_store(url=url)
+        campaign_id = _campaign(db_engine, mode="pairwise", k=2, samples=1)
+        ana, bo = _rater(db_engine, "ana"), _rater(db_engine, "bo")
+        held = _next(db_engine, campaign_id, bo)
+        claiming, release = threading.Event(), threading.Event()
+        shown = c._rating_item
+
+        def paused_after_claiming(*args):  # the claim is written and locked, not committed
+            claiming.set()
+            release.wait(60)
+            return shown(*args)
+
+        monkeypatch.setattr(c, "_rating_item", paused_after_claiming)
+        claims = []
+        claimer = threading.Thread(target=lambda: claims.append(_next(db_engine, campaign_id, ana)))
+        claimer.start()
+        try:
+            assert claiming.wait(60)
+            with session_scope(db_engine) as session:
+                # A safety net, not a timing: a save stuck behind the claim fails here.
+                session.execute(text("SET LOCAL lock_timeout = '10s'"))
+                c.save_rating(session, assignment_id=held.assignment_id, choice="tie",
+                              seconds=1.0)
+            assert claimer.is_alive()  # the claim was still open while the save went through
+        finally:
+            release.set()
+            claimer.join(60)
+        assert claims[0].item_id == held.item_id  # k=2: ana got the item bo rated
+        with session_scope(db_engine) as session:
+            assert len(c.campaign_ratings(session, campaign_id=campaign_id)) == 1
+        db_engine.dispose()

@@ -158,5 +158,9 @@ def test_kill_9_of_a_detached_run_shows_interrupted_and_resume_finishes_from_the
         assert job.result["resumed_from_step"] == killed_at and job.result["steps"] == 20
         assert queries.get_variant(session, name="killed").job_id == job_id
         steps = [s for s, _ in queries.metric_series(session, job_id=job_id, name="loss")]
-    # Steps after the checkpoint ran twice (before the kill and after resume); none is missing.
-    assert sorted(set(steps)) == list(range(1, 21))
+        rows = queries.recent_metrics(session, job_ids=[job_id], names=["loss", "lr"],
+                                      per_name=100)
+    # Steps after the checkpoint ran twice (before the kill and after resume); the store keeps
+    # one row per step and name, none missing, none twice.
+    assert steps == list(range(1, 21))
+    assert [len(rows[(job_id, name)]) for name in ("loss", "lr")] == [20, 20]

@@ -414,3 +414,32 @@ async def test_no_variant_identity_reaches_the_rater(rating_store, campaign):
     assert "is complete — thank you" in everything
     for secret in SECRETS:
         assert secret not in everything, secret
+
+
+async def test_a_store_locked_past_the_write_budget_is_a_busy_notice_and_nothing_is_lost(
+        rating_store, monkeypatch):
+    import sqlite3
+
+    import db.store
+
+    monkeypatch.setattr(db.store, "WRITE_BUDGET_S", 0.3)
+    path = rating_store.url.split("///", 1)[1]
+    async with rating(rating_store.url, "omelette-pairs") as s:
+        assert s.position.startswith("item 1 of 3")
+        # Another process (a job, another rater) holds the write lock all the while.
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            await s.press("2", "enter")
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert "the store is busy, try again" in s.notices[-1]
+        assert "database is locked" not in " ".join(s.notices)
+        assert "NOT saved" in s.notices[-1]
+        assert s.screen.phase == "rating" and s.position.startswith("item 1 of 3")
+        assert s.screen.query_one("#rate-choice").choice == "right"  # the answer is kept
+        assert _ratings(rating_store, "omelette-pairs") == []
+        await s.press("enter")  # the lock is gone: the same answer is saved
+        assert s.position.startswith("item 2 of 3")
+    assert [r.choice for r in _ratings(rating_store, "omelette-pairs")] == ["right"]

@@ -25,8 +25,10 @@ async def test_table1_matches_the_hand_computed_numbers(demo_store):
         # Every eval sample is in the one recipe group "omelette", so the clustered bootstrap
         # always resamples the whole set: the score interval collapses onto the mean, 1 recipe.
         assert _table(app) == [
-            ["tuned", "7", "3", "70.00%", "3.65", "10", "0", "39.68%–89.22%", "3.65–3.65", "1"],
-            ["base", "3", "6", "33.33%", "2.67", "10", "1", "12.06%–64.58%", "2.67–2.67", "1"],
+            ["tuned", "7", "3", "70.00%", "3.65", "10", "0", "0", "39.68%–89.22%", "3.65–3.65",
+             "1"],
+            ["base", "3", "6", "33.33%", "2.67", "10", "1", "0", "12.06%–64.58%", "2.67–2.67",
+             "1"],
         ]
         provenance = str(app.screen.query_one("#report-provenance").content)
         assert "judge offline · protocol offline · prompt version v1" in provenance

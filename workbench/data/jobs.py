@@ -49,7 +49,7 @@ class JobRow:
     id: int
     kind: str
     title: str
-    status: str  # as stored: one of db.models.JOB_STATUSES
+    status: str  # one of db.models.JOB_STATUSES, as engine.jobs.effective_status reads it
     cancel_requested: bool
     active: bool  # status in db.models.JOB_ACTIVE: the job can still be asked to stop
     resumable: bool  # what engine.jobs.resume_job accepts: stopped without succeeding
@@ -181,6 +181,12 @@ def job_rows(session: Session, jobs: list[Job]) -> tuple[JobRow, ...]:
     from db.models import JOB_ACTIVE
     from db.queries import recent_metrics
 
+    try:  # a running job whose process is gone reads "interrupted" here as in `ddft jobs list`
+        from engine.jobs import effective_status
+    except ImportError:
+        def effective_status(job: Job) -> str:
+            return job.status
+
     recent = recent_metrics(session, job_ids=[job.id for job in jobs], names=ROW_METRICS,
                             per_name=RATE_POINTS)
     rows = []
@@ -189,22 +195,23 @@ def job_rows(session: Session, jobs: list[Job]) -> tuple[JobRow, ...]:
             points = recent.get((job_id, name))
             return points[-1][1] if points else None
 
+        status = effective_status(job)
         training = None
         if job.kind == RUN_KIND:
             loss_points = [(step, at) for step, _, at in recent.get((job.id, "loss"), [])]
             training = Training(
                 variant=run_variant(job),
-                eta_s=estimate_eta(loss_points, step=job.step, total=job.total, status=job.status),
+                eta_s=estimate_eta(loss_points, step=job.step, total=job.total, status=status),
                 samples_per_s=last("samples_per_s"),
                 tokens_per_s=last("tokens_per_s"),
                 gpu_memory_gb=last("gpu_memory_gb"),
             )
-        active = job.status in JOB_ACTIVE
+        active = status in JOB_ACTIVE
         rows.append(JobRow(
-            id=job.id, kind=job.kind, title=job.title, status=job.status,
+            id=job.id, kind=job.kind, title=job.title, status=status,
             cancel_requested=job.cancel_requested, active=active,
             # As engine.jobs.resume_job decides: anything stopped but a success.
-            resumable=not active and job.status != "succeeded",
+            resumable=not active and status != "succeeded",
             step=job.step, total=job.total, loss=last("loss"), heartbeat_at=job.heartbeat_at,
             started_at=job.started_at, training=training,
         ))

@@ -113,12 +113,16 @@ Opening = RaterPlace | tuple[CampaignChoice, ...] | str  # a place, a choice, or
 
 
 def describe_error(error: BaseException) -> str:
-    """One line for a rater: a campaign's own message in full, any other store error by its type
-    and first line."""
+    """One line for a rater: a campaign's own message in full, a store that stayed locked as
+    "the store is busy, try again" (the answer stays on screen, nothing is lost), any other store
+    error by its type and first line."""
     from db.campaigns import CampaignError
+    from db.store import StoreBusy, is_store_busy
 
     if isinstance(error, CampaignError):
         return str(error)
+    if is_store_busy(error):
+        return str(StoreBusy())
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {first[:ERROR_LINE_CHARS]}".rstrip(": ")
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 COLUMNS = (("variant", "Variant"), ("yes", "Yes"), ("no", "No"), ("accuracy", "Accuracy"),
            ("average_score", "Average Score"), ("n", "n"), ("unparsable", "Unparsable"),
-           ("accuracy_ci", "Accuracy 95% CI"), ("score_ci", "Score 95% CI"), ("recipes", "Recipes"))
+           ("failed", "Failed"), ("accuracy_ci", "Accuracy 95% CI"), ("score_ci", "Score 95% CI"), ("recipes", "Recipes"))
 COMPARISON_COLUMNS = (("variant", "Variant"), ("baseline", "Baseline"), ("pairs", "Pairs"),
                       ("only_variant", "Only variant yes"), ("only_baseline", "Only baseline yes"),
                       ("accuracy_diff", "Δ Accuracy"), ("mcnemar_p", "McNemar p"),
@@ -66,6 +66,7 @@ def table1_cells(row, stats) -> tuple[str | Text, ...]:
         Text(format_score(row.average_score), justify="right"),
         Text(str(row.n), justify="right"),
         Text(str(row.unparsable), justify="right"),
+        Text(str(row.failed), justify="right"),
         Text(format_range(stats.accuracy_low, stats.accuracy_high, "{:.2f}%") if stats else "—",
              justify="right"),
         Text(format_range(stats.score_low, stats.score_high) if stats else "—", justify="right"),
