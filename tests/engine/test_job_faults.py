@@ -11,10 +11,11 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for
 
 from db import queries
 from db.store import session_scope
@@ -22,16 +23,6 @@ from db.store import session_scope
 # Every wait on another process is a bounded loop of short sleeps polling the store (a safety
 # net, never a fixed delay): a tiny CPU run loads in seconds, but 2 cores are shared.
 TIMEOUT_S = 240
-
-
-def _wait_for(predicate, what: str, timeout: float = TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _job(db_engine, job_id: int):
@@ -105,11 +96,11 @@ def test_sigterm_stops_a_detached_run_at_a_checkpoint_and_resume_ends_as_an_unin
     processes.append(pid)
 
     past = 3
-    _wait_for(lambda: _job(ddft_store, stopped).step >= past, f"step {past}")
+    wait_for(lambda: _job(ddft_store, stopped).step >= past, f"step {past}")
     os.kill(pid, signal.SIGTERM)
-    job = _wait_for(lambda: (j := _job(ddft_store, stopped)).status != "running" and j,
+    job = wait_for(lambda: (j := _job(ddft_store, stopped)).status != "running" and j,
                     "the job to write its status")
-    _wait_for(lambda: not _alive(pid), "the process to end")
+    wait_for(lambda: not _alive(pid), "the process to end")
     assert job.status == "interrupted", (job.status, job.error)
     assert "SIGTERM" in job.message and job.error is None
     assert past <= job.step < 80
@@ -127,9 +118,9 @@ def test_sigterm_stops_a_detached_run_at_a_checkpoint_and_resume_ends_as_an_unin
     resume_job(ddft_store, stopped, workspace=ddft_workspace)
     processes.append(_job(ddft_store, stopped).pid)
     done = {"succeeded", "failed", "interrupted"}
-    resumed = _wait_for(lambda: (j := _job(ddft_store, stopped)).status in done and j,
+    resumed = wait_for(lambda: (j := _job(ddft_store, stopped)).status in done and j,
                         "the resumed run")
-    reference = _wait_for(lambda: (j := _job(ddft_store, whole)).status in done and j,
+    reference = wait_for(lambda: (j := _job(ddft_store, whole)).status in done and j,
                           "the uninterrupted run")
     assert (resumed.status, reference.status) == ("succeeded", "succeeded"), (
         resumed.error, reference.error)
@@ -160,7 +151,7 @@ def test_ctrl_c_in_a_foreground_training_run_is_one_line_and_leaves_a_checkpoint
             jobs = queries.list_jobs(session, kind="train")
         return jobs and jobs[0].step >= 3 and jobs[0]
 
-    job = _wait_for(started, "step 3")
+    job = wait_for(started, "step 3")
     os.killpg(process.pid, signal.SIGINT)
     output, _ = process.communicate(timeout=TIMEOUT_S)
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
@@ -211,7 +202,7 @@ def test_sigterm_stops_other_job_kinds_between_samples_keeping_what_they_stored(
     process = subprocess.Popen([sys.executable, "-c", ITEMS_JOB, str(job_id), str(ddft_workspace)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     processes.append(process.pid)
-    _wait_for(lambda: _job(ddft_store, job_id).step >= 5, "five items stored")
+    wait_for(lambda: _job(ddft_store, job_id).step >= 5, "five items stored")
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=TIMEOUT_S)
     assert process.returncode == 0 and output.splitlines()[-1] == f"job {job_id} interrupted", output

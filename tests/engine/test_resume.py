@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for
 
 from engine.train import (
     STATE_FILE,
@@ -102,16 +103,6 @@ def test_resume_refuses_a_checkpoint_made_with_other_data(
     assert (last_checkpoint(tmp_path / "run") / STATE_FILE).is_file()
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_kill_9_of_a_detached_run_shows_interrupted_and_resume_finishes_from_the_checkpoint(
     engine_tiny_model, ddft_workspace, ddft_store, monkeypatch
 ):
@@ -140,9 +131,9 @@ def test_kill_9_of_a_detached_run_shows_interrupted_and_resume_finishes_from_the
         with session_scope(ddft_store) as session:
             return queries.list_checkpoints(session, job_id=job_id)
 
-    _wait_for(checkpointed, 120, "the first checkpoint")
+    wait_for(checkpointed, "the first checkpoint", timeout=120)
     os.kill(pid, signal.SIGKILL)
-    _wait_for(lambda: refresh_job_states(ddft_store) == [job_id], 10, "the job to look dead")
+    wait_for(lambda: refresh_job_states(ddft_store) == [job_id], "the job to look dead", timeout=60)
     with session_scope(ddft_store) as session:
         job = queries.get_job(session, job_id=job_id)
         assert job.status == "interrupted" and 0 < job.step < 20, (job.status, job.step)

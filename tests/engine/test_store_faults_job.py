@@ -7,11 +7,12 @@ from __future__ import annotations
 import errno
 import os
 import sys
-import time
 from collections import namedtuple
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for
 import torch
 
 from engine.jobs.train_settings import TrainError
@@ -75,16 +76,6 @@ def test_a_disk_filling_up_while_saving_is_one_line_and_the_partial_copy_goes(
     assert sorted(p.name for p in run.iterdir()) == ["step-000002"]  # kept; no partial copy
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
@@ -122,7 +113,7 @@ def test_a_job_whose_store_vanishes_stops_with_a_line_and_keeps_its_checkpoints(
             with session_scope(ddft_store) as session:
                 return queries.list_checkpoints(session, job_id=job_id)
 
-        _wait_for(checkpointed, 180, "the first checkpoint")
+        wait_for(checkpointed, "the first checkpoint", timeout=180)
         path = ddft_workspace / "ddft.db"
         if how == "delete":
             path.unlink()
@@ -131,7 +122,7 @@ def test_a_job_whose_store_vanishes_stops_with_a_line_and_keeps_its_checkpoints(
             # A read meanwhile neither makes a new store nor touches the job's write-ahead log.
             result = CliRunner().invoke(app, ["jobs", "list", "--workspace", str(ddft_workspace)])
             assert result.exit_code == 1 and "no store at" in result.output
-        _wait_for(lambda: _gone(pid), 60, "the job to stop")
+        wait_for(lambda: _gone(pid), "the job to stop", timeout=60)
     finally:
         if not _gone(pid):
             os.kill(pid, 9)
