@@ -222,6 +222,15 @@ class TrainRequest:
             out.append(bad_name)
         elif queries.get_variant(session, name=self.variant) is not None:
             out.append(f"variant: a model variant named {self.variant!r} exists already")
+        else:
+            # A variant is registered when its run finishes: a queued or running run that will
+            # register the same name takes it now, or both would train and one would collide.
+            from db.models import JOB_ACTIVE
+
+            taken = [job.id for job in queries.list_jobs(session, kind="train")
+                     if job.status in JOB_ACTIVE and job.params.get("variant") == self.variant]
+            if taken:
+                out.append(f"variant: {self.variant!r} is being trained by job {taken[0]}")
         if not self.base.strip():
             out.append("base: a hub id or a model directory is needed")
         else:

@@ -158,3 +158,21 @@ def test_problems_name_every_bad_field_at_once(ddft_store, request_, expected):
 def test_every_user_mistake_is_a_user_error_and_keeps_its_old_base(path, name, other):
     error = getattr(importlib.import_module(path), name)
     assert issubclass(error, UserError) and issubclass(error, other)
+
+
+def test_a_variant_name_a_queued_or_running_run_will_register_is_taken(ddft_store):
+    # A variant is only registered when its run finishes: two runs of one name used to both
+    # start, and the second collided after training in full.
+    from engine.jobs.runner import create_job
+
+    _store(ddft_store)
+    first = TrainRequest(variant="lora-1", base="org/model", preset="paper",
+                         datasets={"qa": 1.0})
+    assert not [p for p in _problems(ddft_store, first) if p.startswith("variant:")]
+    job_id = create_job(ddft_store, kind="train", params=first.params(), title="train lora-1")
+    second = TrainRequest(variant="lora-1", base="org/model", preset="paper",
+                          datasets={"qa": 1.0})
+    assert f"variant: 'lora-1' is being trained by job {job_id}" in _problems(ddft_store, second)
+    with session_scope(ddft_store) as session:
+        queries.update_job(session, job_id=job_id, status="cancelled")
+    assert not [p for p in _problems(ddft_store, second) if p.startswith("variant:")]

@@ -105,4 +105,4 @@ async def test_both_screens_treat_a_run_asked_to_stop_as_still_running(asked_sto
         await pilot.press("c")
         await settle(pilot)
         assert not isinstance(app.screen, ConfirmDialog)
-        assert "is cancelled; there is nothing to cancel" in notices[-1], notices
+        assert "was cancelled; there is nothing to cancel" in notices[-1], notices

@@ -44,6 +44,16 @@ POLL_S = 1.0
 ACTION_ERRORS = (JobsUnavailable, UserError, RuntimeError, OSError)
 
 
+
+# How a notice says what a job's status means ("Job 3 has succeeded", not "is succeeded").
+_STATUS_PHRASES = {"succeeded": "has succeeded", "failed": "has failed",
+                   "cancelled": "was cancelled", "interrupted": "was interrupted"}
+
+
+def status_phrase(status: str) -> str:
+    return _STATUS_PHRASES.get(status, f"is {status}")
+
+
 class JobTableScreen(WorkbenchScreen):
     """Jobs polled from the store every second into one JobsTable, updated in place, with the
     selected job's detail, cancel and resume. A subclass names the kind it lists (None: all),
@@ -238,7 +248,7 @@ class JobTableScreen(WorkbenchScreen):
             self.notify(f"{noun} {row.id} was already asked to stop; it stops at its next check.")
             return
         if not row.active:
-            self.notify(f"{noun} {row.id} is {row.status}; there is nothing to cancel.")
+            self.notify(f"{noun} {row.id} {status_phrase(row.status)}; there is nothing to cancel.")
             return
 
         def answered(cancel: bool | None) -> None:
@@ -255,7 +265,7 @@ class JobTableScreen(WorkbenchScreen):
             self.app.bell()
             return
         if not row.resumable:
-            self.notify(f"{self.NOUN.capitalize()} {row.id} is {row.status}; only interrupted, "
+            self.notify(f"{self.NOUN.capitalize()} {row.id} {status_phrase(row.status)}; only interrupted, "
                         f"failed or cancelled {self.NOUN}s resume.")
             return
         workspace: Path | None = getattr(self.app, "workspace", None)
