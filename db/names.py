@@ -25,7 +25,7 @@ def check_name(kind: str, text: str) -> str | None:
     it first (a typed name's surrounding blanks are a slip, not part of it); the stored name is
     exactly the text checked."""
     if not isinstance(text, str) or not text.strip():
-        return f"{kind} name: expected some text, found {text!r}"
+        return f"{kind} name: expected some text, found none (nothing, or only blanks)"
     bad = next((ch for ch in text if unicodedata.category(ch) in _REFUSED_CATEGORIES), None)
     if bad is not None:
         return f"{kind} name {text!r}: expected no control characters, found {bad!r}"

@@ -55,8 +55,13 @@ def add_variant(
     from db import queries
     from db.store import session_scope
 
+    from engine.jobs.train_settings import resolve_base
+
     if adapter is not None and not (adapter / "adapter_config.json").is_file():
         fail(f"{adapter}: not a LoRA adapter folder (adapter_config.json missing)")
+    source, local = resolve_base(base)
+    if local and not (Path(source) / "config.json").is_file():
+        fail(f"base: {base}: expected a model directory with config.json, found none")
     _, db_engine = open_workspace(workspace, create=True)  # adding a variant makes a store
     with session_scope(db_engine) as session:
         if queries.get_variant(session, name=name):

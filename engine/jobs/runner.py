@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 
 from db import queries
 from db.errors import UserError
-from db.models import Job, utcnow
+from db.models import JOB_ACTIVE, Job, utcnow
 from db.store import StoreBusy, StoreError, check_store, session_scope
 from db.redaction import redact_secrets
 from db.workspace import make_private_file, make_private_folder
@@ -222,11 +222,14 @@ def submit(db_engine: Engine, request: JobRequest, *, workspace: Path, title: st
 
 def request_cancel(db_engine: Engine, job_id: int) -> None:
     """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next check.
-    Raises JobError for an unknown id."""
+    Raises JobError for an unknown id, and for a job that has stopped already (nothing is
+    written then)."""
     with session_scope(db_engine) as session:
         job = queries.get_job(session, job_id=job_id)
         if job is None:
             raise JobError(f"no job with id {job_id}")
+        if job.status not in JOB_ACTIVE:
+            raise JobError(f"job {job_id} already {job.status}; there is nothing to cancel")
         job.cancel_requested = True
         if job.status == "queued":
             job.status = "cancelled"

@@ -55,10 +55,12 @@ def test_user_mistakes_are_one_message_and_exit_1(ddft_store, ddft_workspace, ar
 
 
 def test_adding_a_variant_checks_the_adapter_folder(ddft_workspace, tmp_path):
-    result = invoke(ddft_workspace, "variants", "add", "v", "--base", "/m", "--adapter",
+    result = invoke(ddft_workspace, "variants", "add", "v", "--base", "org/m", "--adapter",
                     str(tmp_path))
     assert result.exit_code == 1 and "adapter_config.json missing" in result.output
-    assert invoke(ddft_workspace, "variants", "add", "v", "--base", "/m").exit_code == 0
+    result = invoke(ddft_workspace, "variants", "add", "v", "--base", str(tmp_path))
+    assert result.exit_code == 1 and "expected a model directory with config.json" in result.output
+    assert invoke(ddft_workspace, "variants", "add", "v", "--base", "org/m").exit_code == 0
     result = invoke(ddft_workspace, "variants", "list")
     assert "v" in result.output and "/m" in result.output
 

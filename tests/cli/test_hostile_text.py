@@ -80,7 +80,7 @@ def test_jobs_show_prints_titles_params_errors_and_log_lines_as_typed(hostile):
 @pytest.mark.parametrize("args, shown", [
     (["generate", "--variant", "[/]nope", "--eval-set", EVAL_SET], "'[/]nope'"),
     (["variants", "export", BASE, "out"], f"{BASE} is a base model"),
-    (["variants", "add", BASE, "--base", "m"], f"named {BASE!r} exists already"),
+    (["variants", "add", BASE, "--base", "org/m"], f"named {BASE!r} exists already"),
     (["campaign", "show", "[/]nope"], "[/]nope"),
     (["campaign", "create", CAMPAIGN, "-v", BASE, "-v", TUNED, "--eval-set", EVAL_SET],
      f"{CAMPAIGN!r} exists already"),
@@ -108,7 +108,7 @@ def test_an_import_of_a_missing_file_names_it_as_typed(hostile, tmp_path):
 
 
 def test_new_names_with_markup_are_stored_and_printed_as_typed(hostile):
-    result = invoke(hostile, "variants", "add", "[bold]new[/]", "--base", "/m")
+    result = invoke(hostile, "variants", "add", "[bold]new[/]", "--base", "org/m")
     assert result.exit_code == 0 and "added variant [bold]new[/]" in result.output
     assert "[bold]new[/]" in invoke(hostile, "variants", "list").output
 
@@ -135,11 +135,11 @@ def test_a_campaign_without_raters_hints_a_quoted_command(hostile):
 
 
 @pytest.mark.parametrize("args", [
-    ["variants", "add", "", "--base", "m"],
-    ["variants", "add", "   ", "--base", "m"],
-    ["variants", "add", "a\nb", "--base", "m"],
-    ["variants", "add", "a\x00b", "--base", "m"],
-    ["variants", "add", "x" * 101, "--base", "m"],
+    ["variants", "add", "", "--base", "org/m"],
+    ["variants", "add", "   ", "--base", "org/m"],
+    ["variants", "add", "a\nb", "--base", "org/m"],
+    ["variants", "add", "a\x00b", "--base", "org/m"],
+    ["variants", "add", "x" * 101, "--base", "org/m"],
     ["variants", "from-checkpoint", "1", "--name", "\t"],
     ["train", "--variant", "two\nlines", "--base", "m"],
     ["campaign", "create", " ", "-v", BASE, "-v", TUNED],
@@ -165,7 +165,7 @@ def test_a_bad_rater_name_is_refused_in_one_line(hostile, bad):
 
 
 def test_surrounding_blanks_are_a_slip_not_part_of_a_name(hostile):
-    result = invoke(hostile, "variants", "add", "  spaced  ", "--base", "/m")
+    result = invoke(hostile, "variants", "add", "  spaced  ", "--base", "org/m")
     assert result.exit_code == 0, result.output
     with hostile.session() as session:
         assert queries.get_variant(session, name="spaced") is not None
@@ -211,7 +211,7 @@ def test_the_option_choices_are_the_importers_own():
 
 def test_a_hint_in_a_refusal_is_a_quoted_command(hostile):
     name = "new; rm -rf ~ [/]"
-    assert invoke(hostile, "variants", "add", name, "--base", "/m").exit_code == 0
+    assert invoke(hostile, "variants", "add", name, "--base", "org/m").exit_code == 0
     result = invoke(hostile, "ground", "--variant", name, "--eval-set", EVAL_SET)
     assert result.exit_code == 1
     message = " ".join(result.output.split())

@@ -141,6 +141,16 @@ def test_unknown_kinds_and_ids_are_clear_errors(ddft_backend_store, ddft_workspa
         jobs.run_job(ddft_backend_store, 42, workspace=ddft_workspace)
 
 
+def test_cancelling_a_finished_job_is_refused_and_writes_nothing(ddft_backend_store):
+    job_id = jobs.create_job(ddft_backend_store, kind="judge", params={})
+    with session_scope(ddft_backend_store) as session:
+        queries.update_job(session, job_id=job_id, status="succeeded")
+    with pytest.raises(jobs.JobError, match=f"job {job_id} already succeeded; there is nothing"):
+        jobs.request_cancel(ddft_backend_store, job_id)
+    with session_scope(ddft_backend_store) as session:
+        assert queries.get_job(session, job_id=job_id).cancel_requested is False
+
+
 def test_cancelling_a_queued_job_cancels_it_at_once(ddft_backend_store):
     job_id = jobs.create_job(ddft_backend_store, kind="judge", params={})
     jobs.request_cancel(ddft_backend_store, job_id)
