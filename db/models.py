@@ -21,6 +21,8 @@ CHECK_STATUSES = ("unchecked", "ok", "warn", "failed")
 # Job lifecycle. "interrupted" is set when a running job's process is found dead.
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 JOB_ACTIVE = ("queued", "running")
+# Kinds of job that need the accelerator: they wait in their host's device queue while it is busy.
+DEVICE_KINDS = ("train", "generate", "timestamps", "ground")
 # What a generation answers: the recipe (judged, in Table 1) or the steps with their times.
 GENERATION_TASKS = ("recipe", "timestamps")
 
@@ -84,6 +86,15 @@ class Job(SQLModel, table=True):
     started_at: Optional[datetime] = None
     heartbeat_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
+    # The queue: the host whose device queue the job waits in (it runs there), how many device
+    # slots it takes while running (0: it never waits for the device), when it joined the queue
+    # (its place; a resumed job joins at the back), the jobs that must succeed before it starts,
+    # and the workspace its process runs in.
+    queue: str = Field(default="", index=True)
+    devices: int = 0
+    queued_at: Optional[datetime] = None
+    after: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    workspace: str = ""
 
 
 class Metric(SQLModel, table=True):
@@ -273,3 +284,56 @@ class GenerationFailure(SQLModel, table=True):
     task: str  # one of FAILURE_TASKS
     reason: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Setting(SQLModel, table=True):
+    """One setting of the store shared by every process using it (e.g. `device_slots`: how many
+    device jobs may run at once on a host)."""
+
+    name: str = Field(primary_key=True)
+    value: str = ""
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Grid(SQLModel, table=True):
+    """A modality ablation grid: one training run per cell (a subset of the training sets'
+    modalities, and values of preset fields), each followed by generation on one eval set and
+    judging, plus the base model's generation once."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    base: str  # hub id or model directory
+    base_variant: str  # the model variant of the untuned base
+    eval_set: str
+    preset: str = ""
+    # Training dataset name -> its modality (image | video | text), as given.
+    datasets: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Preset overrides every cell shares (field -> value as text).
+    overrides: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The grid's axes: "modalities" -> list of subsets, and preset field -> list of values.
+    axes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The judges each cell's generations get: [{"judge", "protocol", "model", "base_url"}].
+    judges: list[dict[str, Any]] = Field(default_factory=list,
+                                         sa_column=Column(JSON, nullable=False))
+    gpus: int = 1
+    best_checkpoint: bool = False  # generate with each run's best checkpoint, not its last
+    generation: dict[str, Any] = Field(default_factory=dict,
+                                       sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class GridCell(SQLModel, table=True):
+    """One cell of a grid: the variant it trains (none for the base row), the modalities and
+    settings it trains with, and the jobs that make it."""
+
+    __table_args__ = (UniqueConstraint("grid_id", "position", name="uq_gridcell_position"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    grid_id: int = Field(foreign_key="grid.id", index=True)
+    position: int  # 0 is the base row
+    variant: str
+    is_base: bool = False
+    modalities: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    settings: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    train_job_id: Optional[int] = Field(default=None, foreign_key="job.id")
+    generate_job_id: Optional[int] = Field(default=None, foreign_key="job.id")
+    judge_job_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

@@ -13,18 +13,22 @@ from sqlmodel import Session, col, select
 
 from db.models import (
     CHECK_STATUSES,
+    DEVICE_KINDS,
     FAILURE_TASKS,
     GENERATION_TASKS,
     Checkpoint,
     Dataset,
     Generation,
     GenerationFailure,
+    Grid,
+    GridCell,
     Grounding,
     Job,
     Judgment,
     Metric,
     ModelVariant,
     Sample,
+    Setting,
     utcnow,
 )
 from db.names import require_name
@@ -416,14 +420,29 @@ def record_sample_checks(session: Session, *, checks: Sequence[SampleCheck]) -> 
 
 
 def create_job(
-    session: Session, *, kind: str, params: dict[str, Any], title: str = ""
+    session: Session, *, kind: str, params: dict[str, Any], title: str = "", queue: str = "",
+    devices: int | None = None, after: Sequence[int] = (), workspace: str = "",
 ) -> Job:
-    """Add a queued job row (flushed, so it has its id). Keys and URL credentials in the params
-    and title are stored redacted (db.redaction)."""
-    job = Job(kind=kind, params=redact_value(params), title=redact_secrets(title or kind))
+    """Add a queued job row (flushed, so it has its id) at the back of `queue` (a host's device
+    queue), taking `devices` slots when it runs and starting only after the jobs `after` have
+    succeeded (`devices` None: one for a kind of db.models.DEVICE_KINDS, none otherwise). Keys
+    and URL credentials in the params and title are stored redacted (db.redaction)."""
+    if devices is None:
+        devices = 1 if kind in DEVICE_KINDS else 0
+    job = Job(kind=kind, params=redact_value(params), title=redact_secrets(title or kind),
+              queue=queue, devices=devices, after=list(after), workspace=workspace,
+              queued_at=utcnow())
     session.add(job)
     session.flush()
     return job
+
+
+def jobs_by_id(session: Session, *, job_ids: Iterable[int]) -> dict[int, Job]:
+    """The jobs of these ids that exist, by id."""
+    wanted = sorted({int(i) for i in job_ids if i is not None})
+    if not wanted:
+        return {}
+    return {job.id: job for job in session.exec(select(Job).where(col(Job.id).in_(wanted)))}
 
 
 def get_job(session: Session, *, job_id: int) -> Optional[Job]:
@@ -459,6 +478,7 @@ def update_job(
     error: str | None | _Keep = KEEP,
     result: dict[str, Any] | _Keep = KEEP,
     log_path: str | _Keep = KEEP,
+    workspace: str | _Keep = KEEP,
     started_at: datetime | None | _Keep = KEEP,
     heartbeat_at: datetime | None | _Keep = KEEP,
     finished_at: datetime | None | _Keep = KEEP,
@@ -472,7 +492,7 @@ def update_job(
     given = {"status": status, "title": title, "params": params, "pid": pid, "host": host,
              "step": step, "total": total, "message": message,
              "cancel_requested": cancel_requested, "error": error, "result": result,
-             "log_path": log_path, "started_at": started_at, "heartbeat_at": heartbeat_at,
+             "log_path": log_path, "workspace": workspace, "started_at": started_at, "heartbeat_at": heartbeat_at,
              "finished_at": finished_at}
     for key in ("params", "error", "message", "title"):
         # Keys and URL credentials never reach the store (an error body echoing the key).
@@ -887,6 +907,8 @@ def claim_job(
     message: str | _Keep = KEEP,
     clear_cancel: bool = False,
     unless_cancelled: bool = False,
+    requeue: bool = False,
+    queue: str | _Keep = KEEP,
 ) -> bool:
     """Move job `job_id` to `status` in one conditional UPDATE, so that of any number of
     processes racing for it (two resumes, a resume and a run) exactly one wins.
@@ -895,7 +917,8 @@ def claim_job(
     process `held_by` (the claim token: the pid the caller saw on the row and decided on), and,
     with `unless_cancelled`, while nobody asked to cancel it. `owner` (pid, host) is written as
     the process that holds the job now; a job claimed to run gets a heartbeat, a start time when
-    it had none, and loses its last finish and error; `clear_cancel` forgets a cancel request.
+    it had none, and loses its last finish and error; `clear_cancel` forgets a cancel request;
+    `requeue` puts it at the back of its queue and `queue` moves it to another host's queue.
     Returns True when this call changed the row, False (nothing written) when it did not,
     including for an unknown id.
     """
@@ -914,6 +937,10 @@ def claim_job(
         values["message"] = message
     if clear_cancel:
         values["cancel_requested"] = False
+    if requeue:
+        values["queued_at"] = now
+    if queue is not KEEP:
+        values["queue"] = queue
     if status == "running":
         values.update(heartbeat_at=now, started_at=func.coalesce(Job.started_at, now),
                       finished_at=None, error=None)
@@ -1053,3 +1080,105 @@ def beat_job(session: Session, *, job_id: int, pid: int) -> bool:
                              .values(heartbeat_at=utcnow())
                              .execution_options(synchronize_session=False))
     return result.rowcount == 1
+
+
+# ---------------------------------------------------------------- the device queue and settings
+
+_PG_QUEUE_LOCK = 0x64647175  # "ddqu": serialises starting jobs from a queue across processes
+
+
+def lock_queue(session: Session) -> None:
+    """Take the lock under which a process decides which queued jobs start (held until the
+    session commits), so that two processes never both start the head of a queue: SQLite's
+    write lock (BEGIN IMMEDIATE, waited for in short attempts), a transaction-level advisory
+    lock on PostgreSQL. Raises db.store.StoreBusy when SQLite's lock stays taken."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_QUEUE_LOCK})
+        return
+    from db.store import begin_write
+
+    begin_write(session)
+
+
+def queue_jobs(session: Session, *, queue: str | None = None,
+               status: Sequence[str] = ("queued", "running")) -> list[Job]:
+    """Jobs of one host's queue (every queue when None) in these statuses, in queue order:
+    the time each joined the queue, then id."""
+    query = select(Job).where(col(Job.status).in_(list(status)))
+    if queue is not None:
+        query = query.where(Job.queue == queue)
+    return list(session.exec(query.order_by(col(Job.queued_at).asc().nulls_first(),
+                                            col(Job.id).asc())))
+
+
+def get_setting(session: Session, *, name: str) -> Optional[str]:
+    """A setting's stored value, None when it was never set."""
+    row = session.get(Setting, name)
+    return None if row is None else row.value
+
+
+def set_setting(session: Session, *, name: str, value: str) -> None:
+    """Store a setting's value, replacing the one before."""
+    row = session.get(Setting, name)
+    if row is None:
+        row = Setting(name=name, value=value)
+    else:
+        row.value, row.updated_at = value, utcnow()
+    session.add(row)
+    session.flush()
+
+
+# ---------------------------------------------------------------- ablation grids
+
+
+def create_grid(session: Session, *, name: str, cells: Sequence[dict[str, Any]],
+                **fields: Any) -> Grid:
+    """Add a grid and its cells (dicts of GridCell fields, in order; position 0 is the base
+    row). Raises KeyError for a field a grid does not have; db.errors.UserError for a bad
+    name."""
+    require_name("grid", name)
+    unknown = set(fields) - set(Grid.model_fields)
+    if unknown:
+        raise KeyError(f"a grid has no field {sorted(unknown)[0]!r}")
+    grid = Grid(name=name, **fields)
+    session.add(grid)
+    session.flush()
+    for position, cell in enumerate(cells):
+        session.add(GridCell(grid_id=grid.id, position=position, **cell))
+    session.flush()
+    return grid
+
+
+def get_grid(session: Session, *, name: str) -> Optional[Grid]:
+    """The grid of this name, None when there is none."""
+    return session.exec(select(Grid).where(Grid.name == name)).first()
+
+
+def list_grids(session: Session) -> list[Grid]:
+    """Every grid, newest first."""
+    return list(session.exec(select(Grid).order_by(col(Grid.id).desc())))
+
+
+def grid_cells(session: Session, *, grid_id: int) -> list[GridCell]:
+    """A grid's cells in order, the base row first."""
+    return list(session.exec(select(GridCell).where(GridCell.grid_id == grid_id)
+                             .order_by(col(GridCell.position))))
+
+
+def update_grid_cell(session: Session, *, cell_id: int, train_job_id: int | None | _Keep = KEEP,
+                     generate_job_id: int | None | _Keep = KEEP,
+                     judge_job_ids: list[int] | _Keep = KEEP) -> GridCell:
+    """Set the jobs of a grid cell. Raises KeyError for an unknown id."""
+    cell = session.get(GridCell, cell_id)
+    if cell is None:
+        raise KeyError(f"no grid cell with id {cell_id}")
+    if train_job_id is not KEEP:
+        cell.train_job_id = train_job_id
+    if generate_job_id is not KEEP:
+        cell.generate_job_id = generate_job_id
+    if judge_job_ids is not KEEP:
+        cell.judge_job_ids = list(judge_job_ids)
+    session.add(cell)
+    session.flush()
+    return cell

@@ -64,6 +64,16 @@ _STORE_FILES: "weakref.WeakKeyDictionary[Engine, tuple[Path, tuple[int, int]]]" 
     weakref.WeakKeyDictionary())
 # The line `open_store` said when it upgraded a store's schema, for callers that print it later.
 _UPGRADES: "weakref.WeakKeyDictionary[Engine, str]" = weakref.WeakKeyDictionary()
+# Told of every store this process opens, with its workspace (see `add_open_listener`).
+_OPEN_LISTENERS: list[Callable[[Engine, Path], None]] = []
+
+
+def add_open_listener(listener: Callable[[Engine, Path], None]) -> None:
+    """Have `listener(engine, workspace)` called each time this process opens a store, once it
+    is open (the `ddft` command starts the jobs waiting in the queue this way). A listener that
+    raises does not stop the open; adding one twice adds it once."""
+    if listener not in _OPEN_LISTENERS:
+        _OPEN_LISTENERS.append(listener)
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:
@@ -173,6 +183,11 @@ def open_store(
             announce(upgraded)
     if created and announce is not None:
         announce(f"created a new store at {path}")
+    for listener in list(_OPEN_LISTENERS):
+        try:
+            listener(db_engine, resolve_workspace(workspace))
+        except Exception:  # what a listener does is its own; the store is open all the same
+            logging.getLogger(__name__).exception("a store-open listener failed")
     return db_engine
 
 

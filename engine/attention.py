@@ -49,20 +49,35 @@ def language_config(model: Any) -> Any:
 
 
 def capture_frame_attention(loaded: LoadedModel, *, prompt: str, text: str, frames: np.ndarray,
-                            layers: Sequence[int], heads: Sequence[int]) -> FrameAttention:
+                            layers: Sequence[int], heads: Sequence[int],
+                            frame_times: Sequence[float] | None = None,
+                            duration_s: float | None = None) -> FrameAttention:
     """Run `prompt` (formatted, with its `<video>` placeholder) and the generated `text`
     teacher-forced over `frames` and return each generated token's attention mass on each
     frame's visual tokens, for the chosen decoder layers and heads.
 
     The model is switched to eager attention, the only implementation that returns weights.
-    Raises GroundingError when the tokenizer gives no character offsets, the prompt's tokens
-    change when the text is appended, or the model returns no attention weights.
+    A model with a frame-time encoder (`loaded.time.embedding`) is given `frame_times` and the
+    video's `duration_s`, as when it generated (a prompt with the times in its text carries
+    them already). Raises GroundingError when the tokenizer gives no character offsets, the
+    prompt's tokens change when the text is appended, the model returns no attention weights,
+    or the model needs frame times and none are given.
     """
     # torch is imported here so that `ddft ground --help` and job listing stay light.
     import torch
 
+    from engine.model.timeaware import frame_times as given_times
+    from engine.model.timeaware import time_features, times_tensor
+
     processor, model = loaded.processor, loaded.model
     tokenizer = processor.tokenizer
+    times = None
+    if getattr(loaded, "time", None) is not None and loaded.time.embedding:
+        if not frame_times or len(frame_times) != len(frames):
+            raise GroundingError(f"the model has a frame-time encoder: expected the times of "
+                                 f"its {len(frames)} frames, found "
+                                 f"{len(frame_times or [])}")
+        times = times_tensor([time_features(frame_times, duration_s)]).to(loaded.device)
     if not getattr(tokenizer, "is_fast", False):
         raise GroundingError("grounding needs a fast tokenizer (character offsets); "
                              f"found {type(tokenizer).__name__}")
@@ -111,7 +126,7 @@ def capture_frame_attention(loaded: LoadedModel, *, prompt: str, text: str, fram
             handles.append(modules[layer].register_forward_hook(hook_for(layer)))
         batch = {k: v.to(loaded.device, loaded.dtype) if v.is_floating_point()
                  else v.to(loaded.device) for k, v in inputs.items()}
-        with torch.inference_mode():
+        with torch.inference_mode(), given_times(model, times):
             model(**batch, use_cache=False)
     finally:
         for handle in handles:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from db import queries
 from db.store import open_store, resolve_workspace, session_scope
 from engine.importers.kitchen import EVAL_SET, TRAIN_SETS, ImportSummary, import_kitchen
+from engine.jobs.results import describe_result
 from engine.jobs import (
     GenerateRequest,
     GroundRequest,
@@ -39,6 +40,9 @@ GENERATION = {"batch_size": 6, "max_new_tokens": 200}
 JobRunner = Callable[..., Any]
 # The demo's blind rating campaign: waiting for people, never filled in by the demo itself.
 DEMO_CAMPAIGN = "demo-pairwise"
+# `ddft demo --ablation`: the paper's modality grid on the kitchen, short runs of the tiny model.
+ABLATION_GRID = "kitchen-ablation"
+ABLATION_TRAINING: dict[str, str] = {"max_steps": "300", "save_every": "0", "seed": "0"}
 
 
 def _steps_bar(console: Console) -> Progress:
@@ -172,9 +176,10 @@ def train_tuned_variant(db_engine: Engine, workspace: Path, model_dir: Path, *,
 
 
 def run_demo(workspace: str | Path | None, *, console: Console,
-             run: Optional[JobRunner] = None) -> Path:
+             run: Optional[JobRunner] = None, ablation: bool = False) -> Path:
     """Build (or finish building) the demo workspace and print its report; returns its path.
-    `run` runs each job (`ddft demo` shows a progress bar); without it jobs run quietly.
+    `run` runs each job (`ddft demo` shows a progress bar); without it jobs run quietly. With
+    `ablation`, then run the modality ablation grid (`run_ablation`).
 
     Each step reuses what an earlier run stored, so a second run only prints the report.
     """
@@ -210,13 +215,15 @@ def run_demo(workspace: str | Path | None, *, console: Console,
             continue
         job = _run(db_engine, GenerateRequest(variant=variant, eval_set=EVAL_SET, **GENERATION),
                    workspace=path, description=variant, run=run)
-        console.print(f"    job {job.id} {job.status}: {job.result}", markup=False)
+        console.print(f"    job {job.id} {job.status}: {describe_result(job.result)}",
+                      markup=False)
 
     console.print("[bold]5/8[/] offline judge")
     if _unjudged(db_engine, EVAL_SET):
         job = _run(db_engine, JudgeRequest(eval_set=EVAL_SET), workspace=path,
                    description="judge", run=run)
-        console.print(f"    job {job.id} {job.status}: {job.result}", markup=False)
+        console.print(f"    job {job.id} {job.status}: {describe_result(job.result)}",
+                      markup=False)
     else:
         console.print("    every generation judged already")
 
@@ -242,7 +249,53 @@ def run_demo(workspace: str | Path | None, *, console: Console,
     reopen = shlex.join(["ddft", "tui", "--workspace", str(path)])
     rate = shlex.join(["ddft", "rate", "--rater", "YOUR-NAME", "--workspace", str(path)])
     console.print(f"open it again with `{reopen}`; rate blind with `{rate}`", markup=False)
+    if ablation:
+        run_ablation(db_engine, path, model_dir, console=console)
     return path
+
+
+def run_ablation(db_engine: Engine, workspace: Path, model_dir: Path, *,
+                 console: Console) -> None:
+    """The paper's modality ablation on the kitchen: image only, video only, questions only and
+    all three (short runs of the tiny model), each generating for the held-out videos and
+    judged offline, against the untuned base, through the job queue (one training run on the
+    device at a time); waits for it and prints the grid's report. Running it again continues
+    the grid. Raises JobError when one of its jobs does not succeed."""
+    from engine.evaluation.grid_report import build_grid_report, render_markdown
+    from engine.jobs.grid import (
+        GridRequest,
+        advance_grid,
+        create_grid,
+        grid_status,
+        list_grid_names,
+        wait_for_grid,
+    )
+
+    started = time.monotonic()
+    console.rule("modality ablation grid")
+    if ABLATION_GRID not in list_grid_names(db_engine):
+        create_grid(db_engine, GridRequest(
+            name=ABLATION_GRID, base=str(model_dir), datasets=list(TRAIN_SETS),
+            eval_set=EVAL_SET, preset="tiny", overrides=dict(ABLATION_TRAINING),
+            generation=dict(GENERATION)))
+    counts = advance_grid(db_engine, ABLATION_GRID, workspace=workspace)
+    console.print(f"    {ABLATION_GRID}: {counts['queued']} jobs queued, {counts['resumed']} "
+                  f"resumed, {counts['kept']} kept; `ddft jobs list` shows the queue",
+                  markup=False)
+
+    def changed(status: Any) -> None:
+        states = ", ".join(f"{cell.variant} {cell.state}" for cell in status.cells)
+        console.print(f"    {time.monotonic() - started:4.0f} s  {states}", markup=False)
+
+    status = wait_for_grid(db_engine, ABLATION_GRID, on_change=changed)
+    if not status.done:
+        raise JobError(f"grid {ABLATION_GRID} stopped: a job did not succeed (`ddft jobs "
+                       f"list`); `ddft demo --ablation` again continues it")
+    states = {cell.variant: cell.state for cell in grid_status(db_engine, ABLATION_GRID).cells}
+    with session_scope(db_engine) as session:
+        report = build_grid_report(session, ABLATION_GRID, states=states)
+    console.print(render_markdown(report), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"grid ready in {time.monotonic() - started:.0f} s", markup=False)
 
 
 def _demo_campaign(db_engine: Engine, console: Console) -> None:

@@ -3,6 +3,7 @@ every file a command writes where the user names it (`write_output_file`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -113,9 +114,32 @@ def _publish(tmp: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+def model_card(base_model: str, *, relation: str, title: str, usage: str) -> str:
+    """A README in the layout of Hugging Face's model cards: YAML front matter naming the base
+    model (`base_model`, with `base_model_relation` adapter or merge, so the Hub links the two)
+    and `library_name`, then `title` and a usage example. A base that is a local folder, not a
+    Hub id, is named in a comment instead: the Hub accepts only ids there."""
+    from engine.jobs.train_settings import resolve_base
+
+    source, local = resolve_base(base_model)
+    front = ["---"]
+    if local:
+        front.append(f"# base model: the local folder {json.dumps(source)} (replace with its Hub "
+                     "id before uploading)")
+    else:
+        # A JSON string is a YAML string: any name is quoted safely.
+        front.append(f"base_model: {json.dumps(source)}")
+        front.append(f"base_model_relation: {relation}")
+    front += [f"library_name: {'peft' if relation == 'adapter' else 'transformers'}",
+              "tags:", "- ddft", "- video-llava", "- lora" if relation == "adapter" else "- merge",
+              "---", ""]
+    return "\n".join(front) + f"\n# {title}\n\nBase model: `{base_model}`\n\n{usage}"
+
+
 def export_adapter(adapter_path: str | Path, out_dir: Path, *, base_model: str) -> Path:
     """Copy a variant's adapter (peft format, loadable by peft and by transformers'
-    `load_adapter`) into `out_dir`, which must be new or empty.
+    `load_adapter`) into `out_dir`, which must be new or empty, with a model card naming its
+    base model (`model_card`).
 
     Raises ExportError when the adapter folder holds no peft adapter or `out_dir` is in use.
     """
@@ -127,33 +151,61 @@ def export_adapter(adapter_path: str | Path, out_dir: Path, *, base_model: str) 
         for name in ADAPTER_FILES:
             if (source / name).is_file():
                 shutil.copy2(source / name, tmp / name)
-        (tmp / "README.md").write_text(
-            f"# LoRA adapter exported by ddft\n\nBase model: `{base_model}`\n\n"
-            "```python\nfrom peft import PeftModel\n"
-            "from transformers import VideoLlavaForConditionalGeneration\n"
-            f"base = VideoLlavaForConditionalGeneration.from_pretrained({base_model!r})\n"
-            "model = PeftModel.from_pretrained(base, 'PATH_TO_THIS_FOLDER')\n```\n"
-        )
+        (tmp / "README.md").write_text(model_card(
+            base_model, relation="adapter", title="LoRA adapter exported by ddft",
+            usage="```python\nfrom peft import PeftModel\n"
+                  "from transformers import VideoLlavaForConditionalGeneration\n"
+                  f"base = VideoLlavaForConditionalGeneration.from_pretrained({base_model!r})\n"
+                  "model = PeftModel.from_pretrained(base, 'PATH_TO_THIS_FOLDER')\n```\n"))
         return _publish(tmp, Path(out_dir))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
+def stored_dtype(base_model: str):
+    """The torch dtype a model's weights are stored in, as its config records it (`dtype`, or
+    `torch_dtype` in older configs); float32 when it names none. Raises OSError or ValueError
+    when the config cannot be read."""
+    # torch and transformers are imported here: the CLI must not wait for them.
+    import torch
+    from transformers import AutoConfig
+
+    from engine.jobs.train_settings import resolve_base
+
+    source, local = resolve_base(base_model)
+    config = AutoConfig.from_pretrained(source, local_files_only=local)
+    named = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(named, str):
+        named = getattr(torch, named.removeprefix("torch."), None)
+    return named if isinstance(named, torch.dtype) else torch.float32
+
+
 def export_merged(base_model: str, adapter_path: str | Path, out_dir: Path) -> Path:
-    """Load base + adapter, fold the LoRA weights into the base and save the result with its
-    processor as an ordinary model directory in `out_dir` (new or empty).
+    """Load base + adapter in the base model's own dtype (`stored_dtype`: bfloat16 for
+    Video-LLaVA-7B, so the merge needs the memory of the model as published, not twice it in
+    float32), fold the LoRA weights into the base and save the result, in that dtype, with its
+    processor and a model card as an ordinary model directory in `out_dir` (new or empty).
 
     Raises ExportError for a folder in use; ModelLoadError when base or adapter cannot be opened.
     """
     from engine.model.loading import load_variant
 
+    try:
+        dtype = stored_dtype(base_model)
+    except (OSError, ValueError):
+        dtype = None  # load_variant says what is wrong with the base, naming it
     tmp = _fresh_target(out_dir)
     try:
-        loaded = load_variant(base_model, str(adapter_path), device="cpu")
+        loaded = load_variant(base_model, str(adapter_path), device="cpu", dtype=dtype)
         merged = loaded.model.merge_and_unload()
         merged.save_pretrained(tmp)
         loaded.processor.save_pretrained(tmp)
+        (tmp / "README.md").write_text(model_card(
+            base_model, relation="merge", title="Model merged by ddft (base + LoRA adapter)",
+            usage="```python\nfrom transformers import VideoLlavaForConditionalGeneration\n"
+                  "model = VideoLlavaForConditionalGeneration.from_pretrained("
+                  "'PATH_TO_THIS_FOLDER')\n```\n"))
         return _publish(tmp, Path(out_dir))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

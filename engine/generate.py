@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.media import DEFAULT_FRAMES
 from engine.model.loading import MODALITIES, LoadedModel, format_prompt
+from engine.model.timeaware import prompt_with_times, time_features
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class _Prepared:
     media: Any = None
     indices: list[int] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
+    duration_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,10 @@ def generate(
     not the order given; match them by `sample_id`. Decoding is greedy unless `do_sample`
     (temperature and top_p only apply when sampling). Prompts are padded on the left.
 
+    A model trained with frame times (`loaded.time`, read from its adapter) gets them here as
+    it got them in training: a video's prompt states its sampled frames' times, and/or the
+    frame-time encoder is given them; `GenOutput.prompt` is the prompt as the model saw it.
+
     Each request's video or image is read before it joins a batch, so with `on_failure` a file
     that cannot be read (or frames the processor refuses) only removes its own request: it is
     handed to `on_failure` with a one-line reason (`failure_reason`), and its batch fills up
@@ -155,6 +161,7 @@ def generate(
     import torch
 
     from engine.media import MediaError, load_image, sample_frames
+    from engine.model.timeaware import frame_times, times_tensor
 
     processor, model = loaded.processor, loaded.model
     tokenizer = processor.tokenizer
@@ -175,7 +182,8 @@ def generate(
         try:
             if request.modality == "video":
                 sampled = sample_frames(request.media_path, n=num_frames)
-                return _Prepared(request, sampled.frames, sampled.indices, sampled.times)
+                return _Prepared(request, sampled.frames, sampled.indices, sampled.times,
+                                 sampled.duration_s)
             if request.modality == "image":
                 return _Prepared(request, load_image(request.media_path))
             return _Prepared(request)
@@ -185,9 +193,16 @@ def generate(
             fail(request, exc)
             return None
 
+    def user_prompt(prepared: _Prepared) -> str:
+        # A model trained with its frames' times in the prompt is asked the same way.
+        if loaded.time.in_text and prepared.request.modality == "video":
+            return prompt_with_times(prepared.request.prompt, prepared.times,
+                                     prepared.duration_s)
+        return prepared.request.prompt
+
     def encode(batch: list[_Prepared]) -> dict[str, Any]:
         modality = batch[0].request.modality
-        prompts = [format_prompt(modality, p.request.prompt) for p in batch]
+        prompts = [format_prompt(modality, user_prompt(p)) for p in batch]
         kwargs: dict[str, Any] = {}
         if modality == "video":
             kwargs["videos"] = [p.media for p in batch]
@@ -212,14 +227,18 @@ def generate(
                 yield from run([prepared])
             return
         modality = batch[0].request.modality
-        prompts = [format_prompt(modality, p.request.prompt) for p in batch]
+        prompts = [format_prompt(modality, user_prompt(p)) for p in batch]
+        times = None
+        if loaded.time.embedding and modality == "video":
+            times = times_tensor([time_features(p.times, p.duration_s) for p in batch]).to(
+                loaded.device)
         inputs = {
             k: v.to(loaded.device, loaded.dtype)
             if v.is_floating_point()
             else v.to(loaded.device)
             for k, v in inputs.items()
         }
-        with torch.inference_mode():
+        with torch.inference_mode(), frame_times(model, times):
             out = model.generate(
                 **inputs,
                 max_new_tokens=max_new_tokens,

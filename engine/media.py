@@ -1,7 +1,9 @@
-"""Reading media: video frames with their timestamps (decord), images, why a decoder refused one."""
+"""Reading media: video frames with their timestamps (decord where it installs, PyAV elsewhere
+or when $DDFT_VIDEO_READER asks), images, why a decoder refused one."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import tempfile
@@ -191,6 +193,29 @@ class SampledFrames:
     duration_s: float
 
 
+READER_VARIABLE = "DDFT_VIDEO_READER"
+READERS = ("decord", "pyav")
+"""The video frame readers: decord (fast seeking; wheels for Linux x86-64, macOS x86-64 and
+Windows only, and unmaintained) and PyAV (ffmpeg's own bindings, wheels everywhere). Both give
+the same frame indices and the same pixels within a few levels (tests/engine/test_media_readers.py)."""
+
+
+def video_reader() -> str:
+    """The frame reader in use: $DDFT_VIDEO_READER when set (`decord` or `pyav`), else decord
+    where it is installed, else PyAV. Raises MediaError for another value, or for decord asked
+    for where it is not installed."""
+    asked = os.environ.get(READER_VARIABLE, "").strip().lower()
+    if not asked:
+        return "decord" if importlib.util.find_spec("decord") is not None else "pyav"
+    if asked not in READERS:
+        raise MediaError(f"${READER_VARIABLE}: expected one of {', '.join(READERS)}, found "
+                         f"{asked!r}")
+    if asked == "decord" and importlib.util.find_spec("decord") is None:
+        raise MediaError(f"${READER_VARIABLE} asks for decord, which is not installed here (it "
+                         f"has no wheels for this platform); set it to pyav or unset it")
+    return asked
+
+
 def _open(path: str | os.PathLike[str]):
     # decord is imported here so that `ddft --help` and the workbench never load it.
     import decord
@@ -211,27 +236,120 @@ def _open(path: str | os.PathLike[str]):
     raise MediaError(f"{file}: cannot read video: {cause}") from None
 
 
+class _DecordVideo:
+    """A video opened with decord: its frame count, frame rate and frames by index."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        self.reader = _open(path)
+        self.n_frames = len(self.reader)
+        self.fps = float(self.reader.get_avg_fps())
+
+    def frames(self, indices: list[int]) -> np.ndarray:
+        try:
+            return self.reader.get_batch(indices).asnumpy()
+        except Exception as exc:  # decord's DECORDError, raised from its decoding thread
+            raise MediaError(f"{self.path}: cannot decode frames: {decoder_failure(exc)}"
+                             ) from None
+
+    def close(self) -> None:
+        self.reader = None
+
+
+class _PyAVVideo:
+    """A video opened with PyAV. Frames are counted as decord counts them, one per video packet
+    of the container (demuxed, not decoded), and frame i is the i-th frame the decoder gives in
+    presentation order; the frames asked for are decoded in one pass from the start."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        # PyAV is imported here for the same reason as decord above.
+        import av
+
+        file = Path(path)
+        if not file.is_file():
+            raise MediaError(f"{file}: video file not found")
+        self.path = path
+        try:
+            self.container = av.open(str(file))
+            if not self.container.streams.video:
+                raise MediaError(f"{file}: cannot read video: it has no video stream")
+            stream = self.container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            self.fps = float(rate) if rate else 0.0
+            declared = stream.frames  # the container's own count; 0 when it keeps none
+            self.n_frames = sum(1 for packet in self.container.demux(stream) if packet.size)
+            if declared and self.n_frames < declared:
+                # The index promises frames the file no longer holds (decord refuses such a
+                # file when it opens it; PyAV's demuxer just stops early).
+                raise MediaError(f"{file}: cannot read video: the data is cut short or "
+                                 f"corrupted (an interrupted download or copy?): "
+                                 f"{self.n_frames} of {declared} frames are there")
+        except MediaError:
+            self.close()
+            raise
+        except Exception as exc:  # av.error.FFmpegError and its kin
+            self.close()
+            cause = NO_INDEX if _lacks_index(file) else decoder_failure(exc)
+            raise MediaError(f"{file}: cannot read video: {cause}") from None
+
+    def frames(self, indices: list[int]) -> np.ndarray:
+        wanted = sorted(set(indices))
+        found: dict[int, np.ndarray] = {}
+        try:
+            self.container.seek(0)
+            stream = self.container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for position, frame in enumerate(self.container.decode(stream)):
+                if position in wanted:
+                    found[position] = frame.to_ndarray(format="rgb24")
+                if position >= wanted[-1]:
+                    break
+        except Exception as exc:  # av.error.FFmpegError: damaged data met while decoding
+            raise MediaError(f"{self.path}: cannot decode frames: {decoder_failure(exc)}"
+                             ) from None
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise MediaError(f"{self.path}: cannot decode frames: the data is cut short or "
+                             f"corrupted (frame {missing[0]} of {self.n_frames} never came)")
+        return np.stack([found[i] for i in indices])
+
+    def close(self) -> None:
+        container = getattr(self, "container", None)
+        if container is not None:
+            container.close()
+            self.container = None
+
+
+def _open_video(path: str | os.PathLike[str]):
+    """The video opened by `video_reader()`'s reader. Raises MediaError when it cannot be read."""
+    return _DecordVideo(path) if video_reader() == "decord" else _PyAVVideo(path)
+
+
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     """Frame count and frame rate of a video. Raises MediaError when it cannot be read."""
-    reader = _open(path)
-    return VideoInfo(path=str(path), n_frames=len(reader), fps=float(reader.get_avg_fps()))
+    video = _open_video(path)
+    try:
+        return VideoInfo(path=str(path), n_frames=video.n_frames, fps=video.fps)
+    finally:
+        video.close()
 
 
 def sample_frames(path: str | os.PathLike[str], n: int = DEFAULT_FRAMES) -> SampledFrames:
-    """`n` uniformly spaced RGB frames of a video with their indices and timestamps.
+    """`n` uniformly spaced RGB frames of a video with their indices and timestamps, read by
+    `video_reader()`'s reader (decord, or PyAV; the same frames either way).
 
     Raises MediaError when the file is missing, cannot be decoded, or has fewer than `n` frames.
     """
-    reader = _open(path)
-    total = len(reader)
-    if total < n:
-        raise MediaError(f"{path}: video too short: {n} frames needed, it has {total}")
-    fps = float(reader.get_avg_fps()) or 1.0
-    indices = uniform_indices(total, n)
+    video = _open_video(path)
     try:
-        frames = reader.get_batch(indices).asnumpy()
-    except Exception as exc:  # decord's DECORDError, raised from its decoding thread
-        raise MediaError(f"{path}: cannot decode frames: {decoder_failure(exc)}") from None
+        total = video.n_frames
+        if total < n:
+            raise MediaError(f"{path}: video too short: {n} frames needed, it has {total}")
+        fps = video.fps or 1.0
+        indices = uniform_indices(total, n)
+        frames = video.frames(indices)
+    finally:
+        video.close()
     times = [round(i / fps, 3) for i in indices]
     return SampledFrames(
         frames=frames, indices=indices, times=times, fps=fps, duration_s=total / fps
@@ -268,9 +386,9 @@ def check_media(path: str | os.PathLike[str], modality: str, n: int = DEFAULT_FR
     image's header is verified, a video's container opened and its frames counted (at least
     `n`). Raises MediaError naming the file otherwise."""
     if modality == "video":
-        reader = _open(path)
-        if len(reader) < n:
-            raise MediaError(f"{path}: video too short: {n} frames needed, it has {len(reader)}")
+        total = probe_video(path).n_frames
+        if total < n:
+            raise MediaError(f"{path}: video too short: {n} frames needed, it has {total}")
         return
     from PIL import Image
 

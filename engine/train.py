@@ -26,7 +26,11 @@ warm-up then cosine with separate learning rates for LoRA and the projector, `st
 checkpoints every `save_every` steps (adapter, projector, optimizer and scheduler state, RNG
 states, data position) and `final/` at the end, resume from the last complete checkpoint,
 cancellation through `callbacks.should_stop()` (a checkpoint, then return), data-parallel runs
-under `accelerate launch` with only the main process writing anything.
+under `accelerate launch` with only the main process writing anything; every assistant turn of a
+multi-turn conversation learned (`TrainExample.turns`); a validation loss on a held-out fraction
+of each dataset, every `eval_every` steps and at each checkpoint (recorded there, so that
+`best_checkpoint` can pick one); the step's loss weighed per micro-batch (Video-LLaVA's trainer)
+or per answer token (transformers' Trainer since 4.46); experiment trackers through accelerate.
 
 Raises: TrainError for bad settings or examples (every problem in one message), for a prompt
 that does not fit `max_length`, for a checkpoint that does not match the run, and for running
@@ -50,14 +54,22 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from engine.jobs.train_settings import TrainConfig, TrainError
+from engine.jobs.train_settings import (  # noqa: F401  (best_checkpoint: engine.train's too)
+    BestCheckpoint,
+    TrainConfig,
+    TrainError,
+    best_checkpoint,
+)
 from engine.media import DEFAULT_FRAMES
 from engine.model.loading import MODALITIES, format_prompt
+from engine.model.timeaware import TimeSettings, prompt_with_times
+from engine.model.timeaware import time_features as time_features_of
 
 if TYPE_CHECKING:  # annotations only: torch is imported inside the functions that run
     import torch
 
 IGNORE_INDEX = -100
+FRAME_TIMES = "frame_times"  # collate's key for the time features (not a model input)
 CONFIG_FILE = "train_config.json"
 STATE_FILE = "trainer_state.pt"
 FRAMES_FILE = "frames.jsonl"
@@ -72,7 +84,8 @@ Modality = Literal["image", "video", "text"]
 
 @dataclass
 class TrainExample:
-    """One instruction example: a prompt about an image, a video or nothing, and the answer."""
+    """One instruction example: a prompt about an image, a video or nothing, and the answer,
+    then any further exchanges of the same conversation (`turns`), each trained as well."""
 
     modality: Modality
     prompt: str
@@ -82,6 +95,41 @@ class TrainExample:
     dataset: str | None = None  # the dataset it came from; mixture weights are keyed by it
     # `ddft data check` opened its media already: training does not check it again.
     checked: bool = False
+    # The exchanges after the first, as (human turn, assistant turn): a LLaVA conversation of
+    # six turns is a prompt and answer plus two more pairs.
+    turns: tuple[tuple[str, str], ...] = ()
+    # A video's sampled frame times and its duration, for a run that gives the model time
+    # (TrainConfig.time_in_text, time_embedding); the run finds them when they are None.
+    frame_times: tuple[float, ...] | None = None
+    duration_s: float | None = None
+
+    @classmethod
+    def from_sample(cls, sample: Any, *, dataset: str | None = None) -> TrainExample:
+        """The example of a stored Sample: its prompt and answer, and the later exchanges of
+        the conversation its meta keeps (`meta["conversations"]`, as the LLaVA importer stores
+        it), so that every assistant turn is trained, as Video-LLaVA's own preprocessing does."""
+        return cls(modality=sample.modality, prompt=sample.prompt, answer=sample.answer,
+                   media_path=sample.media_path, sample_id=sample.id, dataset=dataset,
+                   checked=getattr(sample, "check_status", None) in ("ok", "warn"),
+                   turns=later_turns(getattr(sample, "meta", None)))
+
+
+def later_turns(meta: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """The (human, gpt) exchanges after the first of a conversation stored in a sample's meta
+    (`{"conversations": [{"from", "value"}, ...]}`), placeholders stripped from the human
+    turns; () when there are none or the conversation is not in that shape."""
+    turns = (meta or {}).get("conversations")
+    if not isinstance(turns, list) or len(turns) < 4:
+        return ()
+    from engine.importers.llava import strip_placeholders
+
+    pairs = []
+    for human, gpt in zip(turns[2::2], turns[3::2]):
+        if not (isinstance(human, dict) and isinstance(gpt, dict)
+                and isinstance(human.get("value"), str) and isinstance(gpt.get("value"), str)):
+            return ()
+        pairs.append((strip_placeholders(human["value"]), gpt["value"]))
+    return tuple(pairs)
 
 
 class TrainCallbacks(Protocol):
@@ -117,7 +165,7 @@ class TrainResult:
 
 @dataclass
 class EncodedExample:
-    """An example as token ids, with labels that keep only the answer."""
+    """An example as token ids, with labels that keep only the answers."""
 
     modality: str
     input_ids: list[int]
@@ -125,6 +173,14 @@ class EncodedExample:
     media_path: str | None
     truncated: bool = False
     dataset: str | None = None
+    # Per frame [seconds, fraction of the duration], for the time embedding; None without it.
+    time_features: list[list[float]] | None = None
+
+    @property
+    def answer_tokens(self) -> int:
+        """The tokens the loss is taken over: labelled positions after the first (a causal LM
+        predicts token t from the tokens before it, so the first label is never a target)."""
+        return sum(1 for label in self.labels[1:] if label != IGNORE_INDEX)
 
 
 def lr_at(step: int, *, peak: float, total: int, warmup: int, min_ratio: float) -> float:
@@ -236,6 +292,38 @@ def media_shapes(
             decoded, _ = decode_media(processor, path, modality, num_frames)
             shapes[modality] = {key: torch.zeros_like(value) for key, value in decoded.items()}
     return shapes
+
+
+def with_frame_times(examples: list[TrainExample], num_frames: int) -> list[TrainExample]:
+    """`examples` with every video's sampled frame times and duration filled in, as
+    engine.media.sample_frames will take them (the uniform rule over the frame count and rate
+    read from the file's header, nothing decoded); an example that has `num_frames` times
+    already keeps them. Raises MediaError naming a video that cannot be opened."""
+    import dataclasses
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.media import MediaError, probe_video
+    from engine.model.timeaware import uniform_frame_times
+
+    wanted = sorted({e.media_path for e in examples if e.modality == "video" and e.media_path
+                     and (not e.frame_times or len(e.frame_times) != num_frames)})
+
+    def timing(path: str) -> tuple[list[float], float]:
+        info = probe_video(path)
+        if info.n_frames < num_frames:
+            raise MediaError(f"{path}: video too short: {num_frames} frames needed, it has "
+                             f"{info.n_frames}")
+        return uniform_frame_times(info.n_frames, info.fps, num_frames)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        found = dict(zip(wanted, pool.map(timing, wanted)))
+    out = []
+    for e in examples:
+        if e.media_path in found:
+            times, duration = found[e.media_path]
+            e = dataclasses.replace(e, frame_times=tuple(times), duration_s=duration)
+        out.append(e)
+    return out
 
 
 class _Inline:
@@ -367,18 +455,38 @@ def encode_example(
     example: TrainExample,
     media: dict[str, Any] | None,
     max_length: int | None = None,
+    *,
+    time: TimeSettings | None = None,
 ) -> EncodedExample:
-    """Token ids of `format_prompt(...) + " " + answer + eos`, with every prompt token (media
-    placeholders included) labelled -100 so that only the answer and eos are learned.
+    """Token ids of `format_prompt(...) + " " + answer + eos`, then for each later exchange
+    `USER: {prompt} ASSISTANT: {answer}` + eos (Video-LLaVA's conversation template, whose
+    turns are separated by `</s>`), with every prompt token (media placeholders included)
+    labelled -100 so that only the answers and their eos are learned: every assistant turn, as
+    Video-LLaVA's preprocessing trains them.
 
     A sequence longer than `max_length` (counting an image or a video as one token, as
-    Video-LLaVA's own training does) loses the end of its answer (and its eos), never a prompt
-    or visual token; the result says `truncated=True`. `media` is the example's entry
-    from `load_media` (None for text). Raises TrainError when the prompt alone leaves no room
-    for a single answer token.
+    Video-LLaVA's own training does) loses its end (later exchanges, then the end of the first
+    answer and its eos), never the first prompt or a visual token; the result says
+    `truncated=True`. `media` is the example's entry from `load_media` (None for text).
+
+    With `time` (a run's TimeSettings), a video example's `frame_times` and `duration_s` are
+    used: stated at the start of its prompt (`in_text`, engine.model.timeaware's format) and
+    kept as time features for the frame-time encoder (`embedding`). Raises TrainError when the
+    prompt alone leaves no room for a single answer token, or when time is asked for and a
+    video example has no frame times.
     """
     tokenizer = processor.tokenizer
-    prompt_text = format_prompt(example.modality, example.prompt)
+    prompt = example.prompt
+    time_features = None
+    if time is not None and time.any and example.modality == "video":
+        if not example.frame_times:
+            raise TrainError(f"sample {example.sample_id}: the run gives the model frame times, "
+                             "and this video has none")
+        if time.in_text:
+            prompt = prompt_with_times(example.prompt, example.frame_times, example.duration_s)
+        if time.embedding:
+            time_features = time_features_of(example.frame_times, example.duration_s)
+    prompt_text = format_prompt(example.modality, prompt)
     token = {"video": processor.video_token, "image": processor.image_token}.get(example.modality)
     if token is not None:
         # The processor's own rule for how many placeholders one image/video becomes.
@@ -399,6 +507,19 @@ def encode_example(
         n_prompt += 1
     input_ids = list(full_ids) + [tokenizer.eos_token_id]
     labels = [IGNORE_INDEX] * n_prompt + input_ids[n_prompt:]
+    for human, gpt in example.turns:
+        # After `</s>` the tokenizer starts afresh, so each exchange is tokenized on its own.
+        turn_text = format_prompt("text", human)
+        turn_prompt = tokenizer(turn_text, add_special_tokens=False)["input_ids"]
+        turn_full = tokenizer(turn_text + " " + gpt, add_special_tokens=False)["input_ids"]
+        shared = 0
+        for a, b in zip(turn_prompt, turn_full):
+            if a != b:
+                break
+            shared += 1
+        turn_ids = list(turn_full) + [tokenizer.eos_token_id]
+        input_ids += turn_ids
+        labels += [IGNORE_INDEX] * shared + turn_ids[shared:]
     truncated = False
     if max_length is not None:
         # The expanded placeholders beyond the first come on top of max_length.
@@ -411,8 +532,11 @@ def encode_example(
                                  f"{n_prompt - visual_extra} tokens with its media counted as "
                                  f"one, max_length is {max_length}")
             input_ids, labels, truncated = input_ids[:limit], labels[:limit], True
+            # A later exchange cut inside its prompt would end on tokens nothing learns from.
+            while len(labels) > n_prompt + 1 and labels[-1] == IGNORE_INDEX:
+                input_ids, labels = input_ids[:-1], labels[:-1]
     return EncodedExample(example.modality, input_ids, labels, example.media_path, truncated,
-                          example.dataset)
+                          example.dataset, time_features)
 
 
 def mixture_epoch(
@@ -511,10 +635,45 @@ def plan_digest(plan: list[list[int]], encoded: list[EncodedExample]) -> str:
     return digest.hexdigest()
 
 
+def split_validation(examples: list[TrainExample], fraction: float,
+                     seed: int) -> tuple[list[int], list[int]]:
+    """The indices of the examples a run trains on and of those it holds out to measure a
+    validation loss: `fraction` of each dataset (TrainExample.dataset), rounded, at least one
+    of a dataset of two or more and never all of it, chosen with `seed` (a random stream of its
+    own, so the batch plan's draws are untouched). Both lists keep the examples' order; with
+    `fraction` 0 every example trains."""
+    if fraction <= 0:
+        return list(range(len(examples))), []
+    rng = random.Random(f"ddft-validation-{seed}")
+    by_dataset: dict[str | None, list[int]] = {}
+    for index, example in enumerate(examples):
+        by_dataset.setdefault(example.dataset, []).append(index)
+    held: set[int] = set()
+    for indices in by_dataset.values():
+        if len(indices) < 2:
+            continue
+        count = min(len(indices) - 1, max(1, round(fraction * len(indices))))
+        held.update(rng.sample(indices, count))
+    return ([i for i in range(len(examples)) if i not in held],
+            [i for i in range(len(examples)) if i in held])
+
+
+def validation_batches(encoded: list[EncodedExample], batch_size: int) -> list[list[int]]:
+    """The held-out examples in batches of one modality, longest first within each (little
+    padding), in an order fixed by the examples alone."""
+    batches: list[list[int]] = []
+    for modality in MODALITIES:
+        chosen = sorted((i for i, e in enumerate(encoded) if e.modality == modality),
+                        key=lambda i: (-len(encoded[i].input_ids), i))
+        batches += [chosen[i:i + batch_size] for i in range(0, len(chosen), batch_size)]
+    return batches
+
+
 def collate(
     batch: list[EncodedExample], media: dict[str, dict[str, Any]], pad_id: int
 ) -> dict[str, torch.Tensor]:
-    """Model inputs for one batch, padded on the right (training needs no left padding)."""
+    """Model inputs for one batch, padded on the right (training needs no left padding), with
+    the frame times under FRAME_TIMES when the examples carry time features."""
     import torch
 
     width = max(len(e.input_ids) for e in batch)
@@ -530,7 +689,19 @@ def collate(
     if batch[0].modality != "text":
         key = next(iter(media[batch[0].media_path]))
         inputs[key] = torch.stack([media[e.media_path][key] for e in batch])
+    if batch[0].time_features is not None:
+        inputs[FRAME_TIMES] = torch.tensor([e.time_features for e in batch], dtype=torch.float32)
     return inputs
+
+
+def model_inputs(batch_inputs: dict[str, torch.Tensor], device: str,
+                 dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """`collate`'s output on `device`, floating tensors in `dtype`, and the frame times apart
+    (float32: bfloat16 would round 41.3 s to 41.25 s) for engine.model.timeaware.frame_times."""
+    times = batch_inputs.get(FRAME_TIMES)
+    inputs = {key: v.to(device, dtype) if v.is_floating_point() else v.to(device)
+              for key, v in batch_inputs.items() if key != FRAME_TIMES}
+    return inputs, None if times is None else times.to(device)
 
 
 def padding_fraction(encoded: list[EncodedExample], batches: list[list[int]]) -> float:
@@ -596,6 +767,8 @@ def save_checkpoint(
     the disk full; the partial copy is removed), OSError when it cannot write otherwise."""
     import torch
 
+    from engine.model.timeaware import write_time_settings
+
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -605,6 +778,8 @@ def save_checkpoint(
     try:
         model.save_pretrained(str(tmp))
         (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        # How the model was given frame times: the loader reads it wherever the adapter goes.
+        write_time_settings(tmp, TimeSettings.from_config(record.get("config") or {}))
         if state is not None:
             torch.save(state, tmp / STATE_FILE)
         _fsync_tree(tmp)
@@ -685,17 +860,27 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 # train` times the same ones, so a benchmark number is a number of this code.
 
 
-def make_accelerator(device: str | None = None) -> Any:
+def make_accelerator(device: str | None = None, *, log_with: list[Any] | None = None,
+                     logging_dir: Path | None = None) -> Any:
     """The accelerate `Accelerator` a run trains under: the CPU when `device` is "cpu", else
-    what accelerate finds (one GPU, or one rank of `accelerate launch`)."""
+    what accelerate finds (one GPU, or one rank of `accelerate launch`). `log_with` names
+    accelerate's experiment trackers ("tensorboard", "wandb", "mlflow") or holds
+    `GeneralTracker` objects; file-based trackers write under `logging_dir`."""
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
+    tracking: dict[str, Any] = {}
+    if log_with:
+        tracking["log_with"] = list(log_with)
+        if logging_dir is not None:
+            tracking["project_config"] = ProjectConfiguration(
+                project_dir=str(logging_dir.parent), logging_dir=str(logging_dir))
     # Text batches leave the projector unused, and ranks train different modalities in the
     # same step: DDP must not wait for gradients that never come.
     return Accelerator(
         cpu=device == "cpu",
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        **tracking,
     )
 
 
@@ -722,14 +907,17 @@ class Training:
     world: int  # devices in the run
     max_grad_norm: float
     autocast: bool  # torch.autocast(bfloat16) around the forward (CUDA with bf16)
+    loss_normalisation: str = "batch"  # TrainConfig.loss_normalisation
 
 
 @dataclass
 class StepStats:
-    """What one optimizer step saw: each micro-batch's loss in order, and its samples, real
-    tokens and token slots (real plus padding)."""
+    """What one optimizer step saw: each micro-batch's loss (the mean over its answer tokens)
+    and answer tokens in order, and its samples, real tokens and token slots (real plus
+    padding)."""
 
     losses: list[float] = field(default_factory=list)
+    answer_tokens: list[int] = field(default_factory=list)
     samples: int = 0
     tokens: int = 0
     slots: int = 0
@@ -758,6 +946,7 @@ def setup_training(
     import torch
 
     from engine.model.loading import attach_lora
+    from engine.model.timeaware import ENCODER_NAME, attach_time_encoder
 
     cuda = device.startswith("cuda")
     if getattr(model.config, "_attn_implementation", None) != config.attention:
@@ -771,6 +960,10 @@ def setup_training(
             model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False})
 
+    timing = TimeSettings.from_config(config)
+    if timing.embedding:
+        # Before LoRA: peft then trains and saves it beside the projector (modules_to_save).
+        attach_time_encoder(model, timing, seed=config.seed)
     torch.manual_seed(config.seed)
     model = attach_lora(model, r=config.lora_r, alpha=config.lora_alpha,
                         dropout=config.lora_dropout)
@@ -779,8 +972,10 @@ def setup_training(
         # Master weights in float32: bfloat16 cannot hold an AdamW update of a 2e-5 step.
         for _, p in trainable_named:
             p.data = p.data.float()
-    lora_params = [p for n, p in trainable_named if "lora_" in n]
-    projector_params = [p for n, p in trainable_named if "lora_" not in n]
+    # The frame-time encoder starts from nothing, like the LoRA weights: it learns at their rate.
+    lora_params = [p for n, p in trainable_named if "lora_" in n or ENCODER_NAME in n]
+    projector_params = [p for n, p in trainable_named
+                        if "lora_" not in n and ENCODER_NAME not in n]
     optimizer = torch.optim.AdamW(
         [{"params": lora_params, "lr": config.learning_rate, "peak": config.learning_rate},
          {"params": projector_params, "lr": config.projector_learning_rate,
@@ -797,7 +992,8 @@ def setup_training(
     return Training(model=model, optimizer=optimizer, trainable=lora_params + projector_params,
                     accelerator=accelerator, device=device, dtype=weights_dtype(config, device),
                     pad_id=pad_id, accum=config.accumulation(world), world=world,
-                    max_grad_norm=config.max_grad_norm, autocast=cuda and config.bf16)
+                    max_grad_norm=config.max_grad_norm, autocast=cuda and config.bf16,
+                    loss_normalisation=config.loss_normalisation)
 
 
 def set_learning_rates(optimizer: Any, step: int, *, total: int, warmup: int,
@@ -812,34 +1008,55 @@ def set_learning_rates(optimizer: Any, step: int, *, total: int, warmup: int,
 def optimizer_step(
     training: Training,
     micro_batches: Iterable[tuple[list[EncodedExample], dict[str, dict[str, Any]]]],
+    *,
+    answer_tokens: int | None = None,
 ) -> StepStats:
     """One optimizer step: for each of the `training.accum` micro-batches in `micro_batches`
     (an iterable of (examples, media) pairs, media as `load_media` or `MediaStream.get` give
     it, taken one at a time), `collate`, the forward pass (under bfloat16 autocast when
-    `training.autocast`), and the backward pass of loss / accum, gradients synchronised across
-    devices on the last micro-batch only; then clipping at `max_grad_norm` (0: none), the AdamW
-    step, and the gradients set to None.
+    `training.autocast`), and the backward pass, gradients synchronised across devices on the
+    last micro-batch only; then clipping at `max_grad_norm` (0: none), the AdamW step, and the
+    gradients set to None.
+
+    What is backpropagated follows `training.loss_normalisation`. "batch": each micro-batch's
+    mean token loss / accum (Video-LLaVA's trainer). "tokens": each micro-batch's summed token
+    loss / `answer_tokens`, the answer tokens of the whole step on every device (times the
+    device count, which DDP's gradient average divides out), as transformers' Trainer does
+    since 4.46; when `answer_tokens` is None the micro-batches are taken all at once and
+    counted (one device).
 
     Raises what the model, the media or the device raise; `is_out_of_memory` tells out of GPU
     memory apart. The gradients of a step that raised are left as they were.
     """
     import torch
 
+    from engine.model.timeaware import frame_times
+
     accelerator, model = training.accelerator, training.model
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if training.autocast
                 else contextlib.nullcontext())
+    by_tokens = training.loss_normalisation == "tokens"
+    if by_tokens and answer_tokens is None:
+        micro_batches = list(micro_batches)
+        answer_tokens = sum(e.answer_tokens for batch, _ in micro_batches for e in batch)
+        answer_tokens *= training.world
     stats = StepStats()
     for k, (batch, media) in enumerate(micro_batches):
-        inputs = {key: v.to(training.device, training.dtype) if v.is_floating_point() else
-                  v.to(training.device)
-                  for key, v in collate(batch, media, training.pad_id).items()}
+        inputs, times = model_inputs(collate(batch, media, training.pad_id), training.device,
+                                     training.dtype)
         sync = k == training.accum - 1 or training.world == 1
+        tokens = sum(e.answer_tokens for e in batch)
         with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
-            with autocast:
+            with autocast, frame_times(model, times):
                 loss = model(**inputs).loss
-            accelerator.backward(loss / training.accum)
+            if by_tokens:
+                # The model's loss is this micro-batch's mean: times its tokens, the sum.
+                accelerator.backward(loss * (tokens * training.world / max(answer_tokens, 1)))
+            else:
+                accelerator.backward(loss / training.accum)
         slots = inputs["attention_mask"].numel()
         stats.losses.append(loss.item())
+        stats.answer_tokens.append(tokens)
         stats.samples += len(batch)
         stats.tokens += int(inputs["attention_mask"].sum())
         stats.slots += slots
@@ -864,18 +1081,60 @@ def is_out_of_memory(exc: BaseException) -> bool:
         "out of memory" in text.lower() or "CUBLAS_STATUS_ALLOC_FAILED" in text)
 
 
+def validation_loss(
+    training: Training,
+    batches: Iterable[tuple[list[EncodedExample], dict[str, dict[str, Any]]]],
+) -> tuple[float, int]:
+    """The summed token loss and the number of answer tokens of `batches` ((examples, media)
+    pairs, as `optimizer_step` takes them), with the model in eval mode (no dropout) and no
+    gradients; the model is back in training mode afterwards. The random number generators
+    are not touched, so a run's training is the same with or without validation."""
+    import torch
+
+    from engine.model.timeaware import frame_times
+
+    model = training.accelerator.unwrap_model(training.model)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if training.autocast
+                else contextlib.nullcontext())
+    total, count = 0.0, 0
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch, media in batches:
+                inputs, times = model_inputs(collate(batch, media, training.pad_id),
+                                             training.device, training.dtype)
+                with autocast, frame_times(model, times):
+                    loss = model(**inputs).loss
+                tokens = sum(e.answer_tokens for e in batch)
+                total += float(loss) * tokens
+                count += tokens
+    finally:
+        model.train()
+    return total, count
+
+
+def _tracker_config(config: TrainConfig) -> dict[str, Any]:
+    """The settings as experiment trackers take hyper-parameters: scalars, none as text."""
+    return {key: "none" if value is None else value for key, value in asdict(config).items()
+            if key != "extra"}
+
+
 # ---------------------------------------------------------------- the loop
 
 
 def _check(config: TrainConfig, examples: list[TrainExample],
-           weights: dict[str, float] | None, world_size: int) -> None:
-    problems = config.problems(world_size)
+           weights: dict[str, float] | None, world_size: int | None) -> None:
+    problems = config.problems(world_size or 1)
+    if world_size is None:  # before the device count is known, what depends on it waits
+        problems = [p for p in problems if "x gpus" not in p]
     for index, example in enumerate(examples):
         if example.modality not in MODALITIES:
             problems.append(f"example {index}: modality must be image, video or text, "
                             f"got {example.modality!r}")
         if not example.answer.strip():
             problems.append(f"example {index}: the answer is empty")
+        if any(not answer.strip() for _, answer in example.turns):
+            problems.append(f"example {index}: a later answer of its conversation is empty")
     for name, weight in (weights or {}).items():
         if not (isinstance(weight, (int, float)) and weight > 0):
             problems.append(f"mixture weight of {name}: expected a number > 0, got {weight!r}")
@@ -896,10 +1155,17 @@ def train_lora(
     weights: dict[str, float] | None = None,
     resume_from: Path | None = None,
     is_main: bool | None = None,
+    trackers: list[Any] | None = None,
 ) -> TrainResult:
     """LoRA-tune `base` on `examples` and write checkpoints under `out_dir`.
 
     `weights` maps TrainExample.dataset to a mixture weight (see `mixture_epoch`).
+    `config.val_fraction` of each dataset is held out (`split_validation`) and its loss
+    measured every `config.eval_every` steps and at every checkpoint but a cancel's: reported
+    as `val_loss` (the mean over the held-out answer tokens) with the step's other values, and
+    recorded in the checkpoint's train_config.json. Every logged value also goes to the
+    experiment trackers `config.report_to` names and to `trackers` (accelerate
+    `GeneralTracker` objects), from the main process.
     `resume_from` (a run folder or one step-NNNNNN/ checkpoint) continues from the last complete
     checkpoint: the same batches, learning rates, optimizer state and RNG as if never stopped.
     `is_main` (default: accelerate's main process) decides whether this process writes
@@ -914,7 +1180,11 @@ def train_lora(
 
     from engine.model.loading import load_model
 
-    accelerator = make_accelerator(device)
+    # Checked before accelerate starts: it would fail on a tracker that is not installed.
+    _check(config, examples, weights, None)
+    out_dir = Path(out_dir)
+    log_with = [*config.trackers(), *(trackers or [])] if is_main is not False else []
+    accelerator = make_accelerator(device, log_with=log_with, logging_dir=out_dir / "trackers")
     world, rank = accelerator.num_processes, accelerator.process_index
     main = accelerator.is_main_process if is_main is None else is_main
     callbacks = callbacks if main else None
@@ -927,11 +1197,14 @@ def train_lora(
     processor = loaded.processor
 
     shapes = media_shapes(processor, examples, config.num_frames)
+    timing = TimeSettings.from_config(config)
+    if timing.any:
+        examples = with_frame_times(examples, config.num_frames)
     encoded, too_long = [], []
     for e in examples:
         try:
             encoded.append(encode_example(processor, e, shapes.get(e.modality),
-                                          config.max_length))
+                                          config.max_length, time=timing))
         except TrainError:
             too_long.append(str(e.sample_id))
     if too_long:
@@ -939,11 +1212,14 @@ def train_lora(
                          f"max_length {config.max_length} (samples {', '.join(too_long[:20])}); "
                          "raise max_length or exclude them")
     truncated = sum(e.truncated for e in encoded)
+    train_indices, val_indices = split_validation(examples, config.val_fraction, config.seed)
+    val_encoded = [encoded[i] for i in val_indices]
+    encoded = [encoded[i] for i in train_indices]
+    val_batches = validation_batches(val_encoded, config.batch_size)[rank::world]
     plan, total_steps = plan_run(encoded, config, weights=weights, world_size=world)
     digest = plan_digest(plan, encoded)
     warmup = int(total_steps * config.warmup_ratio)
 
-    out_dir = Path(out_dir)
     start_step, window = 0, {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "pad": 0, "slots": 0}
     resumed_path = _resolve_resume(resume_from) if resume_from is not None else None
     load_state = None
@@ -959,7 +1235,9 @@ def train_lora(
             from safetensors.torch import load_file
 
             weights_file = resumed_path / "adapter_model.safetensors"
-            set_peft_model_state_dict(model, load_file(str(weights_file), device=device))
+            # safetensors names the CPU "cpu" only; a data-parallel CPU rank's device is "cpu:0".
+            where = "cpu" if torch.device(device).type == "cpu" else device
+            set_peft_model_state_dict(model, load_file(str(weights_file), device=where))
             optimizer.load_state_dict(state["optimizer"])
 
     training = setup_training(loaded.model, config, accelerator=accelerator, device=device,
@@ -970,7 +1248,10 @@ def train_lora(
 
     record = {"base": str(base), "config": asdict(config), "n_examples": len(examples),
               "weights": weights or {}, "world_size": world, "grad_accum": accum,
-              "attention": config.attention, "truncated": truncated}
+              "attention": config.attention, "truncated": truncated,
+              "n_train": len(train_indices),
+              "val_samples": [examples[i].sample_id if examples[i].sample_id is not None else i
+                              for i in val_indices]}
     # This process's micro-batches from the start step on, as the media they need.
     positions = [step * accum * world + k * world + rank
                  for step in range(start_step, total_steps) for k in range(accum)]
@@ -1003,7 +1284,30 @@ def train_lora(
 
     unwrapped = accelerator.unwrap_model(model)
 
-    def checkpoint(step: int, final: bool, loss: float) -> Path:
+    def evaluate() -> float:
+        # Every rank measures its share of the held-out batches; the sums are added up.
+        stream = MediaStream(
+            processor, [[(val_encoded[i].media_path, val_encoded[i].modality) for i in batch
+                         if val_encoded[i].modality != "text"] for batch in val_batches],
+            config.num_frames, shapes, lookahead=2, workers=None if cuda else 0)
+        try:
+            total, tokens = validation_loss(
+                training, (([val_encoded[i] for i in batch], stream.get(k))
+                           for k, batch in enumerate(val_batches)))
+        finally:
+            stream.close()
+        if world > 1:
+            summed = accelerator.reduce(torch.tensor([total, float(tokens)], device=device,
+                                                     dtype=torch.float64), "sum")
+            total, tokens = float(summed[0]), int(summed[1])
+        return total / tokens if tokens else float("nan")
+
+    if main and log_with:
+        accelerator.init_trackers("ddft", config=_tracker_config(config),
+                                  init_kwargs={"wandb": {"name": out_dir.name},
+                                               "mlflow": {"run_name": out_dir.name}})
+
+    def checkpoint(step: int, final: bool, loss: float, val_loss: float | None = None) -> Path:
         name = "final" if final else step_dir_name(step)
         path = out_dir / name
         if main:
@@ -1015,8 +1319,10 @@ def train_lora(
                               "total": total_steps, "min_lr_ratio": config.min_lr_ratio},
                 "rng": _rng_state(), "window": dict(window),
             }
-            save_checkpoint(unwrapped, path, {**record, "step": step, "final": final,
-                                              "loss": loss}, state)
+            saved = {**record, "step": step, "final": final, "loss": loss}
+            if val_loss is not None:
+                saved["val_loss"] = val_loss
+            save_checkpoint(unwrapped, path, saved, state)
             if callbacks:
                 callbacks.on_checkpoint(step, path, final)
         accelerator.wait_for_everyone()
@@ -1031,11 +1337,15 @@ def train_lora(
              f"{config.max_length}: their answers were cut")
     if resumed_path is not None:
         note(f"resuming from {resumed_path} at step {start_step} of {total_steps}")
+    if val_indices:
+        note(f"{len(val_indices)} of {len(examples)} samples held out for the validation loss "
+             f"(val_fraction {config.val_fraction:g})")
     if callbacks:
         callbacks.on_start(total_steps, start_step)
 
     total_pad = total_slots = 0
     last_loss = float("nan")
+    val_loss: float | None = None
     window_start = time.perf_counter()
     step = start_step
     try:
@@ -1056,8 +1366,12 @@ def train_lora(
                 ([encoded[i] for i in plan[position + k * world + rank]],
                  stream.get((step - start_step) * accum + k))
                 for k in range(accum))
+            step_tokens = (sum(encoded[i].answer_tokens
+                               for batch in plan[position:position + accum * world]
+                               for i in batch)
+                           if config.loss_normalisation == "tokens" else None)
             try:
-                stats = optimizer_step(training, micro_batches)
+                stats = optimizer_step(training, micro_batches, answer_tokens=step_tokens)
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -1069,9 +1383,12 @@ def train_lora(
                     + (f"the last checkpoint, {saved}, is intact" if saved else
                        "no checkpoint was written yet")
                 ) from exc
-            for loss in stats.losses:
-                window["loss"] += loss
-            window["n"] += len(stats.losses)
+            # The window's loss weighs micro-batches as the step did: each the same ("batch"),
+            # or by its answer tokens ("tokens").
+            for loss, tokens in zip(stats.losses, stats.answer_tokens):
+                weight = tokens if config.loss_normalisation == "tokens" else 1
+                window["loss"] += loss * weight
+                window["n"] += weight
             window["samples"] += stats.samples
             window["tokens"] += stats.tokens
             window["pad"] += stats.slots - stats.tokens
@@ -1082,7 +1399,14 @@ def train_lora(
             step += 1
             log_frames()
 
-            if step % config.log_every == 0 or step == total_steps:
+            saving = bool(config.save_every and step % config.save_every == 0
+                          and step < total_steps)
+            val_loss = None
+            if val_batches or (val_indices and world > 1):
+                if (config.eval_every and step % config.eval_every == 0) or saving \
+                        or step == total_steps:
+                    val_loss = evaluate()
+            if step % config.log_every == 0 or step == total_steps or val_loss is not None:
                 elapsed = max(time.perf_counter() - window_start, 1e-9)
                 mean_loss = window["loss"] / max(window["n"], 1)
                 if world > 1:
@@ -1100,15 +1424,22 @@ def train_lora(
                 }
                 if cuda:
                     values["gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+                if val_loss is not None:
+                    values["val_loss"] = val_loss
                 if callbacks:
                     callbacks.log(step, values)
+                if main and log_with:
+                    accelerator.log(values, step=step)
                 window = {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "pad": 0, "slots": 0}
                 window_start = time.perf_counter()
-            if config.save_every and step % config.save_every == 0 and step < total_steps:
-                checkpoint(step, final=False, loss=last_loss)
+            if saving:
+                checkpoint(step, final=False, loss=last_loss, val_loss=val_loss)
 
-        path = checkpoint(step, final=True, loss=last_loss)
+        path = checkpoint(step, final=True, loss=last_loss, val_loss=val_loss)
         return TrainResult(path, step, last_loss, False, truncated,
                            total_pad / total_slots if total_slots else 0.0, start_step, total_steps)
     finally:
         stream.close()
+        if main and log_with:
+            for tracker in accelerator.trackers:
+                tracker.finish()

@@ -49,6 +49,12 @@ def _runs_screen() -> Screen:
     return RunsScreen()
 
 
+def _grid_screen() -> Screen:
+    from workbench.screens.grid import GridScreen
+
+    return GridScreen()
+
+
 class DdftApp(App[None]):
     """Curate samples, watch jobs and training runs, compare recipes and read Table 1, over one store.
 
@@ -64,6 +70,7 @@ class DdftApp(App[None]):
         "compare": _compare_screen,
         "report": _report_screen,
         "runs": _runs_screen,
+        "grid": _grid_screen,
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("1", "switch_mode('samples')", "Samples", id="app.samples",
@@ -76,6 +83,8 @@ class DdftApp(App[None]):
                 tooltip="Table 1: Yes, No, Accuracy, Average Score per variant"),
         Binding("5", "switch_mode('runs')", "Runs", id="app.runs",
                 tooltip="Training runs: progress, ETA, curves, log; start, cancel, resume"),
+        Binding("6", "switch_mode('grid')", "Grid", id="app.grid",
+                tooltip="Ablation grids: cells × status, then the comparison table"),
         Binding("question_mark", "help", "Help", id="app.help", tooltip="Show every key"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
@@ -89,9 +98,14 @@ class DdftApp(App[None]):
         open_store: Callable[[], Engine] | None = None,
         rater: str | None = None,
         campaign: str | None = None,
+        ask_rater: bool = False,
     ) -> None:
-        """`db_engine` is the open store, or None with `open_store` to open it after the first frame."""
-        if rater:
+        """`db_engine` is the open store, or None with `open_store` to open it after the first frame.
+        With `ask_rater` (the rating app served to a browser) it is the rating app, and its first
+        screen asks for the rater's name."""
+        # The blind rating app: the rating screen only, never a screen with variant names.
+        self.rating_app = bool(rater) or ask_rater
+        if self.rating_app:
             # No command palette for a rater (its commands are the workbench's); set before
             # App.__init__, which reads it.
             self.ENABLE_COMMAND_PALETTE = False
@@ -114,7 +128,7 @@ class DdftApp(App[None]):
         return self.db_engine is not None
 
     def on_mount(self) -> None:
-        if not self.rater:
+        if not self.rating_app:
             self.switch_mode("samples")
         if self.store_ready:
             self._start()
@@ -156,9 +170,32 @@ class DdftApp(App[None]):
             from workbench.screens.rate import RateScreen
 
             self.push_screen(RateScreen(rater=self.rater, campaign=self.campaign))
+        elif self.rating_app:
+            from workbench.screens.rater_name import RaterNameScreen
+
+            self.push_screen(RaterNameScreen(), self._rater_named)
+        else:
+            # Jobs left queued by a reboot start when the workbench opens (the Jobs and Runs
+            # screens keep doing it each second while shown).
+            self.run_worker(self._start_queue, thread=True, group="start-queue",
+                            exit_on_error=False)
+
+    def _start_queue(self) -> None:
+        from workbench.data.jobs import start_queue
+
+        start_queue(self.db_engine)  # type: ignore[arg-type]
+
+    def _rater_named(self, name: str | None) -> None:
+        if not name:
+            return
+        self.rater = name
+        self.title = f"ddft — rating as {name}"
+        from workbench.screens.rate import RateScreen
+
+        self.push_screen(RateScreen(rater=name, campaign=self.campaign))
 
     async def action_switch_mode(self, mode: str) -> None:
-        if self.rater:
+        if self.rating_app:
             return
         if not self.store_ready:
             # A key pressed while the store opens: show that screen as soon as it can read.
@@ -168,7 +205,7 @@ class DdftApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # A rater never reaches the screens that show variant names.
-        if self.rater and action == "switch_mode":
+        if self.rating_app and action == "switch_mode":
             return False
         return True
 
@@ -179,7 +216,7 @@ class DdftApp(App[None]):
         if isinstance(screen, HelpScreen):
             return
         app_bindings = [b for b in self.BINDINGS
-                        if not (self.rater and isinstance(b, Binding) and b.action.startswith("switch_mode"))]
+                        if not (self.rating_app and isinstance(b, Binding) and b.action.startswith("switch_mode"))]
         sections = [(screen.SUB_TITLE or "This screen", list(screen.BINDINGS)),
                     ("Everywhere", app_bindings)]
         self.push_screen(HelpScreen(sections))
@@ -191,6 +228,7 @@ def build_app(
     url: str | None = None,
     rater: str | None = None,
     campaign: str | None = None,
+    ask_rater: bool = False,
     lazy_store: bool = False,
 ) -> DdftApp:
     """The workbench over the store of `workspace` (or the database at `url`); with `rater`, the
@@ -214,6 +252,6 @@ def build_app(
 
     if lazy_store:
         return DdftApp(None, location=location, workspace=folder, open_store=open_it,
-                       rater=rater, campaign=campaign)
+                       rater=rater, campaign=campaign, ask_rater=ask_rater)
     return DdftApp(open_it(), location=location, workspace=folder, rater=rater,
-                   campaign=campaign)
+                   campaign=campaign, ask_rater=ask_rater)

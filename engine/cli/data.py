@@ -1,4 +1,5 @@
-"""`ddft data`: import datasets as their authors publish them, check them, export, list."""
+"""`ddft data`: import datasets as their authors publish them, check them, export them for
+other trainers, list and show them."""
 
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ from engine.cli.console import (
     friendly,
     launch,
     open_workspace,
+    plural,
+    print_json,
     progress_bar,
 )
+from engine.llm import BASE_URL_VARIABLE
 
 dataset_name = checked_name("dataset")
-app = typer.Typer(help="Datasets: import, check, export, list.", no_args_is_help=True)
+app = typer.Typer(help="Datasets: import, check, export, list, show.", no_args_is_help=True)
 import_app = typer.Typer(
     help="Import a dataset from its published layout (one transaction, safe to re-run).",
     no_args_is_help=True,
@@ -72,7 +76,7 @@ def _run_import(workspace: Path | None, read: Callable, *, skip_bad: bool, what:
 
         plan = read(update)
     if plan.problems and not skip_bad:
-        err_console.print(f"[bold red]error:[/] {len(plan.problems)} problem(s) in "
+        err_console.print(f"[bold red]error:[/] {plural(len(plan.problems), 'problem')} in "
                           f"{escape(what)}; nothing was imported:", soft_wrap=True)
         for problem in plan.problems[:20]:
             err_console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
@@ -95,7 +99,7 @@ def _run_import(workspace: Path | None, read: Callable, *, skip_bad: bool, what:
         for reason, count in reasons.most_common():
             console.print(f"  {count} × {reason}", markup=False, highlight=False)
     if plan.problems:
-        console.print(f"[yellow]skipped {len(plan.problems)} bad row(s):[/]")
+        console.print(f"[yellow]skipped {plural(len(plan.problems), 'bad row')}:[/]")
         for problem in plan.problems[:50]:
             console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
         if len(plan.problems) > 50:
@@ -265,8 +269,9 @@ def generate_questions_cmd(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the questions (resumable; "
                                                 "default WORKSPACE/questions).")] = None,
     model: Annotated[str, typer.Option(help="Chat model.")] = "gpt-3.5-turbo",
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default "
-                                                    "$OPENAI_BASE_URL or OpenAI).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(
+        envvar=BASE_URL_VARIABLE, show_default=False,
+        help="OpenAI-compatible endpoint (default: OpenAI's).")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight.")] = 8,
     name: Annotated[str, typer.Option(help="Dataset to import them into.",
                                       callback=dataset_name)] = "cooking-questions",
@@ -378,23 +383,42 @@ def _print_failed(db_engine, datasets: list[str], *, limit: int | None) -> None:
                       markup=False, highlight=False, soft_wrap=True)
 
 
+class ExportFormat(str, Enum):
+    llava = "llava"
+    llama_factory = "llama-factory"
+
+
 @app.command("export")
 @friendly
 def export(
     dataset: Annotated[str, typer.Argument(help="Dataset to export.")],
     out: Annotated[Path, typer.Argument(help="JSON file to write.")],
-    media_root: Annotated[Path, typer.Option(help="Folder the written media paths are "
-                                             "relative to.")],
+    media_root: Annotated[Optional[Path], typer.Option(
+        help="Folder the written media paths are relative to (needed for llava; for "
+             "llama-factory, give it as LLaMA-Factory's media_dir, or leave it out for "
+             "absolute paths).", show_default=False)] = None,
+    fmt: Annotated[ExportFormat, typer.Option(
+        "--format", help="llava: LLaVA / Video-LLaVA instruction JSON for the original "
+                         "training scripts; llama-factory: LLaMA-Factory's ShareGPT JSON and "
+                         "its entry in dataset_info.json beside it.")] = ExportFormat.llava,
+    name: Annotated[Optional[str], typer.Option(
+        help="llama-factory: the dataset's name in dataset_info.json (default: the dataset's "
+             "name).", show_default=False)] = None,
     included_only: Annotated[bool, typer.Option(help="Only samples included for training.")
                              ] = True,
     workspace: WorkspaceOption = None,
 ) -> None:
-    """Write a dataset as LLaVA / Video-LLaVA instruction JSON for the original training
-    scripts."""
+    """Write a dataset for another trainer: LLaVA / Video-LLaVA instruction JSON for the
+    original training scripts, or LLaMA-Factory's ShareGPT JSON registered in the
+    dataset_info.json of the same folder (other entries there are kept)."""
     from db import queries
     from db.store import session_scope
+    from engine.importers.llama_factory import export_llama_factory
     from engine.importers.llava import export_llava_json
 
+    if fmt is ExportFormat.llava and media_root is None:
+        fail("--media-root is needed for --format llava: the folder its media paths are "
+             "relative to (Video-LLaVA's --image_folder / --video_folder)")
     _, db_engine = open_workspace(workspace)
     with session_scope(db_engine) as session:
         found = queries.get_dataset(session, name=dataset)
@@ -402,36 +426,109 @@ def export(
             fail(f"no dataset named {dataset!r}; `ddft data list` shows the datasets")
         samples = queries.list_samples(session, dataset_id=found.id,
                                        included=True if included_only else None, limit=None)
+    root = media_root.resolve() if media_root is not None else None
     try:
-        count = export_llava_json(samples, out, media_root=media_root.resolve())
+        if fmt is ExportFormat.llava:
+            count = export_llava_json(samples, out, media_root=root)
+        else:
+            count = export_llama_factory(samples, out, name=name or dataset, media_root=root)
     except ValueError as exc:
         fail(str(exc))
         return
-    console.print(f"wrote {count} entries to {out}", markup=False, highlight=False)
+    console.print(f"wrote {plural(count, 'entry', 'entries')} to {out}", markup=False,
+                  highlight=False)
+    if fmt is ExportFormat.llama_factory:
+        where = f"media_dir: {root}" if root is not None else "media paths are absolute"
+        console.print(f"registered {name or dataset!r} in {out.parent / 'dataset_info.json'} "
+                      f"(train with dataset: {name or dataset}, dataset_dir: {out.parent}; "
+                      f"{where})", markup=False, highlight=False, soft_wrap=True)
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of "
+                                          "a table.")]
+CHECK_COUNTS = ("ok", "warn", "failed", "unchecked")
+
+
+def _dataset_summary(session, dataset) -> dict:
+    """What `data list` and `data show` print about a dataset, in one reading."""
+    from db import queries
+
+    def count(**kw) -> int:
+        return queries.count_samples(session, dataset_id=dataset.id, **kw)
+
+    return {"id": dataset.id, "name": dataset.name, "modality": dataset.modality,
+            "purpose": dataset.purpose, "source": dataset.source, "samples": count(),
+            "included": count(included=True),
+            "checks": {status: count(check_status=status) for status in CHECK_COUNTS}}
 
 
 @app.command("list")
 @friendly
-def list_datasets(workspace: WorkspaceOption = None) -> None:
+def list_datasets(json_out: JsonOption = False, workspace: WorkspaceOption = None) -> None:
     """Datasets with their sample counts and check results."""
     from db import queries
     from db.store import session_scope
 
     _, db_engine = open_workspace(workspace)
-    table = Table("id", "name", "modality", "purpose", "source", "samples", "included",
-                  "checked ok", "failed")
     with session_scope(db_engine) as session:
-        datasets = queries.list_datasets(session)
-        for d in datasets:
-            count = lambda **kw: str(queries.count_samples(session, dataset_id=d.id, **kw))  # noqa: E731
-            table.add_row(str(d.id), Text(d.name), d.modality, d.purpose, Text(d.source),
-                          count(),
-                          count(included=True), count(check_status="ok"),
-                          count(check_status="failed"))
-    if not datasets:
+        summaries = [_dataset_summary(session, d) for d in queries.list_datasets(session)]
+    if json_out:
+        print_json(summaries)
+        return
+    if not summaries:
         console.print("no datasets yet: `ddft data import kitchen` or `ddft demo` makes some")
         return
+    table = Table("id", "name", "modality", "purpose", "source", "samples", "included",
+                  "checked ok", "failed")
+    for d in summaries:
+        table.add_row(str(d["id"]), Text(d["name"]), d["modality"], d["purpose"],
+                      Text(d["source"]), str(d["samples"]), str(d["included"]),
+                      str(d["checks"]["ok"]), str(d["checks"]["failed"]))
     console.print(table)
+
+
+@app.command("show")
+@friendly
+def show(
+    dataset: Annotated[str, typer.Argument(help="Dataset to show.")],
+    json_out: JsonOption = False,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """One dataset: where its files lie, the folders its media must stay in, its samples per
+    split, included and by check result."""
+    from db import queries
+    from db.store import session_scope
+    from engine.importers.base import dataset_media_roots
+
+    _, db_engine = open_workspace(workspace)
+    with session_scope(db_engine) as session:
+        found = queries.get_dataset(session, name=dataset)
+        if found is None:
+            fail(f"no dataset named {dataset!r}; `ddft data list` shows the datasets")
+        summary = _dataset_summary(session, found)
+        splits = {split: queries.count_samples(session, dataset_id=found.id, split=split)
+                  for split in queries.sample_splits(session)}
+        summary |= {"description": found.description, "root": found.root,
+                    "media_roots": dataset_media_roots(found.root, found.meta),
+                    "splits": {k: v for k, v in splits.items() if v},
+                    "created_at": found.created_at.isoformat()}
+    if json_out:
+        print_json(summary)
+        return
+    checks = summary["checks"]
+    lines = [f"dataset {summary['name']} (id {summary['id']}): {summary['modality']}, "
+             f"{summary['purpose']}, from {summary['source'] or 'unknown'}",
+             f"{plural(summary['samples'], 'sample')}, {summary['included']} included; "
+             f"checked: {checks['ok']} ok, {checks['warn']} with warnings, "
+             f"{checks['failed']} failed, {checks['unchecked']} unchecked",
+             "splits: " + (", ".join(f"{name} {count}" for name, count
+                                     in summary["splits"].items()) or "none"),
+             f"files in: {summary['root'] or '—'}",
+             "media must lie in: " + (", ".join(summary["media_roots"] or []) or "—")]
+    if summary["description"]:
+        lines.append(summary["description"])
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 class CheckStatus(str, Enum):

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.console import WorkspaceOption, console, fail, friendly, launch, open_workspace
+from engine.cli.console import (
+    WorkspaceOption,
+    console,
+    fail,
+    friendly,
+    launch,
+    open_workspace,
+    plural,
+)
 
 DetachOption = Annotated[
     bool, typer.Option("--detach", help="Run as a background job and return at once.")
@@ -39,8 +47,8 @@ def print_failures(job) -> None:
         if failed > len(shown):
             console.print(f"  … and {failed - len(shown)} more", markup=False, highlight=False)
     if result.get("no_recipe"):
-        console.print(f"{result['no_recipe']} samples have no recipe to ground (their "
-                      f"generation failed): {', '.join(result.get('no_recipe_samples', []))}",
+        console.print(f"{plural(result['no_recipe'], 'sample has', 'samples have')} no "
+                      f"recipe to ground (their generation failed): {', '.join(result.get('no_recipe_samples', []))}",
                       markup=False, highlight=False, soft_wrap=True)
 
 

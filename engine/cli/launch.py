@@ -31,8 +31,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     is_tui, workspace = tui_workspace(args)
     if is_tui:
         raise SystemExit(open_workbench(workspace))
-    from engine.cli.main import app
+    from engine.cli.main import app, start_queue_on_open
 
+    start_queue_on_open()
     app(args=args, prog_name="ddft")
 
 

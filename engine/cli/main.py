@@ -9,12 +9,16 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from engine.cli import ablate as ablate_cli
 from engine.cli import bench as bench_cli
 from engine.cli import data as data_cli
 from engine.cli import grounding as grounding_cli
 from engine.cli import jobs as jobs_cli
 from engine.cli import rating as rating_cli
+from engine.cli import report as report_cli
+from engine.cli import serve as serve_cli
 from engine.cli import variants as variants_cli
+from engine.llm import BASE_URL_VARIABLE
 from engine.cli.console import (
     WorkspaceOption,
     checked_name,
@@ -38,7 +42,41 @@ app.add_typer(bench_cli.app, name="bench")
 app.add_typer(variants_cli.app, name="variants")
 app.add_typer(rating_cli.app, name="campaign")
 app.command("rate")(rating_cli.rate)
+app.command("report")(report_cli.report)
+app.command("serve")(serve_cli.serve)
+app.add_typer(ablate_cli.app, name="ablate")
 grounding_cli.register(app)
+
+
+def start_queue_on_open() -> None:
+    """Have every store this process opens start the head of its host's job queue when it may
+    start (queued jobs outlive the workbench and a reboot: the next command starts them)."""
+    from db.store import add_open_listener
+    from engine.jobs.runner import start_queued_on_open
+
+    add_open_listener(start_queued_on_open)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("ddft")
+        except PackageNotFoundError:
+            number = "unknown (not installed as a package)"
+        console.print(f"ddft {number}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print ddft's version (from the installed package) and exit.")] = False,
+) -> None:
+    """Directed domain fine-tuning of Video-LLaVA: curate, train, generate, judge, report."""
+
 
 DetachOption = Annotated[
     bool, typer.Option("--detach", help="Run as a background job and return at once.")
@@ -51,6 +89,10 @@ def demo(
     workspace: WorkspaceOption = None,
     no_tui: Annotated[bool, typer.Option("--no-tui", help="Print the report; do not open the "
                                          "workbench.")] = False,
+    ablation: Annotated[bool, typer.Option("--ablation", help="Then run the modality ablation "
+                                           "grid on the kitchen (each modality alone and all "
+                                           "three, against the base) through the job queue, and "
+                                           "print its comparison report.")] = False,
 ) -> None:
     """Build a complete demo workspace (kitchen, tiny model, LoRA run, generations, judge,
     report) and open the workbench on it. A second run reuses what exists."""
@@ -59,7 +101,8 @@ def demo(
     from engine.demo import run_demo
 
     # The demo runs its jobs through the CLI's progress bar, handed in: it never imports the CLI.
-    path = run_demo(workspace, console=console, run=partial(run_foreground, out=console))
+    path = run_demo(workspace, console=console, run=partial(run_foreground, out=console),
+                    ablation=ablation)
     if not no_tui:
         _open_tui(path)
 
@@ -113,6 +156,11 @@ def train(
         "--gradient-checkpointing/--no-gradient-checkpointing",
         help="Recompute activations to save memory.", show_default=False)] = None,
     gpus: Annotated[int, typer.Option(help="GPUs to train on, data-parallel.")] = 1,
+    processes: Annotated[int, typer.Option(help="Data-parallel processes on the CPU (gloo): the "
+                                           "multi-GPU path without a GPU.")] = 1,
+    variant_checkpoint: Annotated[str, typer.Option(
+        "--variant-checkpoint", help="The checkpoint the variant is made from: final (the "
+                                     "last) or best (the lowest validation loss).")] = "final",
     resume: Annotated[Optional[int], typer.Option(
         "--resume", metavar="JOB_ID", min=1,
         help="Continue this train job from its last checkpoint (as the same job).")] = None,
@@ -144,7 +192,8 @@ def train(
                       for k, v in flags.items() if v is not None})
     request = TrainRequest(variant=variant, base=base, preset=preset or "",
                            datasets=datasets or {name: 1.0 for name in TRAIN_SETS},
-                           overrides=overrides, gpus=gpus)
+                           overrides=overrides, gpus=gpus, processes=processes,
+                           variant_checkpoint=variant_checkpoint)
     launch(db_engine, path, request, detach=detach)
 
 
@@ -163,8 +212,11 @@ def _resume_train(db_engine, path: Path, job_id: int, *, detach: bool) -> None:
         console.print(f"job {job_id} resumes from its last checkpoint in the background; "
                       f"`ddft jobs show {job_id}` follows it")
         return
+    from engine.jobs.results import describe_result
+
     job = run_foreground(db_engine, job_id, workspace=path, description=f"train job {job_id}")
-    console.print(f"job {job_id} {job.status}: {job.result}", markup=False, highlight=False)
+    console.print(f"job {job_id} {job.status}: {describe_result(job.result)}", markup=False,
+                  highlight=False)
     if job.status != "succeeded":
         raise typer.Exit(1)
 
@@ -224,8 +276,9 @@ def judge(
                           ] = JudgeName.offline,
     protocol: Annotated[Protocol, typer.Option(help="GPT judge protocol.")] = Protocol.paper,
     model: Annotated[str, typer.Option(help="GPT judge model.")] = "gpt-3.5-turbo",
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default "
-                                                    "$OPENAI_BASE_URL or OpenAI).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(envvar=BASE_URL_VARIABLE, show_default=False,
+                                                    help="OpenAI-compatible endpoint (default: "
+                                                    "OpenAI's).")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="GPT requests in flight.")] = 16,
     pair: Annotated[Optional[list[str]], typer.Option(help="Pairwise: the two variants "
                                                       "(give --pair twice).")] = None,
@@ -242,8 +295,6 @@ def judge(
         # detached (it inherits this environment), takes them from $OPENAI_BASE_URL.
         import os
 
-        from engine.llm import BASE_URL_VARIABLE
-
         os.environ[BASE_URL_VARIABLE] = base_url
     path, db_engine = open_workspace(workspace)
     request = JudgeRequest(eval_set=eval_set, variants=list(variant or []),
@@ -252,58 +303,8 @@ def judge(
     launch(db_engine, path, request, detach=detach)
 
 
-class ReportFormat(str, Enum):
-    md = "md"
-    csv = "csv"
-    json = "json"
-
-
-@app.command()
-@friendly
-def report(
-    eval_set: Annotated[Optional[str], typer.Option(help="Eval dataset (default: the one "
-                                                    "with the most judged recipes).")] = None,
-    judge_name: Annotated[Optional[str], typer.Option("--judge", help="Judge (model name, or "
-                                                      "offline; default: the most used on the "
-                                                      "eval set).")] = None,
-    protocol: Annotated[Optional[str], typer.Option(help="Protocol (default: the judge's most "
-                                                    "used).")] = None,
-    prompt_version: Annotated[Optional[str], typer.Option(
-        "--prompt-version", help="Judge prompt version (default: the most used with that judge "
-                                 "and protocol).")] = None,
-    baseline: Annotated[Optional[str], typer.Option(help="Compare every other variant with "
-                                                    "this one (default: the first).")] = None,
-    fmt: Annotated[ReportFormat, typer.Option("--format", help="Output format.")] = ReportFormat.md,
-    campaign: Annotated[Optional[str], typer.Option(help="Human-rating agreement of this "
-                                                    "campaign only (default: every campaign "
-                                                    "on the eval set).")] = None,
-    workspace: WorkspaceOption = None,
-) -> None:
-    """The paper's Table 1 per variant (Yes, No, Accuracy, Average Score) with 95% intervals
-    under one judge, protocol and prompt version, paired tests against a baseline, per-stage
-    scores, offline metrics and a score histogram; for blind rating campaigns on the eval set,
-    how far people agree with the judge. Every output names the choices it used and which
-    were defaults."""
-    from db.store import session_scope
-    from engine.evaluation.report import ReportError, ReportSelection, build_report, render
-
-    _, db_engine = open_workspace(workspace)
-    selection = ReportSelection(eval_set=eval_set, judge=judge_name, protocol=protocol,
-                                prompt_version=prompt_version, baseline=baseline,
-                                campaign=campaign)
-    try:
-        with session_scope(db_engine) as session:
-            built = build_report(session, selection)
-    except ReportError as exc:
-        fail(str(exc))
-        return
-    if not built.rows and not built.agreement:
-        fail(f"nothing judged on {built.eval_set} yet: run `ddft generate` and `ddft judge` "
-             "first")
-    console.print(render(built, fmt.value), markup=False, highlight=False, soft_wrap=True)
-
-
 def main() -> None:
+    start_queue_on_open()
     app()
 
 

@@ -19,6 +19,8 @@ from engine.cli.console import (
     fail,
     friendly,
     open_workspace,
+    plural,
+    print_json,
     print_output,
     write_output,
 )
@@ -72,9 +74,19 @@ def create(
     console.print(f"raters start with `{command}`", markup=False, highlight=False)
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of "
+                                          "a table.")]
+
+
+def _progress_json(p: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {**asdict(p), "wanted": p.wanted}
+
+
 @app.command("list")
 @friendly
-def list_(workspace: WorkspaceOption = None) -> None:
+def list_(json_out: JsonOption = False, workspace: WorkspaceOption = None) -> None:
     """Every campaign with its mode, eval set, variants and progress."""
     from db.campaigns import list_campaigns
     from db.store import session_scope
@@ -83,6 +95,9 @@ def list_(workspace: WorkspaceOption = None) -> None:
     _, db_engine = open_workspace(workspace)
     with session_scope(db_engine) as session:
         progress = [campaign_progress(session, c) for c in list_campaigns(session)]
+    if json_out:
+        print_json([_progress_json(p) for p in progress])
+        return
     if not progress:
         console.print("no campaigns yet: `ddft campaign create NAME --variant A --variant B`")
         return
@@ -96,7 +111,7 @@ def list_(workspace: WorkspaceOption = None) -> None:
 
 @app.command("show")
 @friendly
-def show(name: str, workspace: WorkspaceOption = None) -> None:
+def show(name: str, json_out: JsonOption = False, workspace: WorkspaceOption = None) -> None:
     """A campaign's settings and each rater's progress."""
     from db.campaigns import CampaignError
     from db.store import session_scope
@@ -110,11 +125,15 @@ def show(name: str, workspace: WorkspaceOption = None) -> None:
             fail(str(exc))
             return
     p = progress
+    if json_out:
+        print_json(_progress_json(p))
+        return
     console.print(f"campaign {p.name}: {p.mode}, eval set {p.eval_set}, variants "
-                  f"{', '.join(p.variants)}, {p.raters_per_item} raters per item, seed {p.seed}",
+                  f"{', '.join(p.variants)}, {plural(p.raters_per_item, 'rater')} per item, "
+                  f"seed {p.seed}", markup=False, highlight=False)
+    console.print(f"{p.ratings} of {plural(p.wanted, 'rating')}; {p.complete} of "
+                  f"{plural(p.items, 'item')} rated by {plural(p.raters_per_item, 'rater')}",
                   markup=False, highlight=False)
-    console.print(f"{p.ratings} of {p.wanted} ratings; {p.complete} of {p.items} items rated "
-                  f"by {p.raters_per_item}", markup=False, highlight=False)
     if not p.raters:
         command = shlex.join(["ddft", "rate", "--rater", "NAME", "--campaign", p.name])
         console.print(f"no rater yet: `{command}`", markup=False, highlight=False)

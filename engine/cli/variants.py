@@ -22,16 +22,32 @@ from engine.cli.console import (
 app = typer.Typer(help="Model variants: base models and trained adapters.", no_args_is_help=True)
 
 
+# The keys of `ddft variants list --json`, in order: a script may rely on them.
+VARIANT_KEYS = ("id", "name", "base_model", "adapter_path", "job_id", "checkpoint_id",
+                "description")
+
+
 @app.command("list")
 @friendly
-def list_variants(workspace: WorkspaceOption = None) -> None:
+def list_variants(
+    workspace: WorkspaceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of objects with "
+                                          "the keys " + ", ".join(VARIANT_KEYS) + ".")] = False,
+) -> None:
     """Model variants that can generate."""
+    import json
+
     from db import queries
     from db.store import session_scope
 
     _, db_engine = open_workspace(workspace)
     with session_scope(db_engine) as session:
         variants = queries.list_variants(session)
+    if as_json:
+        rows = [{key: getattr(v, key, None) for key in VARIANT_KEYS} for v in variants]
+        # Plain stdout, not the console: no markup, no wrapping, nothing highlighted.
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
     if not variants:
         console.print("no model variants yet: `ddft demo` or `ddft train` makes them")
         return
@@ -80,12 +96,19 @@ def from_checkpoint(
     step: Annotated[Optional[int], typer.Option(min=0, help="Checkpoint step (default: the "
                                                 "last).")
                     ] = None,
+    best: Annotated[bool, typer.Option("--best", help="The checkpoint with the lowest "
+                                       "validation loss (the run must hold samples out: "
+                                       "val_fraction > 0).")] = False,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Make a variant of any checkpoint of a training run, so generation can use it."""
     from db import queries
     from db.store import session_scope
     from engine.jobs import TrainRequest
+    from engine.jobs.train_settings import TrainError, best_checkpoint
+
+    if best and step is not None:
+        fail("--best and --step: expected one of them, found both")
 
     _, db_engine = open_workspace(workspace)
     with session_scope(db_engine) as session:
@@ -95,6 +118,12 @@ def from_checkpoint(
         checkpoints = queries.list_checkpoints(session, job_id=job_id)
         if not checkpoints:
             fail(f"job {job_id} has no checkpoints yet")
+        if best:
+            try:
+                found = best_checkpoint(session, job_id=job_id)
+            except TrainError as exc:
+                fail(str(exc))
+            step = found.step
         chosen = checkpoints[-1] if step is None else next(
             (c for c in checkpoints if c.step == step), None)
         if chosen is None:
@@ -107,8 +136,9 @@ def from_checkpoint(
                                adapter_path=chosen.path, job_id=job_id,
                                checkpoint_id=chosen.id,
                                description=f"checkpoint step {chosen.step} of job {job_id}")
-    console.print(f"added variant {name} (job {job_id}, step {chosen.step})", markup=False,
-                  highlight=False)
+    lowest = f", validation loss {found.val_loss:.4f}, the lowest" if best else ""
+    console.print(f"added variant {name} (job {job_id}, step {chosen.step}{lowest})",
+                  markup=False, highlight=False)
 
 
 @app.command("export")

@@ -385,7 +385,7 @@ def render_grounding_markdown(report: GroundingReport) -> str:
               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in report.rows:
         interval = row.interval
-        ci = f"{_pct(interval[0])}–{_pct(interval[1])}" if interval else "—"
+        ci = f"[{_pct(interval[0])}, {_pct(interval[1])}]" if interval else "—"
         lines.append(f"| {row.variant} | {row.params} | {row.generations} | {row.steps} "
                      f"| {row.matched} | {row.hits} | {_pct(row.hit_rate)} | {ci} "
                      f"| {_pct(row.baseline)} |")

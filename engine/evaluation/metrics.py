@@ -1,7 +1,8 @@
 """Offline recipe metrics: ingredient precision/recall/F1, measurement rate, step order, length.
 
-This module is the one reading of a recipe's ingredients: the metrics count it, the offline
-judge scores it (`engine.evaluation.offline_judge`) and the Compare screen marks it."""
+This module is the one reading of a recipe's dish, ingredients and steps: the metrics count it,
+the offline judge scores it (`engine.evaluation.offline_judge`) and the Compare screen marks it
+(`read_recipe`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Callable, Optional, Sequence
 
-from engine.evaluation.recipe import ParsedRecipe, content_words, ingredient_food, parse_recipe
+from engine.evaluation.recipe import (
+    ParsedRecipe,
+    content_words,
+    ingredient_food,
+    parse_recipe,
+    same_dish,
+)
 
 # Two ingredient lines match when the words of their foods overlap this much (Jaccard), after
 # plurals are folded; word order never counts ("garlic cloves" is "cloves garlic").
@@ -90,6 +97,47 @@ class IngredientLines:
 
 
 NO_INGREDIENT_LINES = IngredientLines((), (), ())
+# A step stands on its line the way an ingredient does.
+RecipeLine = IngredientLine
+
+
+@dataclass(frozen=True)
+class StepLines:
+    """Which steps of a generated recipe and its reference meet (content-word coverage of at
+    least STEP_MATCH, one-to-one): the pairs behind `RecipeMetrics.matched_steps` and so behind
+    the offline judge's step numbers."""
+
+    covered: tuple[tuple[RecipeLine, RecipeLine], ...]  # (reference, generated) pairs
+    missed: tuple[RecipeLine, ...]  # reference steps no generated step covers
+    extra: tuple[RecipeLine, ...]  # generated steps that cover no reference step
+
+
+NO_STEP_LINES = StepLines((), (), ())
+
+
+@dataclass(frozen=True)
+class DishReading:
+    """The dish each recipe names (None: none read) and whether they are the same dish, by
+    `engine.evaluation.recipe.same_dish` (the offline judge's `dish_match`)."""
+
+    reference: Optional[str]
+    generated: Optional[str]
+    reference_line: Optional[int]
+    generated_line: Optional[int]
+
+    @property
+    def match(self) -> bool:
+        return same_dish(self.generated, self.reference)
+
+
+@dataclass(frozen=True)
+class RecipeReading:
+    """A generated recipe read against its reference, part by part, exactly as the metrics and
+    the offline judge read it: the dish, the ingredient lines and the steps that meet."""
+
+    dish: DishReading
+    ingredients: IngredientLines
+    steps: StepLines
 
 
 @dataclass(frozen=True)
@@ -235,6 +283,36 @@ def _lines_of(gen: ParsedRecipe, ref: ParsedRecipe) -> IngredientLines:
     )
 
 
+def _step_pairs(gen: ParsedRecipe, ref: ParsedRecipe) -> list[tuple[int, int]]:
+    return greedy_match([content_words(s) for s in ref.steps],
+                        [content_words(s) for s in gen.steps], STEP_MATCH, _step_coverage)
+
+
+def _steps_of(gen: ParsedRecipe, ref: ParsedRecipe) -> StepLines:
+    pairs = _step_pairs(gen, ref)
+    ref_at = [RecipeLine(n, t) for n, t in zip(ref.step_lines, ref.steps)]
+    gen_at = [RecipeLine(n, t) for n, t in zip(gen.step_lines, gen.steps)]
+    covered_ref, covered_gen = {i for i, _ in pairs}, {j for _, j in pairs}
+    return StepLines(
+        covered=tuple((ref_at[i], gen_at[j]) for i, j in pairs),
+        missed=tuple(item for i, item in enumerate(ref_at) if i not in covered_ref),
+        extra=tuple(item for j, item in enumerate(gen_at) if j not in covered_gen),
+    )
+
+
+def read_recipe(generated: str, reference: str) -> RecipeReading:
+    """The dish, ingredient and step reading of two recipe texts (with `parse_recipe`): which
+    dish each names, which ingredient lines match (`read_ingredients`) and which reference steps
+    a generated step covers (the pairs `recipe_metrics` counts). Never raises on junk."""
+    gen, ref = parse_recipe(generated), parse_recipe(reference)
+    return RecipeReading(
+        dish=DishReading(reference=ref.dish, generated=gen.dish, reference_line=ref.dish_line,
+                         generated_line=gen.dish_line),
+        ingredients=_lines_of(gen, ref),
+        steps=_steps_of(gen, ref),
+    )
+
+
 def read_ingredients(generated: str, reference: str) -> IngredientLines:
     """The ingredient lines of two recipe texts (read with `parse_recipe`) that match, that the
     generation misses and that it adds, by `match_ingredients`. Never raises on junk."""
@@ -288,8 +366,7 @@ def recipe_metrics(generated: str, reference: str) -> RecipeMetrics:
     measured = sum(1 for line in gen.ingredients if parse_ingredient(line).quantity is not None)
     rate = measured / len(gen.ingredients) if gen.ingredients else None
 
-    step_pairs = greedy_match([content_words(s) for s in ref.steps],
-                              [content_words(s) for s in gen.steps], STEP_MATCH, _step_coverage)
+    step_pairs = _step_pairs(gen, ref)
     tau = kendall_tau([i for i, _ in step_pairs], [j for _, j in step_pairs])
     return RecipeMetrics(
         ingredient_precision=precision,

@@ -3,10 +3,12 @@ as a weighted sum of `engine.evaluation.metrics`' numbers (it reads nothing on i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from engine.evaluation.metrics import NO_INGREDIENT_LINES, IngredientLines, recipe_metrics
-from engine.evaluation.recipe import parse_recipe
+from engine.evaluation.recipe import parse_recipe, same_dish
 
 JUDGE_NAME = "offline"
 PROTOCOL = "offline"
@@ -66,7 +68,7 @@ def score_recipe(generated: str, reference: str) -> OfflineScore:
     )
     score = round(1.0 + 4.0 * quality, 2)
     gen_dish, ref_dish = parse_recipe(generated).dish, parse_recipe(reference).dish
-    dish_match = bool(gen_dish and ref_dish and gen_dish.strip().lower() == ref_dish.strip().lower())
+    dish_match = same_dish(gen_dish, ref_dish)
     return OfflineScore(
         score=score,
         verdict="yes" if score >= YES_THRESHOLD else "no",
@@ -79,4 +81,42 @@ def score_recipe(generated: str, reference: str) -> OfflineScore:
         measurement_rate=round(measurement_rate, 4),
         dish_match=dish_match,
         ingredient_lines=metrics.ingredient_lines,
+    )
+
+
+@dataclass(frozen=True)
+class ScorePart:
+    """One part of an offline score: the number it weighs and the points it adds to 1.0."""
+
+    name: str  # "ingredients", "steps" or "measurements"
+    value: float  # ingredient F1, step F1, or measurement rate × ingredient F1
+    weight: float  # WEIGHTS[name]
+    precision: float | None = None  # for ingredients and steps
+    recall: float | None = None
+    rate: float | None = None  # for measurements: the share of ingredients with a quantity
+
+    @property
+    def points(self) -> float:
+        """What this part adds to the score (the score is 1 plus the parts' points)."""
+        return 4.0 * self.weight * self.value
+
+
+def score_parts(details: Mapping[str, Any]) -> tuple[ScorePart, ...] | None:
+    """The parts a stored offline judgment's score is made of, read from its details
+    (`OfflineScore.details`): 1 + the parts' points gives its score, up to the rounding of the
+    stored numbers. None when the details do not hold the numbers (a judgment stored without
+    them)."""
+    try:
+        numbers = {name: float(details[name]) for name in (
+            "ingredient_precision", "ingredient_recall", "ingredient_f1", "step_precision",
+            "step_recall", "step_f1", "measurement_rate")}
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (
+        ScorePart("ingredients", numbers["ingredient_f1"], WEIGHTS["ingredients"],
+                  precision=numbers["ingredient_precision"], recall=numbers["ingredient_recall"]),
+        ScorePart("steps", numbers["step_f1"], WEIGHTS["steps"],
+                  precision=numbers["step_precision"], recall=numbers["step_recall"]),
+        ScorePart("measurements", numbers["measurement_rate"] * numbers["ingredient_f1"],
+                  WEIGHTS["measurements"], rate=numbers["measurement_rate"]),
     )

@@ -38,6 +38,7 @@ class ParsedRecipe:
     # view can mark the very line an item was read from.
     ingredient_lines: list[int] = field(default_factory=list)
     step_lines: list[int] = field(default_factory=list)
+    dish_line: int | None = None  # the line the dish was read from
 
 
 def format_recipe(name: str, ingredients: list[str] | tuple[str, ...],
@@ -83,6 +84,7 @@ def parse_recipe(text: str) -> ParsedRecipe:
     is kept beside it.
     """
     dish: str | None = None
+    dish_line: int | None = None
     section: str | None = None
     parsed: dict[str, list[str]] = {"ingredients": [], "steps": []}
     lines: dict[str, list[int]] = {"ingredients": [], "steps": []}
@@ -101,6 +103,7 @@ def parse_recipe(text: str) -> ParsedRecipe:
             if name in _DISH_HEADERS:
                 if dish is None and rest:
                     dish = " ".join(rest.split())
+                    dish_line = line_no
                 section = None
                 continue
             if name in _SECTIONS:
@@ -120,7 +123,15 @@ def parse_recipe(text: str) -> ParsedRecipe:
                 parsed[section].append(item)
                 lines[section].append(line_no)
     return ParsedRecipe(dish=dish, ingredients=parsed["ingredients"], steps=parsed["steps"],
-                        ingredient_lines=lines["ingredients"], step_lines=lines["steps"])
+                        ingredient_lines=lines["ingredients"], step_lines=lines["steps"],
+                        dish_line=dish_line)
+
+
+def same_dish(generated: str | None, reference: str | None) -> bool:
+    """Whether two dish names read by `parse_recipe` are the same dish: equal once case and
+    surrounding spaces are ignored; False when either is missing."""
+    return bool(generated and reference
+                and generated.strip().lower() == reference.strip().lower())
 
 
 def content_words(text: str) -> set[str]:

@@ -708,14 +708,121 @@ def build_report(
     return report
 
 
+# ---------------------------------------------------------------- the sample log
+
+
+def _judgment_record(judgment: Any) -> dict[str, Any]:
+    return {"id": judgment.id, "judge": judgment.judge, "protocol": judgment.protocol,
+            "prompt_version": judgment.prompt_version, "score": judgment.score,
+            "verdict": judgment.verdict, "raw": judgment.raw, "details": judgment.details,
+            "job_id": judgment.job_id}
+
+
+def _grounding_record(grounding: Any, segments: list, frame_times: list[float]
+                      ) -> dict[str, Any]:
+    from engine.evaluation.grounding import describe_params, step_hits
+
+    hits = {h.index: h for h in step_hits(grounding.steps, segments, frame_times)}
+    steps = []
+    for step in grounding.steps:
+        hit = hits.get(int(step.get("index", -1)))
+        steps.append({key: step.get(key) for key in ("index", "text", "frames", "frame_indices",
+                                                     "times")}
+                     | {"hit": None if hit is None else hit.hit,
+                        "chance": None if hit is None else hit.chance})
+    return {"id": grounding.id, "params": describe_params(grounding.params),
+            "params_key": grounding.params_key, "steps": steps}
+
+
+def sample_log(session: Session, selection: ResolvedSelection) -> list[dict[str, Any]]:
+    """The rows behind a report's Table 1, one record per eval sample and variant (a judged
+    recipe generation), for `ddft report --samples`: the sample and its reference, the
+    generation (text, decoding, frames), the judgment the table counts (`judgment`, under the
+    selection's judge, protocol and prompt version) and every judgment of that generation with
+    its raw reply (`judgments`), the offline metrics, and each grounding with its per-step hits.
+    Then one record per sample whose latest generation failed (Table 1's Failed column), with
+    its reason. Records carry `row`: "judged" or "failed"; the judged records of a variant are
+    exactly its Table 1 n, and the mean of their parsed scores its Average Score.
+
+    `selection` is the resolved selection of the report (Report.selection), so the log and the
+    tables are about the same rows. Torch-free; reads only."""
+    from db import queries
+    from engine.evaluation.metrics import recipe_metrics
+    from engine.evaluation.timestamps import annotated_segments
+
+    dataset = queries.get_dataset(session, name=selection.eval_set) if selection.eval_set \
+        else None
+    if dataset is None:
+        return []
+    setting = (selection.judge, selection.protocol, selection.prompt_version)
+    variants = {v.id: v for v in queries.list_variants(session)}
+    samples = {s.id: s for s in queries.list_samples(session, dataset_id=dataset.id,
+                                                     limit=None)}
+    groundings: dict[int, list] = {}
+    for grounding, generation, _ in queries.recipe_groundings(session, dataset_id=dataset.id):
+        groundings.setdefault(generation.id, []).append(grounding)
+    judged = []
+    for generation in queries.list_generations(session, dataset_id=dataset.id):
+        judgments = queries.judgments_for_generation(session, generation_id=generation.id)
+        counted = next((j for j in judgments
+                        if (j.judge, j.protocol, j.prompt_version) == setting), None)
+        if counted is None:
+            continue
+        sample = samples[generation.sample_id]
+        segments = annotated_segments(sample.meta)
+        judged.append(((generation.variant_id, sample.id, generation.id), {
+            "row": "judged",
+            "eval_set": dataset.name,
+            "variant": variants[generation.variant_id].name,
+            "sample_id": sample.id,
+            "external_id": sample.external_id,
+            "group": sample.group,
+            "media_path": sample.media_path,
+            "prompt": generation.prompt,
+            "reference": sample.answer,
+            "generation": {"id": generation.id, "text": generation.text,
+                           "params_key": generation.params_key,
+                           "decoding": generation.decoding,
+                           "frame_indices": generation.frame_indices,
+                           "frame_times": generation.frame_times,
+                           "n_tokens": generation.n_tokens, "job_id": generation.job_id},
+            "judgment": _judgment_record(counted),
+            "judgments": [_judgment_record(j) for j in judgments],
+            "metrics": recipe_metrics(generation.text, sample.answer).as_dict(),
+            "grounding": [_grounding_record(g, segments, generation.frame_times)
+                          for g in groundings.get(generation.id, [])],
+        }))
+    # Table 1's order: variants as stored, then samples (db.queries.judged_rows).
+    records = [record for _, record in sorted(judged, key=lambda item: item[0])]
+    for failure in queries.list_generation_failures(session, dataset_id=dataset.id,
+                                                    task="recipe"):
+        records.append({"row": "failed", "eval_set": dataset.name, "variant": failure.variant,
+                        "sample_id": failure.sample_id, "external_id": failure.external_id,
+                        "media_path": failure.media_path,
+                        "failure": {"id": failure.id, "reason": failure.reason,
+                                    "job_id": failure.job_id}})
+    return records
+
+
+def render_sample_log(records: Iterable[Mapping[str, Any]]) -> str:
+    """`sample_log`'s records as JSON Lines: one compact JSON object a line, text kept as
+    written (not escaped to ASCII)."""
+    return "".join(json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n"
+                   for record in records)
+
+
 def _fmt(value: Optional[float], pattern: str) -> str:
     return "—" if value is None else pattern.format(value)
 
 
-def _fmt_range(low: Optional[float], high: Optional[float], pattern: str) -> str:
+def format_interval(low: Optional[float], high: Optional[float], pattern: str = "{:.2f}") -> str:
+    """An interval as every rendering of the report shows it: `[low, high]` with each bound
+    formatted by `pattern` (`[-1.672, -0.470]`, `[4.70%, 44.80%]`), so a negative bound never
+    reads as a dash; — when either bound is unknown."""
     if low is None or high is None:
         return "—"
-    return f"{pattern.format(low)}–{pattern.format(high)}"
+    return f"[{pattern.format(low)}, {pattern.format(high)}]"
+
 
 
 def _fmt_p(p: Optional[float]) -> str:
@@ -737,6 +844,10 @@ def histogram_bars(histogram: Mapping[int, int], *, width: int = 30) -> list[str
 
 def _cell(value: Optional[float]) -> str:
     return "" if value is None else f"{value:.4f}"
+
+
+def _fraction(percent: Optional[float]) -> Optional[float]:
+    return None if percent is None else percent / 100.0
 
 
 def _cell_p(value: Optional[float]) -> str:
@@ -799,13 +910,13 @@ class Table1Section(Section):
         for row in r.rows:
             s = self.stats.get(row.variant)
             extra = ("| — | — | — |" if s is None else
-                     f"| {_fmt_range(s.accuracy_low, s.accuracy_high, '{:.2f}%')} "
-                     f"| {_fmt_range(s.score_low, s.score_high, '{:.2f}')} | {s.recipes} |")
+                     f"| {format_interval(s.accuracy_low, s.accuracy_high, '{:.2f}%')} "
+                     f"| {format_interval(s.score_low, s.score_high, '{:.2f}')} | {s.recipes} |")
             lines.append(
                 f"| {row.variant} | {row.yes} | {row.no} | {_fmt(row.accuracy, '{:.2f}%')} "
                 f"| {_fmt(row.average_score, '{:.2f}')} | {row.n} | {row.unparsable} "
                 f"| {row.failed} {extra}")
-        lines += ["", f"{r.n_samples} samples. Accuracy CI: Wilson score interval over parsed "
+        lines += ["", f"{_count(r.n_samples, 'sample')}. Accuracy CI: Wilson score interval over parsed "
                       f"verdicts. Score CI: percentile bootstrap resampling recipes "
                       f"({r.n_boot} resamples, seed {r.seed})."]
         if len(r.decoding) > 1:
@@ -826,10 +937,12 @@ class Table1Section(Section):
 
     def cells(self, variant: str) -> list[Any]:
         row, s = self.rows[variant], self.stats.get(variant)
-        cells = [row.yes, row.no, _cell(row.accuracy), _cell(row.average_score), row.n,
-                 row.unparsable, row.failed]
-        return cells + ([_cell(s.accuracy_low), _cell(s.accuracy_high), _cell(s.score_low),
-                         _cell(s.score_high), s.recipes] if s else [""] * 5)
+        # Accuracy is a percentage in markdown and JSON; the CSV holds every share as a
+        # fraction (render_csv).
+        cells = [row.yes, row.no, _cell(_fraction(row.accuracy)), _cell(row.average_score),
+                 row.n, row.unparsable, row.failed]
+        return cells + ([_cell(_fraction(s.accuracy_low)), _cell(_fraction(s.accuracy_high)),
+                         _cell(s.score_low), _cell(s.score_high), s.recipes] if s else [""] * 5)
 
     def json(self) -> dict[str, Any]:
         r = self.report
@@ -861,7 +974,7 @@ class ComparisonSection(Section):
                 f"{c.variant_only_yes} | {c.baseline_only_yes} | {c.both_no} "
                 f"| {_fmt(c.accuracy_diff, '{:+.2f} pp')} | {_fmt_p(c.mcnemar_p)} "
                 f"| {c.score_pairs} | {_fmt(c.score_diff, '{:+.3f}')} "
-                f"| {_fmt_range(c.score_diff_low, c.score_diff_high, '{:+.3f}')} "
+                f"| {format_interval(c.score_diff_low, c.score_diff_high, '{:+.3f}')} "
                 f"| {_fmt_p(c.score_p)} |")
         return lines + ["", "McNemar: exact two-sided binomial test on discordant pairs. "
                             "Bootstrap: paired, resampling recipes; p from the distribution "
@@ -901,7 +1014,7 @@ class StageSection(Section):
         for s in staged:
             for stage, score in s.stages.items():
                 lines.append(f"| {s.variant} | {stage} | {score.mean:.2f} "
-                             f"| {_fmt_range(score.low, score.high, '{:.2f}')} | {score.n} |")
+                             f"| {format_interval(score.low, score.high, '{:.2f}')} | {score.n} |")
         return lines
 
     def columns(self) -> list[str]:
@@ -1069,7 +1182,9 @@ def render_csv(report: Report) -> str:
     intervals, the comparison against the baseline, empty on the baseline's own row,
     per-stage means, offline metric means, histogram counts, per-campaign human results,
     timestamp and grounding figures, and the selection with the fields that took their
-    default). Rectangular, so any CSV reader loads it. With nothing judged, the human ratings
+    default). Every share (accuracy and its interval, rates, agreement, hit rates) is a
+    fraction from 0 to 1, never a percentage; scores are on the judge's scale.
+    Rectangular, so any CSV reader loads it. With nothing judged, the human ratings
     alone (`render_agreement_csv`), with the selection's eval set and defaults."""
     out = io.StringIO()
     writer = csv_writer(out)
@@ -1139,7 +1254,7 @@ def agreement_markdown(summary: Any, *, level: str = "95%") -> list[str]:
                       f"| Judge mean |", "|---|---:|---:|---:|---:|---:|---:|"]
         for v in s.variants:
             lines.append(f"| {v.variant} | {v.n} | {_fmt(v.mean_overall, '{:.2f}')} "
-                         f"| {_fmt_range(v.overall_low, v.overall_high, '{:.2f}')} "
+                         f"| {format_interval(v.overall_low, v.overall_high, '{:.2f}')} "
                          f"| {_fmt(v.mean_ingredients, '{:.2f}')} | {_fmt(v.mean_steps, '{:.2f}')} "
                          f"| {_fmt(v.judge_mean, '{:.2f}')} |")
     elif s.variants:
@@ -1149,7 +1264,7 @@ def agreement_markdown(summary: Any, *, level: str = "95%") -> list[str]:
             w = v.win
             lines.append(f"| {v.variant} | {w.wins} | {w.losses} | {w.ties} | {w.both_bad} "
                          f"| {w.n} | {_fmt(w.rate, '{:.1%}')} "
-                         f"| {_fmt_range(w.low, w.high, '{:.1%}')} |")
+                         f"| {format_interval(w.low, w.high, '{:.1%}')} |")
     if s.disagreements:
         lines += ["", "### Where people and the judge disagree most", "",
                   "| Item | Sample | Variants | People | Judge | Gap | Ratings |",

@@ -603,3 +603,142 @@ def render_coverage_markdown(report: CoverageReport) -> str:
                      f"| {names or '—'} |")
     return "\n".join(lines)
 
+
+
+# ------------------------------------------------------------------ paired comparison
+
+# Per-video figures a variant is compared on, paired video by video with a baseline: (key,
+# label, whether higher is better).
+COMPARED = (
+    ("mean_iou", "Mean tIoU, matched steps", True),
+    ("mean_iou_segments", "Mean tIoU, every segment", True),
+    ("iou_at_05", "Segments with tIoU ≥ 0.5", True),
+    ("beyond", "Times past the end", False),
+    ("overlap", "Overlapping pairs", False),
+    ("order", "Order violations", False),
+)
+
+
+def video_figures(score: TimestampScore) -> dict[str, float]:
+    """One answer's figures for the paired comparison, each a share or a mean in [0, 1]; an
+    answer with nothing to count (no matched step, no pair, no time) counts 0, so a variant
+    that writes no timed step gets no tIoU rather than none at all."""
+    segments = score.matched + score.missed_segments
+    return {
+        "mean_iou": score.iou_sum / score.matched if score.matched else 0.0,
+        "mean_iou_segments": score.iou_sum / segments if segments else 0.0,
+        "iou_at_05": sum(iou >= 0.5 for iou in score.ious) / segments if segments else 0.0,
+        "beyond": score.beyond_duration / score.n_times if score.n_times else 0.0,
+        "overlap": score.overlapping / score.pairs if score.pairs else 0.0,
+        "order": score.order_violations / score.pairs if score.pairs else 0.0,
+    }
+
+
+@dataclass(frozen=True)
+class TimestampDifference:
+    """A variant against the baseline on one figure, over the videos both answered: the two
+    means, their difference and its clustered paired bootstrap interval."""
+
+    variant: str
+    figure: str  # a key of COMPARED
+    value: float
+    baseline_value: float
+    diff: float
+    low: float
+    high: float
+    p: float
+    n: int  # paired videos
+    clusters: int  # recipes (sample groups) among them
+
+
+@dataclass(frozen=True)
+class TimestampComparison:
+    eval_set: str
+    baseline: str
+    rows: tuple[TimestampDifference, ...]
+    missing: tuple[str, ...] = ()  # variants named without timestamp answers on the eval set
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"eval_set": self.eval_set, "baseline": self.baseline,
+                "missing": list(self.missing), "rows": [asdict(row) for row in self.rows]}
+
+
+def timestamp_comparison(session: Session, *, dataset_id: int, baseline: str,
+                         variants: Sequence[str] | None = None, n_boot: int = 10_000,
+                         seed: int = 0) -> TimestampComparison:
+    """Each variant's timestamp figures (`video_figures`, from its newest timestamp answer per
+    video) against `baseline`'s on the same videos: the mean difference with its 95% paired
+    bootstrap interval, videos resampled by recipe (the sample's group) as Table 1's paired
+    tests do. `variants` (default: every variant with answers) keeps that order.
+
+    Raises ValueError when the baseline has no timestamp answers on the eval set.
+    """
+    from db import queries
+    from engine.evaluation.stats import paired_bootstrap_diff
+
+    dataset = queries.get_dataset_by_id(session, dataset_id=dataset_id)
+    samples = {s.id: s for s in queries.list_samples(session, dataset_id=dataset_id, limit=None)}
+    names = {v.id: v.name for v in queries.list_variants(session)}
+    latest = _latest_by_variant_and_sample(
+        queries.list_generations(session, dataset_id=dataset_id, task=TASK))
+    figures: dict[str, dict[int, dict[str, float]]] = {}
+    for variant_id, by_sample in latest.items():
+        figures[names[variant_id]] = {
+            sample_id: video_figures(score_timestamps(
+                parse_timestamped_steps(generation.text),
+                annotated_segments(samples[sample_id].meta), samples[sample_id].duration_s))
+            for sample_id, generation in by_sample.items()
+            if annotated_segments(samples[sample_id].meta)}
+    eval_set = dataset.name if dataset else str(dataset_id)
+    if baseline not in figures:
+        raise ValueError(f"baseline {baseline!r}: no timestamp answers on {eval_set}; run "
+                         f"`ddft timestamps --variant {baseline} --eval-set {eval_set}`")
+    wanted = list(variants) if variants is not None else sorted(figures)
+    rows = []
+    for name in wanted:
+        if name == baseline or name not in figures:
+            continue
+        paired = sorted(set(figures[name]) & set(figures[baseline]))
+        if not paired:
+            continue
+        clusters = [samples[i].group or f"sample-{i}" for i in paired]
+        for key, _, _ in COMPARED:
+            a = [figures[name][i][key] for i in paired]
+            b = [figures[baseline][i][key] for i in paired]
+            diff, low, high, p = paired_bootstrap_diff(a, b, clusters, n_boot=n_boot, seed=seed)
+            rows.append(TimestampDifference(name, key, sum(a) / len(a), sum(b) / len(b), diff,
+                                            low, high, p, len(paired), len(set(clusters))))
+    return TimestampComparison(eval_set=eval_set, baseline=baseline, rows=tuple(rows),
+                               missing=tuple(n for n in wanted if n not in figures))
+
+
+def render_comparison_markdown(comparison: TimestampComparison) -> str:
+    """One row a variant: each figure with its difference from the baseline and the 95%
+    paired bootstrap interval of that difference."""
+    lines = [f"## Timestamps against {comparison.baseline} on {comparison.eval_set}", ""]
+    by_variant: dict[str, dict[str, TimestampDifference]] = defaultdict(dict)
+    for row in comparison.rows:
+        by_variant[row.variant][row.figure] = row
+    if not by_variant:
+        lines.append("No variant has timestamp answers on the same videos as the baseline.")
+        return "\n".join(lines)
+    lines.append("| Variant | n | " + " | ".join(label for _, label, _ in COMPARED) + " |")
+    lines.append("|---|---:|" + "---:|" * len(COMPARED))
+    first = next(iter(by_variant.values()))
+    base = [f"{first[key].baseline_value:.3f}" for key, _, _ in COMPARED]
+    lines.append(f"| {comparison.baseline} (baseline) | {next(iter(first.values())).n} | "
+                 + " | ".join(base) + " |")
+    for variant, rows in by_variant.items():
+        cells = [f"{rows[key].value:.3f} ({rows[key].diff:+.3f}, {rows[key].low:+.3f} to "
+                 f"{rows[key].high:+.3f})" for key, _, _ in COMPARED]
+        n = next(iter(rows.values()))
+        lines.append(f"| {variant} | {n.n} | " + " | ".join(cells) + " |")
+    lines += ["", ("Each figure is a mean over the videos both variants answered (a share per "
+                   "video: of matched steps, of every annotated segment, of start and end times, "
+                   "of consecutive step pairs; a video with nothing to count counts 0). In "
+                   "brackets: the difference from the baseline and its 95% paired bootstrap "
+                   f"interval, videos resampled by recipe ({n.clusters} recipes). Higher is "
+                   "better for the tIoU figures, lower for the last three.")]
+    if comparison.missing:
+        lines.append(f"No timestamp answers yet: {', '.join(comparison.missing)}.")
+    return "\n".join(lines)

@@ -218,7 +218,8 @@ def read_llava_json(
     are relative to `image_root`, video paths to `video_root` (Video-LLaVA's --image_folder and
     --video_folder); each defaults to `media_root`, which defaults to the JSON file's folder.
     A sample is the first human/gpt pair (placeholders stripped from the prompt); meta keeps
-    the whole conversation, the original id where the external id differs from it, every media
+    the whole conversation (training learns every gpt turn of it: engine.train.TrainExample.
+    from_sample; the summary counts the entries of several exchanges and their answers), the original id where the external id differs from it, every media
     path when the entry gave a list, and any other keys, so `export_llava_json` writes the entry
     back. External ids are the entries' ids, or their indices when an id is missing or repeated.
     Datasets are called `name` (default: the file's stem) when the file holds one modality,
@@ -268,6 +269,7 @@ def read_llava_json(
 
     media_files = _MediaFiles()
     several_images = 0
+    multi_turn = answers = 0
     present: list[str] = []
     samples: dict[str, list[PlannedSample]] = {"image": [], "video": [], "text": []}
     total = len(scanned)
@@ -346,6 +348,8 @@ def read_llava_json(
         if extra:
             meta["extra"] = extra
         several_images += len(absolute) > 1
+        multi_turn += len(conversations) > 2
+        answers += len(conversations) // 2
         samples[modality].append(PlannedSample(
             external_id=external_id,
             modality=modality,
@@ -375,6 +379,11 @@ def read_llava_json(
     counted = ", ".join(f"{len(samples[m])} {m}" for m in ("image", "video", "text")
                         if m in present)
     plan.notes.append(f"{path.name}: {counted} samples from {total} entries")
+    if multi_turn:
+        planned = sum(len(samples[m]) for m in samples)
+        plan.notes.append(f"{multi_turn} of {planned} entries have more than one exchange; "
+                          f"training learns all {answers} gpt answers (a sample shows its "
+                          f"first exchange, meta['conversations'] keeps them all)")
     if several_images:
         plan.notes.append(f"{several_images} entries have several images; the sample's media "
                           f"path is the first, meta['media_paths'] holds all")

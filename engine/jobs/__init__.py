@@ -16,7 +16,8 @@ _INTERFACE = {
     "engine.jobs.runner": ("HEARTBEAT_S", "STALE_AFTER_S", "JobCancelled", "JobContext",
                            "create_job", "effective_status", "job_log_path",
                            "refresh_job_states", "request_cancel", "resume_job", "run_job",
-                           "spawn_job", "stop_on_signals", "submit"),
+                           "spawn_job", "start_queued", "stop_on_signals", "submit"),
+    "engine.jobs.queue": ("QueuePlace", "device_slots", "queue_places"),
 }
 _WHERE = {name: module for module, names in _INTERFACE.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -57,10 +57,8 @@ def _train_examples(ctx: JobContext, datasets: dict[str, float]) -> list[Any]:
                                                limit=None):
                 if sample.check_status == "failed":
                     continue  # `ddft data check` found it unusable; its reasons are on the row
-                examples.append(TrainExample(modality=sample.modality, prompt=sample.prompt,
-                                             answer=sample.answer, media_path=sample.media_path,
-                                             sample_id=sample.id, dataset=name,
-                                             checked=sample.check_status in ("ok", "warn")))
+                # Every exchange of a multi-turn conversation is trained, not only the first.
+                examples.append(TrainExample.from_sample(sample, dataset=name))
     if not examples:
         raise JobError("no included samples in " + ", ".join(datasets))
     return examples
@@ -149,36 +147,82 @@ def train_here(ctx: JobContext, *, is_main: bool | None = None) -> dict[str, Any
     return values
 
 
-def distributed_command(job_id: int, workspace: Path, gpus: int) -> list[str]:
-    """The argv that runs training job `job_id` data-parallel on `gpus` GPUs: `accelerate
-    launch` of the worker entry (`python -m engine.jobs.train_worker --job ID`), one process
-    per GPU; only rank 0 writes to the store and the run folder."""
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-            "--num_processes", str(gpus), "--num_machines", "1", "--mixed_precision", "no",
-            "--dynamo_backend", "no", "--module", "engine.jobs.train_worker",
-            "--job", str(job_id), "--workspace", str(workspace)]
+def distributed_command(job_id: int, workspace: Path, gpus: int, *, cpu: bool = False,
+                        port: int | None = None) -> list[str]:
+    """The argv that runs training job `job_id` data-parallel on `gpus` GPUs (or, with `cpu`,
+    in that many CPU processes over gloo): `accelerate launch` of the worker entry (`python -m
+    engine.jobs.train_worker --job ID`), one process per device; only rank 0 writes to the
+    store and the run folder. `port`: the ranks' rendezvous port (accelerate's 29500 when
+    None), so two runs on one machine do not meet."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+               "--num_processes", str(gpus), "--num_machines", "1", "--mixed_precision", "no",
+               "--dynamo_backend", "no"]
+    if port is not None:
+        command += ["--main_process_port", str(port)]
+    return command + ["--module", "engine.jobs.train_worker", "--job", str(job_id),
+                      "--workspace", str(workspace)]
 
 
-def _train_distributed(ctx: JobContext, gpus: int) -> dict[str, Any]:
-    """Run the job on `gpus` GPUs through `accelerate launch` and wait; rank 0 reports."""
+def ranks_dir(run_dir: Path) -> Path:
+    """Where each rank of a data-parallel run says it started (its pid) and how it ended: the
+    launching process tells a rank killed by a signal (interrupted) from one that raised
+    (failed)."""
+    return run_dir / "ranks"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _train_distributed(ctx: JobContext, world: int, *, cpu: bool = False) -> dict[str, Any]:
+    """Run the job on `world` GPUs (or CPU processes) through `accelerate launch` and wait;
+    rank 0 reports. A rank killed from outside (kill -9, the OOM killer) leaves the job
+    interrupted, resumable from its last checkpoint with every rank; a rank that raised fails
+    it with that rank's error."""
+    import os
     import shlex
     import subprocess
 
-    import torch
+    if not cpu:
+        import torch
 
-    if torch.cuda.device_count() < gpus:
-        raise JobError(f"gpus: asked for {gpus}, this machine has {torch.cuda.device_count()} "
-                       "CUDA devices")
+        if torch.cuda.device_count() < world:
+            raise JobError(f"gpus: asked for {world}, this machine has "
+                           f"{torch.cuda.device_count()} CUDA devices")
     out_dir = train_run_dir(ctx)
     result_file = out_dir / "result.json"
     result_file.unlink(missing_ok=True)
-    command = distributed_command(ctx.job_id, ctx.workspace, gpus)
+    ranks = ranks_dir(out_dir)
+    if ranks.exists():
+        for stale in ranks.iterdir():
+            stale.unlink()
+    command = distributed_command(ctx.job_id, ctx.workspace, world, cpu=cpu, port=_free_port())
+    env = dict(os.environ)
+    if cpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # every rank on the CPU, gloo between them
     ctx.log("launching " + shlex.join(command))
-    returncode = subprocess.run(command, stdin=subprocess.DEVNULL, check=False).returncode
-    if returncode != 0 or not result_file.is_file():
-        raise JobError(f"the {gpus}-GPU run exited with status {returncode} without a result; "
-                       "the job's log says why")
-    return json.loads(result_file.read_text())
+    returncode = subprocess.run(command, stdin=subprocess.DEVNULL, env=env,
+                                check=False).returncode
+    if returncode == 0 and result_file.is_file():
+        return json.loads(result_file.read_text())
+    started = {p.stem for p in ranks.glob("rank-*.started")} if ranks.exists() else set()
+    ended = {p.stem for p in ranks.glob("rank-*.ended")} if ranks.exists() else set()
+    vanished = sorted(started - ended)
+    if vanished:
+        # A rank died without a word: the machine's doing (a signal, the OOM killer), not the
+        # run's; the others were stopped by the launcher. Its last checkpoint stays.
+        names = ", ".join(name.replace("-", " ") for name in vanished)
+        ctx.stop_signal = f"{names} being killed"
+        return {"stopped": True}
+    errors = [(ranks / f"{name}.ended").read_text().strip() for name in sorted(ended)]
+    errors = [e for e in errors if e and e != "ok"]
+    detail = f": {errors[0]}" if errors else "; the job's log says why"
+    raise JobError(f"the {world}-{'process' if cpu else 'GPU'} run exited with status "
+                   f"{returncode} without a result{detail}")
 
 
 def train_task(ctx: JobContext) -> dict[str, Any]:
@@ -210,23 +254,42 @@ def train_task(ctx: JobContext) -> dict[str, Any]:
                                   "final_loss": stored.get("loss", float("nan"))}
     elif gpus > 1:
         result = _train_distributed(ctx, gpus)
+    elif request.processes > 1:
+        result = _train_distributed(ctx, request.processes, cpu=True)
     else:
         result = train_here(ctx)
     if result.get("stopped"):
         return result
+    adapter_dir, chosen, how = result["adapter_dir"], None, ""
+    if request.variant_checkpoint == "best":
+        chosen = best_checkpoint_of_run(ctx)
+        adapter_dir, how = chosen.path, f", best checkpoint (step {chosen.step})"
+        result = {**result, "variant_step": chosen.step}
     with session_scope(ctx.db_engine) as session:
-        checkpoints = queries.list_checkpoints(session, job_id=ctx.job_id)
-        final = next((c for c in reversed(checkpoints) if c.final), None)
+        if chosen is None:
+            checkpoints = queries.list_checkpoints(session, job_id=ctx.job_id)
+            chosen = next((c for c in reversed(checkpoints) if c.final), None)
         queries.create_variant(
             session,
             name=variant_name,
             base_model=request.base,
-            adapter_path=result["adapter_dir"],
+            adapter_path=adapter_dir,
             job_id=ctx.job_id,
-            checkpoint_id=final.id if final else None,
-            description=f"LoRA on {', '.join(request.datasets)}",
+            checkpoint_id=chosen.id if chosen else None,
+            description=f"LoRA on {', '.join(request.datasets)}{how}",
         )
     return {**result, "variant": variant_name}
+
+
+def best_checkpoint_of_run(ctx: JobContext) -> Any:
+    """The checkpoint of this training run with the lowest validation loss
+    (engine.jobs.train_settings.best_checkpoint, the one function that picks it, also behind
+    `ddft variants from-checkpoint --best`). Raises TrainError when the run measured no
+    validation loss (val_fraction 0)."""
+    from engine.jobs.train_settings import best_checkpoint
+
+    with session_scope(ctx.db_engine) as session:
+        return best_checkpoint(session, job_id=ctx.job_id)
 
 
 # ---------------------------------------------------------------- generate

@@ -10,9 +10,11 @@ and imported only when a job runs.
 from __future__ import annotations
 
 import shlex
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Protocol
 
 from db.errors import UserError
 from db.names import check_name
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 TINY_PRESET = "tiny"
 PAPER_PRESET = "paper"
 JUDGES = ("offline", "gpt")
+# Which checkpoint of a run its model variant is made from.
+VARIANT_CHECKPOINTS = ("final", "best")
 
 
 class JobError(UserError, RuntimeError):
@@ -67,6 +71,23 @@ def _whole(request: Any, name: str, low: int, high: int | None = None) -> list[s
     return [f"{name}: expected {expected}, found {value!r}"]
 
 
+# Model variants that jobs already queued will make (a grid's training runs): a request checked
+# while they are named here may use them before they exist.
+_PENDING_VARIANTS: ContextVar[frozenset[str]] = ContextVar("pending_variants",
+                                                          default=frozenset())
+
+
+@contextmanager
+def expecting_variants(names: tuple[str, ...] | list[str]) -> Iterator[None]:
+    """While inside, `find_named` takes the variants `names` as found: queued jobs will make
+    them before the requests checked here run (their handlers look again then)."""
+    token = _PENDING_VARIANTS.set(frozenset(names))
+    try:
+        yield
+    finally:
+        _PENDING_VARIANTS.reset(token)
+
+
 @dataclass
 class Found:
     """What `find_named` found: the rows, and a problem for each name the store lacks."""
@@ -86,7 +107,7 @@ def find_named(session: Session, *, variant: str | None = None, eval_set: str | 
     found = Found()
     if variant is not None:
         found.variant = queries.get_variant(session, name=variant)
-        if found.variant is None:
+        if found.variant is None and variant not in _PENDING_VARIANTS.get():
             found.problems.append(f"no model variant named {variant!r}; `ddft variants list` "
                                   "shows them")
     if eval_set is not None:
@@ -160,6 +181,12 @@ class TrainRequest:
     """TrainConfig field → value as text, applied on top of the preset."""
     gpus: int = 1
     """GPUs to train on, data-parallel."""
+    processes: int = 1
+    """Data-parallel processes on the CPU (gloo): the multi-GPU path run without a GPU, for
+    testing it (or a CPU-only machine). Not with `gpus` > 1."""
+    variant_checkpoint: str = "final"
+    """The checkpoint the variant is made from: final (the last), or best (the lowest
+    validation loss)."""
 
     def __post_init__(self) -> None:
         if not self.preset:
@@ -177,6 +204,10 @@ class TrainRequest:
             argv += ["--set", f"{key}={value}"]
         if self.gpus != 1:
             argv += ["--gpus", str(self.gpus)]
+        if self.processes != 1:
+            argv += ["--processes", str(self.processes)]
+        if self.variant_checkpoint != "final":
+            argv += ["--variant-checkpoint", self.variant_checkpoint]
         return argv
 
     def shell(self) -> str:
@@ -185,9 +216,14 @@ class TrainRequest:
 
     def params(self) -> dict[str, Any]:
         """The train job's params (what engine.jobs.handlers.train_task reads)."""
-        return {"variant": self.variant, "base": self.base, "preset": self.preset,
-                "datasets": dict(self.datasets), "overrides": dict(self.overrides),
-                "gpus": self.gpus}
+        params = {"variant": self.variant, "base": self.base, "preset": self.preset,
+                  "datasets": dict(self.datasets), "overrides": dict(self.overrides),
+                  "gpus": self.gpus}
+        if self.processes != 1:
+            params["processes"] = self.processes
+        if self.variant_checkpoint != "final":
+            params["variant_checkpoint"] = self.variant_checkpoint
+        return params
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainRequest:
@@ -203,7 +239,9 @@ class TrainRequest:
         overrides = {**(params.get("config") or {}), **(params.get("overrides") or {})}
         return cls(variant=params["variant"], base=params["base"],
                    preset=params.get("preset", ""), datasets=dict(datasets),
-                   overrides=overrides, gpus=int(params.get("gpus", 1)))
+                   overrides=overrides, gpus=int(params.get("gpus", 1)),
+                   processes=int(params.get("processes", 1)),
+                   variant_checkpoint=str(params.get("variant_checkpoint", "final")))
 
     def title(self) -> str:
         return f"train {self.variant}"
@@ -260,6 +298,13 @@ class TrainRequest:
         if self.datasets and not usable and len(self.datasets) > 1:
             out.append("datasets: no included samples in any of them")
         out += _whole(self, "gpus", 1)
+        out += _whole(self, "processes", 1)
+        if self.gpus != 1 and self.processes != 1:
+            out.append(f"processes: data-parallel processes run on the CPU; give --processes or "
+                       f"--gpus, not both (found {self.processes} and {self.gpus})")
+        if self.variant_checkpoint not in VARIANT_CHECKPOINTS:
+            out.append(f"variant_checkpoint: expected {' or '.join(VARIANT_CHECKPOINTS)}, "
+                       f"found {self.variant_checkpoint!r}")
         try:
             config = load_preset(self.preset)
         except TrainError as exc:
@@ -268,7 +313,8 @@ class TrainRequest:
             _, bad = override_problems(config, self.overrides)
             out += bad
             if not bad:
-                out += [p for p in _config_with(config, self.overrides).problems(self.gpus)
+                world = self.processes if self.processes != 1 else self.gpus
+                out += [p for p in _config_with(config, self.overrides).problems(world)
                         if p.startswith("samples_per_step")]
         return out
 

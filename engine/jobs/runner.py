@@ -7,6 +7,12 @@ by `effective_status`, the one reading every view uses, and can be resumed. A jo
 by SIGTERM, SIGINT (Ctrl-C) or SIGHUP stops as a cancel does (a training run saves a checkpoint
 first) and is left "interrupted". Taking a job to run or to resume is one atomic claim in the
 store, so two processes never run one job.
+
+Jobs wait in their host's device queue (engine.jobs.queue): `start_queued` starts, under the
+queue's lock, what may start now — a process of its own for a job nobody waits on, or the
+process already waiting for it (a foreground command) — and is called whenever a job is asked
+for or ends, by every ddft command that opens a store and by the workbench's poll; so a queued
+job outlives the workbench and a reboot (the next command starts the head of the queue).
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from db.models import JOB_ACTIVE, Job, utcnow
 from db.store import StoreBusy, StoreError, check_store, session_scope
 from db.redaction import redact_secrets
 from db.workspace import make_private_file, make_private_folder
-from engine.jobs.requests import KINDS, JobError, JobRequest
+from engine.jobs.queue import device_need, device_slots, plan_starts
+from engine.jobs.requests import KINDS, JobError, JobRequest, expecting_variants
 
 HEARTBEAT_S = 2.0
 # A heartbeat older than this marks a job interrupted when its process cannot be checked directly
@@ -44,6 +51,8 @@ RUNNABLE = ("queued", "interrupted", "failed")
 RESUMABLE = ("interrupted", "failed", "cancelled")
 # Signals that stop a job the way a cancel does; a second one stops it at once.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# How often a process waiting for its job's turn looks at the queue again.
+QUEUE_POLL_S = 0.5
 
 
 class JobCancelled(Exception):
@@ -150,13 +159,23 @@ def stop_on_signals(context: JobContext) -> Iterator[None]:
             signal.signal(number, handler)
 
 
-def create_job(db_engine: Engine, *, kind: str, params: dict[str, Any], title: str = "") -> int:
-    """Add a queued job row as it is given, unchecked (commands go through `submit`); returns
-    its id. Raises JobError for an unknown kind."""
+def create_job(db_engine: Engine, *, kind: str, params: dict[str, Any], title: str = "",
+               after: tuple[int, ...] | list[int] = (), workspace: Path | None = None,
+               held: bool = False) -> int:
+    """Add a queued job row as it is given, unchecked (commands go through `submit`), at the
+    back of this host's queue; returns its id. It starts after the jobs `after` succeed; with
+    `held` this process waits for it (and runs it: `run_job`), else `start_queued` starts a
+    process for it in `workspace` when its turn comes. Raises JobError for an unknown kind."""
     if kind not in KINDS:
         raise JobError(f"unknown job kind {kind!r}; expected one of {', '.join(sorted(KINDS))}")
+    host = socket.gethostname()
     with session_scope(db_engine) as session:
-        return queries.create_job(session, kind=kind, params=params, title=title).id  # type: ignore[return-value]
+        job = queries.create_job(session, kind=kind, params=params, title=title, queue=host,
+                                 devices=device_need(kind, params), after=after,
+                                 workspace=str(workspace) if workspace is not None else "")
+        if held:
+            queries.update_job(session, job_id=job.id, pid=os.getpid(), host=host)  # type: ignore[arg-type]
+        return job.id  # type: ignore[return-value]
 
 
 def job_log_path(workspace: Path, job_id: int) -> Path:
@@ -169,12 +188,14 @@ def _reap(process: subprocess.Popen) -> None:
 
 def spawn_job(db_engine: Engine, job_id: int, *, workspace: Path) -> int:
     """Start `ddft jobs run ID` as a detached process (own session: it outlives the caller's
-    terminal and SSH connection). Returns its pid."""
+    terminal and SSH connection) for a job this process has taken from the queue
+    (`start_queued`), and hand the job over to it. Returns its pid. Raises OSError when the
+    process cannot be started."""
     log_path = job_log_path(workspace, job_id)
     make_private_folder(log_path.parent)
     make_private_file(log_path)  # a log can hold the job's data: owner and group only
     command = [sys.executable, "-m", "engine.cli.main", "jobs", "run", str(job_id),
-               "--workspace", str(workspace)]
+               "--workspace", str(workspace), "--from-pid", str(os.getpid())]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command,
@@ -187,20 +208,24 @@ def spawn_job(db_engine: Engine, job_id: int, *, workspace: Path) -> int:
         )
     with session_scope(db_engine) as session:
         queries.update_job(session, job_id=job_id, log_path=str(log_path))
-        # Only while the job waits: the child may have claimed it already (it writes its own
-        # pid), or lost it to another process, whose pid must stay on the row.
-        queries.claim_job(session, job_id=job_id, from_statuses=("queued",), status="queued",
-                          owner=(process.pid, socket.gethostname()))
+        # The hand-over: only while this process still holds the job; the child may have taken
+        # it already (it writes its own pid, the same one).
+        queries.claim_job(session, job_id=job_id, from_statuses=("running",), status="running",
+                          held_by=os.getpid(), owner=(process.pid, socket.gethostname()))
     # A long-lived caller (the workbench) reaps the child so it never lingers as a zombie.
     threading.Thread(target=_reap, args=(process,), daemon=True, name=f"reap-job-{job_id}").start()
     return process.pid
 
 
 def submit(db_engine: Engine, request: JobRequest, *, workspace: Path, title: str | None = None,
-           detach: bool = True) -> int:
-    """The one way work is asked for: check `request` against the store, add its job and, with
-    `detach`, start it in its own process; without, the job stays queued for the caller to run
-    here (`run_job`, behind a progress bar). Returns the job id.
+           detach: bool = True, after: tuple[int, ...] | list[int] = (),
+           pending_variants: tuple[str, ...] | list[str] = ()) -> int:
+    """The one way work is asked for: check `request` against the store, add its job to this
+    host's queue and, with `detach`, start it in its own process when its turn comes (at once
+    when the device is free or it needs none); without, the job waits for the caller to run it
+    here (`run_job`, behind a progress bar). It starts after the jobs `after` succeed;
+    `pending_variants` are model variants those jobs will make, taken as existing by the
+    check. Returns the job id.
 
     Raises JobError for a request of no registered kind, and, before any row is written, with
     every problem `request.problems` finds, one after another on one line.
@@ -209,16 +234,88 @@ def submit(db_engine: Engine, request: JobRequest, *, workspace: Path, title: st
     if kind not in KINDS or type(request) is not KINDS[kind].request:
         raise JobError(f"{type(request).__name__} is not a job request; expected one of "
                        + ", ".join(k.request.__name__ for k in KINDS.values()))
-    with session_scope(db_engine) as session:
+    with session_scope(db_engine) as session, expecting_variants(pending_variants):
         problems = request.problems(session)
     name = title or request.title()
     if problems:
         raise JobError(f"cannot start {name}: " + "; ".join(problems))
-    job_id = create_job(db_engine, kind=kind, params=request.params(), title=name)
+    job_id = create_job(db_engine, kind=kind, params=request.params(), title=name, after=after,
+                        workspace=workspace, held=not detach)
     if detach:
-        spawn_job(db_engine, job_id, workspace=workspace)
+        start_queued(db_engine)
     return job_id
 
+
+def start_queued_on_open(db_engine: Engine, _workspace: Path) -> None:
+    """What a `ddft` command does when it opens a store (db.store.add_open_listener): start the
+    head of this host's queue if it may start, e.g. after a reboot left queued jobs without a
+    process. Quiet: a store that is busy, full or read-only leaves it to the next command."""
+    with contextlib.suppress(Exception):
+        start_queued(db_engine)
+
+
+def _holder_alive(job: Job) -> bool:
+    """Whether the process named on a queued job's row still waits for it (another host's
+    process is taken to be alive)."""
+    if not job.pid:
+        return False
+    if job.host and job.host != socket.gethostname():
+        return True
+    return _process_alive(job.pid)
+
+
+def start_queued(db_engine: Engine, *, taking: int | None = None) -> list[int]:
+    """Start what this host's queue allows now (engine.jobs.queue.plan_starts; running jobs
+    whose process is gone free their slots): job `taking`, which this process waits for, is
+    taken by it; a job a live process waits for keeps its place for that process; any other job gets
+    a detached process of its own in the workspace it was asked for in (a job that names none
+    waits for a process to run it). Deciding is one transaction under the queue's lock, so two
+    processes never start one job or overfill the device. Writes nothing when nothing starts.
+    Returns the ids started. A busy store starts nothing now (the next call does)."""
+    host, me = socket.gethostname(), os.getpid()
+    with session_scope(db_engine) as session:
+        if not queries.queue_jobs(session, queue=host, status=("queued",)):
+            return []
+    started: list[int] = []
+    spawn: list[tuple[int, Path]] = []
+    try:
+        with session_scope(db_engine) as session:
+            queries.lock_queue(session)
+            queued = queries.queue_jobs(session, queue=host, status=("queued",))
+            # Running here: in this host's queue, or started here some other way (a row made
+            # before the queue, or without one).
+            running = [job for job in queries.queue_jobs(session, status=("running",))
+                       if (job.queue == host or job.host == host)
+                       and effective_status(job) == "running"]
+            dependencies = queries.jobs_by_id(session,
+                                              job_ids={d for job in queued for d in job.after})
+            for job in plan_starts(queued, running, dependencies, device_slots(session)):
+                alive = _holder_alive(job)
+                if alive and not (job.id == taking and job.pid == me and job.host == host):
+                    continue  # its own process takes it (its slot stays reserved meanwhile)
+                if not alive and not job.workspace:
+                    continue
+                taken = queries.claim_job(session, job_id=job.id, from_statuses=("queued",),  # type: ignore[arg-type]
+                                          status="running", held_by=job.pid, owner=(me, host),
+                                          unless_cancelled=True, message="starting")
+                if not taken:
+                    continue
+                started.append(job.id)  # type: ignore[arg-type]
+                if not alive:
+                    spawn.append((job.id, Path(job.workspace)))  # type: ignore[arg-type]
+    except StoreBusy:
+        return []
+    for job_id, where in spawn:
+        try:
+            spawn_job(db_engine, job_id, workspace=where)
+        except OSError as exc:
+            with session_scope(db_engine) as session:
+                if queries.claim_job(session, job_id=job_id, from_statuses=("running",),
+                                     status="failed", held_by=me,
+                                     message="could not start its process"):
+                    queries.update_job(session, job_id=job_id, finished_at=utcnow(),
+                                       error=f"could not start its process: {exc}")
+    return started
 
 def request_cancel(db_engine: Engine, job_id: int) -> None:
     """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next check.
@@ -328,6 +425,10 @@ def _not_taken(db_engine: Engine, job_id: int) -> Job:
         if job is None:
             raise JobError(f"no job with id {job_id}")
         status, pid, host, cancel = job.status, job.pid, job.host, job.cancel_requested
+    if cancel and status == "cancelled":
+        # Cancelled while it waited for its turn (`ddft jobs cancel`, `c` in the Jobs screen).
+        with session_scope(db_engine) as session:
+            return queries.get_job(session, job_id=job_id)  # type: ignore[return-value]
     if cancel and status in RUNNABLE:
         with session_scope(db_engine) as session:
             if queries.claim_job(session, job_id=job_id, from_statuses=RUNNABLE,
@@ -337,7 +438,69 @@ def _not_taken(db_engine: Engine, job_id: int) -> Job:
     if status == "running":
         raise JobError(f"job {job_id} is running already (pid {pid} on {host or 'this host'}); "
                        "another process took it")
+    if status == "queued" and pid:
+        raise JobError(f"job {job_id} waits in the queue in another process (pid {pid} on "
+                       f"{host or 'this host'}); another process took it")
     raise JobError(f"job {job_id} is {status}; only queued, interrupted or failed jobs can run")
+
+
+def _take(db_engine: Engine, job_id: int, *, workspace: Path, handed_by: int | None,
+          waiting: Callable[[str], None] | None) -> bool:
+    """Take job `job_id` to run in this process: the hand-over from the process that started
+    it (`handed_by`), or its turn in the queue, waited for here (an interrupted or failed job
+    joins the back of the queue first). True once the job is running in this process's name;
+    False when another process has it, or it is not runnable (nothing was written then)."""
+    from engine.jobs.queue import queue_places
+
+    me, host = os.getpid(), socket.gethostname()
+    owner = (me, host)
+    if handed_by is not None:
+        with session_scope(db_engine) as session:
+            if queries.claim_job(session, job_id=job_id, from_statuses=("running",),
+                                 status="running", held_by=handed_by, owner=owner):
+                return True
+    said = ""
+    while True:
+        with session_scope(db_engine) as session:
+            job = queries.get_job(session, job_id=job_id)
+        if job is None:
+            return False
+        if job.status == "running":
+            # Handed to this process (a cancel asked meanwhile is run_job's to write).
+            return job.pid == me and job.host == host
+        if job.cancel_requested:
+            return False
+        if job.status in ("interrupted", "failed"):
+            with session_scope(db_engine) as session:
+                won = queries.claim_job(session, job_id=job_id, from_statuses=(job.status,),
+                                        status="queued", held_by=job.pid, owner=owner,
+                                        queue=host, requeue=True, unless_cancelled=True,
+                                        message="queued")
+            if not won:
+                return False
+            continue
+        if job.status != "queued":
+            return False
+        if job.pid != me or job.host != host:
+            if _holder_alive(job):
+                return False
+            with session_scope(db_engine) as session:
+                won = queries.claim_job(session, job_id=job_id, from_statuses=("queued",),
+                                        status="queued", held_by=job.pid, owner=owner,
+                                        queue=host, unless_cancelled=True)
+            if not won:
+                return False
+            continue
+        if job_id in start_queued(db_engine, taking=job_id):
+            continue
+        if waiting is not None:
+            with session_scope(db_engine) as session:
+                place = queue_places(session, queue=host).get(job_id)
+            line = place.describe() if place is not None else "queued"
+            if line != said:
+                said = line
+                waiting(line)
+        time.sleep(QUEUE_POLL_S)
 
 
 def run_job(
@@ -346,11 +509,16 @@ def run_job(
     *,
     workspace: Path,
     progress: Callable[[int, int, str], None] | None = None,
+    handed_by: int | None = None,
+    waiting: Callable[[str], None] | None = None,
 ) -> Job:
     """Run a job in this process (what `ddft jobs run ID` does, and the foreground CLI commands).
 
-    The job is taken with one claim in the store (queued, interrupted or failed → running), so
-    of any number of processes asked to run it exactly one does. Sets running → succeeded |
+    The job is taken with one claim in the store, so of any number of processes asked to run it
+    exactly one does: handed over by the process that started it (`handed_by`, the pid `ddft
+    jobs run --from-pid` names), or waited for here until its turn in this host's queue comes
+    (`waiting` is told each change of its place in one line; with only `progress`, that gets
+    the line as its message). Sets running → succeeded |
     failed | cancelled | interrupted, with a heartbeat meanwhile. SIGTERM, SIGINT (Ctrl-C) and
     SIGHUP stop it as a cancel does (a training run saves a checkpoint, other kinds stop between
     samples keeping what they stored) and leave it "interrupted", to be resumed; a second signal
@@ -358,17 +526,30 @@ def run_job(
     Raises JobError when the job does not exist, is not runnable or another process holds it;
     handler errors are recorded on the row (status failed) and re-raised.
     """
-    owner = (os.getpid(), socket.gethostname())
-    with session_scope(db_engine) as session:
-        won = queries.claim_job(session, job_id=job_id, from_statuses=RUNNABLE,
-                                status="running", owner=owner, message="starting",
-                                unless_cancelled=True)
+    if waiting is None and progress is not None:
+        def waiting(line: str) -> None:
+            progress(0, 0, line)
+    try:
+        won = _take(db_engine, job_id, workspace=workspace, handed_by=handed_by,
+                    waiting=waiting)
+    except KeyboardInterrupt:
+        # Stopped while waiting for its turn: it stays in the queue for another process.
+        with session_scope(db_engine) as session:
+            queries.claim_job(session, job_id=job_id, from_statuses=("queued",),
+                              status="queued", held_by=os.getpid(), owner=(None, ""))
+        raise
     if not won:
         return _not_taken(db_engine, job_id)
     with session_scope(db_engine) as session:
         job = queries.get_job(session, job_id=job_id)
         assert job is not None
     context = JobContext(db_engine, job, workspace)
+    if job.cancel_requested:
+        # Cancelled between leaving the queue and this process taking it: it never starts.
+        finished = _finish(context, status="cancelled", error=None, message="cancelled",
+                           result=None)
+        _start_next(db_engine, workspace)
+        return finished
     if progress:
         context.add_progress_listener(progress)
     heartbeat = _Heartbeat(context)
@@ -410,7 +591,18 @@ def run_job(
                     context.log(f"job {job_id} {message}")
             finished = _finish(context, status=status, error=error, message=message,
                                result=result)
+            _start_next(db_engine, workspace)
     return finished
+
+
+def _start_next(db_engine: Engine, workspace: Path) -> None:
+    """After a job ends: start what waited for its slot or its success. Never fails the job
+    that ended (a store gone or busy leaves the queue to the next command)."""
+    try:
+        start_queued(db_engine)
+    except Exception as exc:  # the job's own status is written; this is only the next one
+        with contextlib.suppress(OSError):
+            print(redact_secrets(f"could not start the next queued job: {exc}"), flush=True)
 
 
 def _finish(context: JobContext, *, status: str, error: str | None, message: str,
@@ -436,9 +628,10 @@ def _finish(context: JobContext, *, status: str, error: str | None, message: str
 
 
 def resume_job(db_engine: Engine, job_id: int, *, workspace: Path, detach: bool = True) -> int:
-    """Queue an interrupted, failed or cancelled job again (a running job whose process is gone
-    counts as interrupted) and, with `detach`, start it; work already stored is skipped by its
-    handler. Queuing it is one claim in the store: of two processes resuming one job, exactly
+    """Queue an interrupted, failed or cancelled job again, at the back of this host's queue (a
+    running job whose process is gone counts as interrupted) and, with `detach`, start it when
+    its turn comes; without, this process waits for it (`run_job`). Work already stored is
+    skipped by its handler. Queuing it is one claim in the store: of two processes resuming one job, exactly
     one does. Raises JobError when the job is unknown, still active or already succeeded, and
     for the process that loses a race to resume it."""
     with session_scope(db_engine) as session:
@@ -450,13 +643,18 @@ def resume_job(db_engine: Engine, job_id: int, *, workspace: Path, detach: bool 
         raise JobError(f"job {job_id} already succeeded; nothing to resume")
     if status not in RESUMABLE:
         raise JobError(f"job {job_id} is {status}; it cannot be resumed")
+    host = socket.gethostname()
     with session_scope(db_engine) as session:
         won = queries.claim_job(session, job_id=job_id, from_statuses=(stored,),
-                                status="queued", held_by=pid, owner=(None, ""),
-                                message="resumed", clear_cancel=True)
+                                status="queued", held_by=pid,
+                                owner=(None, "") if detach else (os.getpid(), host),
+                                message="resumed", clear_cancel=True, requeue=True,
+                                queue=host)
+        if won:
+            queries.update_job(session, job_id=job_id, workspace=str(workspace))
     if not won:
         raise JobError(f"job {job_id} was resumed by another process just now; "
                        f"`ddft jobs show {job_id}` follows it")
     if detach:
-        spawn_job(db_engine, job_id, workspace=workspace)
+        start_queued(db_engine)
     return job_id

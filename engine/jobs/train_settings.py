@@ -1,24 +1,32 @@
-"""Training presets as TOML files (engine/jobs/presets/*.toml), and `KEY=VALUE` overrides on top.
+"""Training presets as TOML files (engine/jobs/presets/*.toml), `KEY=VALUE` overrides on top, and
+the best checkpoint of a run by its validation loss.
 
 Import-light: no torch. A preset is a flat table of TrainConfig fields; a field left
 out keeps TrainConfig's default, and an optional field left out (or given as "none" in an
-override) is None.
+override) is None. TrainConfig's fields carry their constraints (pydantic `Field`s on a plain
+dataclass), so one validation reports every problem at once and `setting_schema()` describes
+each setting for a form.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
-import types
-import typing
-from pathlib import Path
+import importlib.util
+import json
+import threading
 from dataclasses import dataclass, field, fields
-from typing import Any
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from db.errors import UserError
 from engine.evaluation.frames import DEFAULT_FRAMES
 
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 try:
     import tomllib
@@ -26,8 +34,15 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib  # type: ignore[no-redef]
 
 ATTENTION = ("sdpa", "eager")
+LOSS_NORMALISATIONS = ("batch", "tokens")
+# Experiment trackers a run can report to through accelerate, and the module each needs.
+TRACKERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",),
+            "mlflow": ("mlflow",)}
+_TRACKER_LIST = "(?:" + "|".join(TRACKERS) + ")"
 # The file that marks a model directory as ddft's tiny Video-LLaVA (engine.model.tiny writes it).
 TINY_MARKER = "ddft_tiny.json"
+# What a checkpoint's train_config.json holds beside the settings (engine.train writes it).
+CHECKPOINT_RECORD = "train_config.json"
 
 
 def resolve_base(name_or_path: str) -> tuple[str, bool]:
@@ -56,43 +71,58 @@ class TrainError(UserError, ValueError):
 @dataclass
 class TrainConfig:
     """Hyper-parameters of a LoRA run. Stored as train_config.json in every checkpoint; the
-    preset files in engine/jobs/presets/ document the same fields for users."""
+    preset files in engine/jobs/presets/ document the same fields for users.
 
-    lora_r: int = 16
+    Constructing one does not validate it (stored configs are read back as they were);
+    `problems()` and the preset and override readers do."""
+
+    # pydantic reads this when it validates the dataclass: unknown keys are errors, attribute
+    # docstrings become the schema's descriptions, and inf/nan are not numbers.
+    __pydantic_config__ = ConfigDict(extra="forbid", use_attribute_docstrings=True,
+                                     allow_inf_nan=False)
+
+    lora_r: Annotated[int, Field(ge=1)] = 16
     """LoRA rank on every linear layer of the language model."""
-    lora_alpha: int = 32
+    lora_alpha: Annotated[int, Field(gt=0)] = 32
     """LoRA scaling numerator (the update is scaled by alpha / r)."""
-    lora_dropout: float = 0.05
+    lora_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
     """Dropout on the LoRA input."""
-    learning_rate: float = 2e-4
+    learning_rate: Annotated[float, Field(gt=0)] = 2e-4
     """Peak learning rate of the LoRA weights."""
-    projector_learning_rate: float = 2e-5
+    projector_learning_rate: Annotated[float, Field(ge=0)] = 2e-5
     """Peak learning rate of the multimodal projector, which is trained in full."""
-    weight_decay: float = 0.0
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
     """AdamW weight decay, for both groups."""
-    max_steps: int | None = None
+    max_steps: Annotated[int, Field(ge=1)] | None = None
     """Optimizer steps to run; when None, `epochs` passes over the data decide."""
-    epochs: int = 1
+    epochs: Annotated[int, Field(ge=1)] = 1
     """Passes over the (weighted) examples when `max_steps` is None."""
-    batch_size: int = 4
+    batch_size: Annotated[int, Field(ge=1)] = 4
     """Examples per micro-batch on one device (one modality per batch)."""
-    grad_accum: int | None = None
+    grad_accum: Annotated[int, Field(ge=1)] | None = None
     """Micro-batches per optimizer step on each device; None derives it from
     `samples_per_step`, or uses 1 when that is None too."""
-    samples_per_step: int | None = None
+    samples_per_step: Annotated[int, Field(ge=1)] | None = None
     """Samples per optimizer step over all devices (batch_size x grad_accum x gpus); None lets
     `grad_accum` decide."""
-    warmup_ratio: float = 0.03
+    loss_normalisation: Literal["batch", "tokens"] = "batch"
+    """How micro-batch losses make a step's loss: "batch" averages over each micro-batch's
+    answer tokens and divides by the accumulation count (Video-LLaVA's trainer, transformers
+    before 4.46), so every micro-batch weighs the same; "tokens" divides the summed token losses
+    by the answer tokens of the whole step on every device (transformers' Trainer since 4.46),
+    so every answer token weighs the same."""
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.03
     """Fraction of the steps spent warming the learning rate up linearly from zero."""
-    min_lr_ratio: float = 0.1
+    min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
     """The cosine schedule ends at this fraction of the peak learning rates."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: Annotated[float, Field(ge=0)] = 1.0
     """Gradient clipping over all trainable parameters; 0 turns it off."""
     seed: int = 0
-    """Seeds LoRA initialisation, dropout, the mixture sampling and the data order."""
-    num_frames: int = DEFAULT_FRAMES
+    """Seeds LoRA initialisation, dropout, the mixture sampling, the data order and the
+    held-out validation samples."""
+    num_frames: Annotated[int, Field(ge=1)] = DEFAULT_FRAMES
     """Frames sampled uniformly from each video (Video-LLaVA needs 8)."""
-    max_length: int | None = None
+    max_length: Annotated[int, Field(ge=8)] | None = None
     """Longest sequence in text tokens, an image or a video counting as one token (Video-LLaVA's
     model_max_length: its 2,056 visual tokens come on top); longer answers are cut (never the
     prompt or the visual tokens). None keeps every token."""
@@ -100,18 +130,37 @@ class TrainConfig:
     """Within each modality, put examples of similar length in the same batch (less padding)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: much less memory, about a third slower."""
-    attention: str = "sdpa"
+    attention: Literal["sdpa", "eager"] = "sdpa"
     """Attention kernel: sdpa (PyTorch's scaled-dot-product attention) or eager."""
     fused_optimizer: bool = True
     """Use torch's fused AdamW kernel on CUDA (ignored on CPU)."""
     bf16: bool = True
     """On CUDA: frozen weights and the forward pass in bfloat16, trainable weights and optimizer
     state in float32. CPU always runs float32."""
-    save_every: int = 0
+    val_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+    """Fraction of each training dataset held out (chosen with `seed`) to measure a validation
+    loss on; 0 trains on every sample and measures none."""
+    eval_every: Annotated[int, Field(ge=0)] = 0
+    """Measure the validation loss every this many optimizer steps, and always at each
+    checkpoint; 0: only at checkpoints."""
+    save_every: Annotated[int, Field(ge=0)] = 0
     """Write step-NNNNNN/ checkpoints every this many optimizer steps; 0 writes only final/
     (and the checkpoint a cancel writes)."""
-    log_every: int = 1
+    log_every: Annotated[int, Field(ge=1)] = 1
     """Report loss, learning rate and throughput every this many optimizer steps."""
+    report_to: Annotated[str, Field(
+        pattern=rf"^\s*(?:none|{_TRACKER_LIST}(?:\s*,\s*{_TRACKER_LIST})*)\s*$",
+        json_schema_extra={"expected": "none, or one or more of " + ", ".join(TRACKERS)
+                                       + " separated by commas"})] = "none"
+    """Experiment trackers that get the run's metrics too (through accelerate), beside the
+    store: none, or tensorboard, wandb, mlflow separated by commas; each must be installed."""
+    time_in_text: bool = False
+    """Start each video prompt with the sampled frames' times ("Frames: frame 1 at 0.0s, ...,
+    frame 8 at 41.3s (video 45.0s)."); generation, timestamps and grounding then do the same."""
+    time_embedding: bool = False
+    """Add a learned embedding of each sampled frame's time (seconds and fraction of the
+    duration) to that frame's visual tokens after the projector; the small encoder trains with
+    the LoRA adapter and is saved with it. Off: plain Video-LLaVA, which has no notion of time."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes stored with the checkpoint (the run id, the data version)."""
 
@@ -123,31 +172,29 @@ class TrainConfig:
             return max(1, self.samples_per_step // (self.batch_size * world_size))
         return 1
 
+    def trackers(self) -> list[str]:
+        """The tracker names of `report_to`, in order; [] for none."""
+        names = [name.strip() for name in self.report_to.split(",")]
+        return [name for name in names if name and name != "none"]
+
     def problems(self, world_size: int = 1) -> list[str]:
-        """Every invalid setting, each as `field: expected ..., got ...`."""
+        """Every invalid setting, each as `field: expected ..., got ...`: values out of their
+        range or of the wrong type, settings that contradict each other on `world_size`
+        devices, and trackers that are not installed."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)
+                  if f.name not in INTERNAL_FIELDS}
+        _, out = _validate(values)
+        bad = {p.split(":", 1)[0] for p in out}
+        return out + [p for p in self._relation_problems(world_size)
+                      if p.split(":", 1)[0] not in bad]
+
+    def _relation_problems(self, world_size: int) -> list[str]:
         out: list[str] = []
-
-        def need(ok: bool, name: str, expected: str) -> None:
-            if not ok:
-                out.append(f"{name}: expected {expected}, got {getattr(self, name)!r}")
-
-        need(self.lora_r >= 1, "lora_r", "an integer >= 1")
-        need(self.lora_alpha > 0, "lora_alpha", "a number > 0")
-        need(0 <= self.lora_dropout < 1, "lora_dropout", "a number in [0, 1)")
-        need(self.learning_rate > 0, "learning_rate", "a number > 0")
-        need(self.projector_learning_rate >= 0, "projector_learning_rate", "a number >= 0")
-        need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
-        need(self.max_steps is None or self.max_steps >= 1, "max_steps",
-             "none or an integer >= 1")
-        need(self.epochs >= 1, "epochs", "an integer >= 1")
-        need(self.batch_size >= 1, "batch_size", "an integer >= 1")
-        need(self.grad_accum is None or self.grad_accum >= 1, "grad_accum",
-             "none or an integer >= 1")
-        need(self.samples_per_step is None or self.samples_per_step >= 1, "samples_per_step",
-             "none or an integer >= 1")
-        if self.samples_per_step and self.batch_size >= 1 and (
-            self.grad_accum is None or self.grad_accum >= 1
-        ):
+        batch_ok = isinstance(self.batch_size, int) and self.batch_size >= 1
+        accum_ok = self.grad_accum is None or (isinstance(self.grad_accum, int)
+                                               and self.grad_accum >= 1)
+        if isinstance(self.samples_per_step, int) and self.samples_per_step >= 1 and batch_ok \
+                and accum_ok:
             per_pass = self.batch_size * world_size
             if self.grad_accum is None and self.samples_per_step % per_pass:
                 out.append(f"samples_per_step: expected a multiple of batch_size x gpus = "
@@ -156,14 +203,12 @@ class TrainConfig:
                 out.append(f"samples_per_step: expected batch_size x grad_accum x gpus = "
                            f"{per_pass * self.grad_accum}, got {self.samples_per_step} "
                            "(set one of them to none)")
-        need(0 <= self.warmup_ratio < 1, "warmup_ratio", "a number in [0, 1)")
-        need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "a number in [0, 1]")
-        need(self.max_grad_norm >= 0, "max_grad_norm", "a number >= 0")
-        need(self.num_frames >= 1, "num_frames", "an integer >= 1")
-        need(self.max_length is None or self.max_length >= 8, "max_length", "none or >= 8")
-        need(self.attention in ATTENTION, "attention", " or ".join(ATTENTION))
-        need(self.save_every >= 0, "save_every", "an integer >= 0")
-        need(self.log_every >= 1, "log_every", "an integer >= 1")
+        if isinstance(self.report_to, str):
+            missing = [name for name in self.trackers() if name in TRACKERS
+                       and not any(_installed(m) for m in TRACKERS[name])]
+            if missing:
+                out.append(f"report_to: expected installed trackers, found {', '.join(missing)} "
+                           f"not installed (pip install {' '.join(missing)})")
         return out
 
     @classmethod
@@ -173,12 +218,169 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in names})
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 PRESET_DIR = Path(__file__).with_name("presets")
 # Not settable from a preset or an override: free-form notes the run itself fills in.
 INTERNAL_FIELDS = ("extra",)
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
 _NONE = ("none", "null", "")
+
+
+# Building the validator reads TrainConfig's source for the field docstrings (ast.parse), which
+# CPython 3.11 cannot do in two threads at once (a worker and the UI thread of the New run form).
+_BUILD_LOCK = threading.Lock()
+
+
+def _adapter() -> TypeAdapter:
+    with _BUILD_LOCK:
+        return _built_adapter()
+
+
+@lru_cache(maxsize=1)
+def _built_adapter() -> TypeAdapter:
+    return TypeAdapter(TrainConfig)
+
+
+@lru_cache(maxsize=1)
+def setting_schema() -> dict[str, dict[str, Any]]:
+    """Each setting a preset or an override may give, in TrainConfig's order: its JSON schema
+    (from pydantic) plus `default` (as TOML would write it: none for None), `expected` (what a
+    value must be, in words), `kind` (integer, number, boolean, string, choice) and
+    `description` (the field's doc). What the New run form lists and what error messages say."""
+    schema = _adapter().json_schema()
+    out: dict[str, dict[str, Any]] = {}
+    for f in fields(TrainConfig):
+        if f.name in INTERNAL_FIELDS:
+            continue
+        prop = dict(schema["properties"][f.name])
+        default = f.default if f.default is not dataclasses.MISSING else None
+        variants = prop.get("anyOf", [prop])
+        typed = next(v for v in variants if v.get("type") != "null")
+        optional = any(v.get("type") == "null" for v in variants)
+        if "enum" in typed:
+            kind = "choice"
+        else:
+            kind = {"integer": "integer", "number": "number", "boolean": "boolean"}.get(
+                typed.get("type", ""), "string")
+        out[f.name] = {
+            **prop,
+            "kind": kind,
+            "optional": optional,
+            "default": _toml_value(default),
+            "expected": prop.get("expected") or _expected(typed, optional),
+            "type_expected": _expected(typed, optional, with_range=False),
+            "description": " ".join(str(prop.get("description", "")).split()),
+        }
+    return out
+
+
+def _toml_value(value: Any) -> Any:
+    """A default as a preset file or an override writes it: none, true, false, or the value."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _expected(typed: dict[str, Any], optional: bool, *, with_range: bool = True) -> str:
+    """A setting's JSON schema in words: "an integer >= 1", "none or an integer >= 1",
+    "a number in [0, 1)", "sdpa or eager"."""
+    if "enum" in typed:
+        return " or ".join(str(v) for v in typed["enum"])
+    if "expected" in typed:
+        return typed["expected"]
+    name = {"integer": "an integer", "number": "a number", "boolean": "true or false"}.get(
+        typed.get("type", ""), "a string")
+    low = ("[", typed["minimum"]) if "minimum" in typed else (
+        ("(", typed["exclusiveMinimum"]) if "exclusiveMinimum" in typed else None)
+    high = ("]", typed["maximum"]) if "maximum" in typed else (
+        (")", typed["exclusiveMaximum"]) if "exclusiveMaximum" in typed else None)
+    if with_range:
+        if low and high:
+            name += f" in {low[0]}{_number(low[1])}, {_number(high[1])}{high[0]}"
+        elif low:
+            name += f" {'>=' if low[0] == '[' else '>'} {_number(low[1])}"
+        elif high:
+            name += f" {'<=' if high[0] == ']' else '<'} {_number(high[1])}"
+    if optional:
+        return f"none or {name}" if with_range else f"{name} or none"
+    return name
+
+
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def _shown(value: Any, kind: str) -> str:
+    """How a rejected value is quoted: a number that parsed as one is shown as that number."""
+    if isinstance(value, str) and kind in ("integer", "number"):
+        try:
+            return repr(int(value.strip()) if kind == "integer" else float(value.strip()))
+        except ValueError:
+            pass
+    return repr(value)
+
+
+def _unknown(key: str) -> str:
+    names = list(setting_schema())
+    close = difflib.get_close_matches(key, names, n=1)
+    return (f"{key}: unknown setting (did you mean {close[0]}?)" if close else
+            f"{key}: unknown setting, expected one of {', '.join(names)}")
+
+
+def _prepared(values: dict[str, Any]) -> dict[str, Any]:
+    """Values as pydantic should see them: text stripped, and "none" (or an empty value) for
+    None where a setting may be none."""
+    schema = setting_schema()
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, str):
+            value = value.strip()
+            if key in schema and schema[key]["optional"] and value.lower() in _NONE:
+                value = None
+        out[key] = value
+    return out
+
+
+def _validate(values: dict[str, Any]) -> tuple[TrainConfig | None, list[str]]:
+    """`values` (settings by name, as TOML, JSON or command-line text gives them) as a
+    validated TrainConfig, or None and one message per problem: `key: expected ..., got ...`,
+    unknown keys with the closest setting."""
+    schema = setting_schema()
+    problems: dict[str, str] = {}
+    # pydantic's lax mode reads true as 1: a switch given for a number is a mistake.
+    for key, value in values.items():
+        if isinstance(value, bool) and key in schema and schema[key]["kind"] != "boolean":
+            problems[key] = f"{key}: expected {schema[key]['type_expected']}, got {value!r}"
+    try:
+        config = _adapter().validate_python(_prepared(values))
+    except ValidationError as exc:
+        errors = exc.errors()
+    else:
+        return (None, list(problems.values())) if problems else (config, [])
+    for error in errors:
+        key = str(error["loc"][0]) if error["loc"] else ""
+        if key in problems:
+            continue  # one message a setting: the first thing wrong with it
+        if error["type"] in ("unexpected_keyword_argument", "extra_forbidden") \
+                or key not in schema:
+            problems[key] = _unknown(key)
+            continue
+        setting = schema[key]
+        ranged = error["type"] in _RANGE_ERRORS or error["type"].startswith(
+            ("literal", "string_pattern", "enum"))
+        expected = setting["expected"] if ranged else setting["type_expected"]
+        problems[key] = f"{key}: expected {expected}, got {_shown(error['input'], setting['kind'])}"
+    return None, list(problems.values())
 
 
 def preset_names() -> list[str]:
@@ -199,83 +401,26 @@ def preset_path(name_or_path: str | Path) -> Path:
                      "to a .toml file, found neither")
 
 
-def _field_types() -> dict[str, Any]:
-    hints = typing.get_type_hints(TrainConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)
-            if f.name not in INTERNAL_FIELDS}
-
-
-def _describe(kind: Any) -> str:
-    base, optional = _unwrap(kind)
-    name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[base]
-    return f"{name} or none" if optional else name
-
-
-def _unwrap(kind: Any) -> tuple[type, bool]:
-    """(the base type, whether None is allowed) of `int`, `int | None` and the like."""
-    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
-        args = [a for a in typing.get_args(kind) if a is not type(None)]
-        return args[0], True
-    return kind, False
-
-
-def _parse(value: Any, kind: Any) -> Any:
-    """`value` (a string from the command line, or a TOML/JSON value) as a value of `kind`.
-    Raises ValueError when it is not one."""
-    base, optional = _unwrap(kind)
-    if isinstance(value, str):
-        text = value.strip()
-        if optional and text.lower() in _NONE:
-            return None
-        if base is bool:
-            if text.lower() in _TRUE:
-                return True
-            if text.lower() in _FALSE:
-                return False
-            raise ValueError
-        if base is int:
-            return int(text)
-        if base is float:
-            number = float(text)
-            if not math.isfinite(number):
-                raise ValueError
-            return number
-        return value
-    if value is None and optional:
-        return None
-    if base is bool and isinstance(value, bool):
-        return value
-    if base is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if base is str and isinstance(value, str):
-        return value
-    raise ValueError
-
-
 def override_problems(config: TrainConfig, overrides: dict[str, Any]) -> tuple[
         TrainConfig, list[str]]:
-    """`config` with `overrides` applied as far as they parse, and every problem found: unknown
-    keys, values of the wrong type, and settings that TrainConfig.problems rejects."""
-    types_by_name = _field_types()
-    problems: list[str] = []
-    changes: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if key not in types_by_name:
-            close = difflib.get_close_matches(key, list(types_by_name), n=1)
-            problems.append(f"{key}: unknown setting (did you mean {close[0]}?)" if close else
-                            f"{key}: unknown setting, expected one of "
-                            f"{', '.join(types_by_name)}")
-            continue
-        try:
-            changes[key] = _parse(value, types_by_name[key])
-        except (ValueError, TypeError):
-            problems.append(f"{key}: expected {_describe(types_by_name[key])}, got {value!r}")
-    updated = dataclasses.replace(config, **changes)
-    # Range checks on what parsed; a key that did not parse has said its piece already.
+    """`config` with `overrides` applied as far as they are valid, and every problem found:
+    unknown keys, values of the wrong type or out of range, and settings that contradict each
+    other (TrainConfig.problems on one device)."""
+    current = {f.name: getattr(config, f.name) for f in fields(config)
+               if f.name not in INTERNAL_FIELDS}
+    internal = [key for key in overrides if key in INTERNAL_FIELDS]
+    overrides = {k: v for k, v in overrides.items() if k not in INTERNAL_FIELDS}
+    updated, problems = _validate({**current, **overrides})
+    problems += [_unknown(key) for key in internal]
+    if updated is None:
+        bad = {p.split(":", 1)[0] for p in problems}
+        updated, _ = _validate({**current, **{k: v for k, v in overrides.items()
+                                              if k not in bad}})
+        if updated is None:  # what was valid alone is not together; keep the config as it was
+            updated = dataclasses.replace(config)
+    updated.extra = dict(config.extra)
     bad = {p.split(":", 1)[0] for p in problems}
-    problems += [p for p in updated.problems() if p.split(":", 1)[0] not in bad]
+    problems += [p for p in updated._relation_problems(1) if p.split(":", 1)[0] not in bad]
     return updated, problems
 
 
@@ -308,3 +453,56 @@ def load_preset(name_or_path: str | Path) -> TrainConfig:
     if problems:
         raise TrainError(f"{path}: " + "; ".join(problems))
     return config
+
+
+# ---------------------------------------------------------------- the best checkpoint
+
+
+@dataclass(frozen=True)
+class BestCheckpoint:
+    """The checkpoint of a run with the lowest validation loss."""
+
+    step: int
+    path: str  # the checkpoint folder, as the store's Checkpoint row holds it
+    val_loss: float
+    final: bool
+    id: int | None = None  # the Checkpoint row
+
+
+def checkpoint_val_loss(folder: Path) -> float | None:
+    """The validation loss a checkpoint folder's train_config.json records, or None (no
+    held-out samples, an older checkpoint, an unreadable file)."""
+    try:
+        value = json.loads((Path(folder) / CHECKPOINT_RECORD).read_text()).get("val_loss")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and value == value else None
+
+
+def best_checkpoint(session: Session, *, job_id: int) -> BestCheckpoint:
+    """The checkpoint of training job `job_id` with the lowest validation loss (the earliest of
+    equal ones). A checkpoint's loss is the one its train_config.json records, else the store's
+    `val_loss` metric at its step; checkpoints whose folder is gone do not count.
+
+    Raises TrainError when the job has no checkpoint with a validation loss (it held out no
+    samples: val_fraction 0).
+    """
+    from db import queries  # deferred: the training loop imports this module without a store
+
+    metrics = dict(queries.metric_series(session, job_id=job_id, name="val_loss"))
+    candidates: list[BestCheckpoint] = []
+    for checkpoint in queries.list_checkpoints(session, job_id=job_id):
+        folder = Path(checkpoint.path)
+        if not folder.is_dir():
+            continue
+        loss = checkpoint_val_loss(folder)
+        if loss is None:
+            loss = metrics.get(checkpoint.step)
+        if loss is None:
+            continue
+        candidates.append(BestCheckpoint(checkpoint.step, checkpoint.path, loss,
+                                         checkpoint.final, checkpoint.id))
+    if not candidates:
+        raise TrainError(f"job {job_id}: no checkpoint has a validation loss (the run held out "
+                         "no samples: train with val_fraction > 0)")
+    return min(candidates, key=lambda c: (c.val_loss, c.step))

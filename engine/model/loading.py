@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from db.errors import UserError
 from engine.jobs.train_settings import resolve_base
+from engine.model.timeaware import (
+    ENCODER_NAME,
+    TIME_FILE,
+    TimeEncoderError,
+    TimeSettings,
+    read_time_settings,
+)
 
 if TYPE_CHECKING:  # only for annotations: importing torch here would slow `ddft --help`
     import torch
@@ -29,6 +36,9 @@ class LoadedModel:
     processor: Any  # VideoLlavaProcessor, tokenizer padding on the left
     device: str
     dtype: torch.dtype
+    # How the model was trained to know each frame's time (engine.model.timeaware): generation,
+    # timestamps and grounding give it the same. Both off: plain Video-LLaVA.
+    time: TimeSettings = field(default_factory=TimeSettings)
 
     @property
     def tokenizer(self) -> Any:
@@ -131,9 +141,20 @@ def load_model(
     if processor.tokenizer.pad_token is None:
         # Llama tokenizers ship without one; the 7B conversion added <pad>, older copies may not.
         processor.tokenizer.pad_token = processor.tokenizer.unk_token
+    time = TimeSettings()
+    if local:
+        # A merged ddft model trained with frame times keeps its encoder beside the weights.
+        try:
+            time = read_time_settings(source)
+            if time.embedding:
+                from engine.model.timeaware import load_merged_encoder
+
+                load_merged_encoder(model, source, time)
+        except TimeEncoderError as exc:
+            raise ModelLoadError(str(exc)) from None
     model.to(device)
     model.eval()
-    return LoadedModel(model=model, processor=processor, device=device, dtype=dtype)
+    return LoadedModel(model=model, processor=processor, device=device, dtype=dtype, time=time)
 
 
 def language_model_linear_names(model: Any) -> list[str]:
@@ -152,9 +173,13 @@ def attach_lora(model: Any, *, r: int, alpha: int, dropout: float) -> PeftModel:
     """Wrap `model` with LoRA adapters on every linear layer of its language model.
 
     The multimodal projector is trained in full (peft `modules_to_save`, so it is saved with the
-    adapter); the vision tower and everything else stay frozen. Raises ValueError when the model
-    has no language-model linear layers (not a Video-LLaVA model).
+    adapter), and so is a frame-time encoder when the model has one
+    (engine.model.timeaware.attach_time_encoder); the vision tower and everything else stay
+    frozen. Raises ValueError when the model has no language-model linear layers (not a
+    Video-LLaVA model).
     """
+    from engine.model.timeaware import has_time_encoder
+
     # peft is imported here for the same reason as torch above.
     from peft import LoraConfig, get_peft_model
 
@@ -171,13 +196,26 @@ def attach_lora(model: Any, *, r: int, alpha: int, dropout: float) -> PeftModel:
         # A regex over full module names rather than bare leaf names: the vision tower has
         # layers called q_proj/k_proj too, and they must stay untouched.
         target_modules=rf".*\.language_model\..*\.({'|'.join(leaves)})",
-        modules_to_save=["multi_modal_projector"],
+        modules_to_save=["multi_modal_projector",
+                         *([ENCODER_NAME] if has_time_encoder(model) else [])],
         bias="none",
     )
     with warnings.catch_warnings():
         # peft 0.21 reads a transformers attribute deprecated in v5; the warning means nothing here.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         return get_peft_model(model, config)
+
+
+def _saves_time_encoder(folder: Path) -> bool:
+    """Whether an adapter folder's peft config trains a frame-time encoder beside the LoRA."""
+    import json
+
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text())
+    except (OSError, ValueError):
+        return False  # peft says what is wrong with it
+    return ENCODER_NAME in (config.get("modules_to_save") or []) if isinstance(config, dict) \
+        else False
 
 
 def load_variant(base: str, adapter_path: str | None, **kw: Any) -> LoadedModel:
@@ -197,6 +235,21 @@ def load_variant(base: str, adapter_path: str | None, **kw: Any) -> LoadedModel:
             f"{folder}: not a LoRA adapter directory (no adapter_config.json)"
         )
     try:
+        time = read_time_settings(folder)
+    except TimeEncoderError as exc:
+        raise ModelLoadError(str(exc)) from None
+    if not time.embedding and _saves_time_encoder(folder):
+        # peft would load the adapter without the encoder, silently: the frames' times lost.
+        raise ModelLoadError(f"{folder}: the adapter holds a frame-time encoder but no "
+                             f"{TIME_FILE} saying how it was trained; copy that file from the "
+                             "run's checkpoint folder")
+    if time.embedding:
+        # The encoder's trained weights are in the adapter (peft's modules_to_save); peft
+        # loads them into the module it finds under that name.
+        from engine.model.timeaware import attach_time_encoder
+
+        attach_time_encoder(loaded.model, time)
+    try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
             model = PeftModel.from_pretrained(
@@ -212,4 +265,5 @@ def load_variant(base: str, adapter_path: str | None, **kw: Any) -> LoadedModel:
     model.to(loaded.device)
     model.eval()
     loaded.model = model
+    loaded.time = time
     return loaded

@@ -92,7 +92,7 @@ def test_judge_in_the_foreground_then_report_and_jobs(ddft_store, ddft_workspace
     assert result.output.splitlines()[0].startswith("variant,yes,no,accuracy")
     # judging again stores nothing new
     result = invoke(ddft_workspace, "judge")
-    assert "'judged': 0, 'skipped': 6" in result.output
+    assert "0 judged, 6 skipped" in result.output
     result = invoke(ddft_workspace, "jobs", "list")
     assert result.exit_code == 0 and result.output.count("succeeded") == 2
     result = invoke(ddft_workspace, "jobs", "show", "1")

@@ -56,12 +56,12 @@ def test_bad_rows_stop_the_import_with_file_and_line_and_write_nothing(ddft_work
                                             "train_000003.jpg;1"])
     result, out = invoke(ddft_workspace, "data", "import", "foodx251", str(root))
     assert result.exit_code == 1
-    assert "2 problem(s)" in out and "nothing was imported" in out
+    assert "2 problems in" in out and "nothing was imported" in out
     assert "train_info.csv:2" in out and "train_info.csv:3" in out
     assert _count(ddft_workspace) == 0
     result, out = invoke(ddft_workspace, "data", "import", "foodx251", str(root), "--skip-bad")
     assert result.exit_code == 0
-    assert "imported 1" in out and "skipped 2 bad row(s)" in out
+    assert "imported 1" in out and "skipped 2 bad rows" in out
     assert _count(ddft_workspace) == 1
 
 

@@ -373,9 +373,9 @@ def test_the_benchmark_runs_train_loras_step_and_gets_its_losses(
     calls = []
     real_step = product.optimizer_step
 
-    def counted(training, micro_batches):
+    def counted(training, micro_batches, **kwargs):
         calls.append(training)
-        return real_step(training, micro_batches)
+        return real_step(training, micro_batches, **kwargs)
 
     monkeypatch.setattr(product, "optimizer_step", counted)
     point = ConfigResult(checkpointing=False, batch_size=1, bf16=False)

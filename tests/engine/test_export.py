@@ -62,3 +62,38 @@ def test_exports_refuse_a_folder_in_use_and_a_missing_adapter(engine_tiny_model,
     assert (busy / "keep.txt").read_text() == "mine"
     with pytest.raises(ExportError, match="not a peft adapter folder"):
         export_adapter(tmp_path, tmp_path / "new", base_model="b")
+
+
+def _stored_dtypes(folder):
+    from safetensors import safe_open
+
+    dtypes = set()
+    for file in folder.glob("*.safetensors"):
+        with safe_open(str(file), framework="pt") as weights:
+            dtypes |= {weights.get_slice(name).get_dtype() for name in weights.keys()}
+    return dtypes
+
+
+def test_a_merge_keeps_the_base_models_dtype(engine_tiny_model, trained_adapter, tmp_path):
+    # The base as published in bfloat16 (as Video-LLaVA-7B is): the merge loads and saves it in
+    # bfloat16, never in float32 at twice the size.
+    loaded = load_model(str(engine_tiny_model), device="cpu", dtype=torch.bfloat16)
+    base = tmp_path / "base-bf16"
+    loaded.model.save_pretrained(base)
+    loaded.processor.save_pretrained(base)
+    assert _stored_dtypes(base) == {"BF16"}
+    out = export_merged(str(base), trained_adapter, tmp_path / "merged")
+    assert _stored_dtypes(out) == {"BF16"}
+    assert load_model(str(out), device="cpu", dtype=torch.bfloat16).model.dtype == torch.bfloat16
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\n# base model: the local folder") and "- merge" in card
+
+
+def test_an_exported_adapter_names_its_base_model_in_the_card(trained_adapter, tmp_path):
+    hub = export_adapter(trained_adapter, tmp_path / "hub", base_model="LanguageBind/Video-LLaVA-7B-hf")
+    front, _, body = (hub / "README.md").read_text().removeprefix("---\n").partition("\n---\n")
+    assert front.splitlines()[:3] == ['base_model: "LanguageBind/Video-LLaVA-7B-hf"',
+                                      "base_model_relation: adapter", "library_name: peft"]
+    assert "PeftModel.from_pretrained" in body
+    local = export_adapter(trained_adapter, tmp_path / "local", base_model=str(tmp_path / "tiny"))
+    assert "\nbase_model:" not in (local / "README.md").read_text()

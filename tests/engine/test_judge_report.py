@@ -100,7 +100,7 @@ def test_reports_name_judge_protocol_and_decoding():
     assert "| v | 3 | 1 | 75.00% | 3.50 | 4 | 0 |" in md
     assert "Judge: gpt-3.5-turbo" in md and "Protocol: paper" in md
     assert '"max_new_tokens": 256' in md
-    assert render_csv(report).splitlines()[1].startswith("v,3,1,75.0000,3.5000,4,0")
+    assert render_csv(report).splitlines()[1].startswith("v,3,1,0.7500,3.5000,4,0")
     assert json.loads(render_json(report))["rows"][0]["yes"] == 3
 
 
@@ -125,7 +125,7 @@ def test_paper_counts_get_wilson_intervals_and_a_clustered_score_interval():
     assert fine.recipes == 89 and fine.histogram == {1: 0, 2: 217, 3: 0, 4: 191, 5: 0}
     assert fine.score_low < report.rows[0].average_score < fine.score_high
     md = render_markdown(report)
-    assert "| fine-tuned | 191 | 217 | 46.81% | 2.94 | 408 | 0 | 0 | 42.02%–51.66% |" in md
+    assert "| fine-tuned | 191 | 217 | 46.81% | 2.94 | 408 | 0 | 0 | [42.02%, 51.66%] |" in md
     assert "| baseline | 183 | 225 | 44.85% |" in md
     assert report_from_rows(rows).stats == report.stats  # the same seed, the same intervals
 

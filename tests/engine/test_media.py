@@ -1,7 +1,9 @@
-"""Frame sampling with decord: uniform indices, timestamps, one clear error per bad file."""
+"""Frame sampling, by each reader (decord and PyAV): uniform indices, timestamps, one clear error
+per bad file."""
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 import zlib
 
@@ -11,6 +13,7 @@ import pytest
 
 from engine.media import (
     NO_INDEX,
+    READER_VARIABLE,
     VIDEO_SUFFIXES,
     MediaError,
     check_media,
@@ -20,6 +23,16 @@ from engine.media import (
     sample_frames,
     uniform_indices,
 )
+
+@pytest.fixture(autouse=True, params=[
+    pytest.param("decord", marks=pytest.mark.skipif(importlib.util.find_spec("decord") is None,
+                                                    reason="decord has no wheel here")),
+    "pyav"])
+def reader(request, monkeypatch):
+    """Every test here runs with each frame reader ($DDFT_VIDEO_READER)."""
+    monkeypatch.setenv(READER_VARIABLE, request.param)
+    return request.param
+
 
 # The codec each container is written with: what a real file of that kind usually holds.
 CODECS = {".webm": "libvpx-vp9", ".avi": "mpeg4"}

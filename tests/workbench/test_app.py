@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import subprocess
 import sys
 
@@ -52,6 +54,23 @@ async def test_keys_switch_screens_and_help_lists_the_screen_keys(demo_store):
         await pilot.press("escape")
         await pilot.pause()
         assert type(app.screen).__name__ == "SamplesScreen"
+
+        # At 80×24 the box fits the terminal, a long description wraps under itself, and the
+        # box scrolls to the notes at its end.
+        await pilot.resize_terminal(80, 24)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        box = app.screen.query_one("VerticalScroll")
+        assert box.region.x >= 0 and box.region.right <= 80 and box.region.bottom <= 24
+        drawn = html.unescape(app.export_screenshot()).replace("\xa0", " ")
+        assert "marked every" in drawn and "             sample the filters select" in drawn
+        assert box.max_scroll_y > 0
+        await pilot.press("end")
+        await pilot.pause()
+        assert box.scroll_y == box.max_scroll_y
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.resize_terminal(*SIZE)
 
         await pilot.press("q")
         await pilot.pause()

@@ -1,5 +1,5 @@
-"""One ingredient reading: on every kitchen eval sample, the Compare screen marks exactly the
-ingredient lines the offline judge scored."""
+"""One reading: on every kitchen eval sample, the Compare screen marks exactly the ingredient
+lines, the steps and the dish the offline judge scored, and its breakdown adds up to the score."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from db import queries
 from db.store import open_store, session_scope
 from engine.evaluation import offline_judge
+from engine.evaluation.offline_judge import score_parts
 from engine.evaluation.recipe import format_recipe
 from engine.importers.kitchen import EVAL_SET, import_kitchen
 from engine.jobs import create_job, run_job
@@ -56,10 +57,15 @@ def test_compare_marks_exactly_the_lines_the_offline_judge_scored(tmp_path, kitc
         assert len(samples) == len(DISHES)  # one held-out video per dish
         echo = queries.create_variant(session, name="echo", base_model="-")
         changed = queries.create_variant(session, name="perturbed", base_model="-")
+        other = queries.create_variant(session, name="other", base_model="-")
         for sample in samples:
             dish = dishes[sample.meta["dish"]]
+            # "other" writes the next dish's recipe: another dish, other steps.
+            wrong = DISHES[(DISHES.index(dish) + 1) % len(DISHES)]
             for variant, text in ((echo, sample.answer),
-                                  (changed, perturbed(dish.ingredients, dish.steps, dish.name))):
+                                  (changed, perturbed(dish.ingredients, dish.steps, dish.name)),
+                                  (other, format_recipe(wrong.name, wrong.ingredients,
+                                                        wrong.steps))):
                 queries.add_generation(session, variant_id=variant.id, sample_id=sample.id,
                                        prompt=sample.prompt, text=text, params_key="k")
     run_job(db_engine, create_job(db_engine, kind="judge", params={"eval_set": EVAL_SET}),
@@ -71,12 +77,13 @@ def test_compare_marks_exactly_the_lines_the_offline_judge_scored(tmp_path, kitc
         view = load_view(db_engine, sample=choice, variants=choices.variants)
         with session_scope(db_engine) as session:
             dish = dishes[queries.get_sample(session, sample_id=choice.id).meta["dish"]]
-            judged = {}
+            judged, scores = {}, {}
             for side in view.sides:
                 (judgment,) = queries.judgments_for_generation(session,
                                                                generation_id=side.generation.id)
                 assert judgment.prompt_version == offline_judge.PROMPT_VERSION
                 judged[side.variant.name] = judgment.details
+                scores[side.variant.name] = judgment.score
         for side in view.sides:
             scored = judged[side.variant.name]
             lines = scored["ingredient_lines"]
@@ -89,11 +96,30 @@ def test_compare_marks_exactly_the_lines_the_offline_judge_scored(tmp_path, kitc
                 n_matched / (n_matched + len(side.marks.missing)), 4)
             assert scored["ingredient_precision"] == round(
                 n_matched / (n_matched + len(side.marks.extra)), 4)
+            # Steps: the covered reference steps are the judge's matched steps.
+            marks = side.marks
+            n_covered = len(marks.steps_covered)
+            assert scored["step_recall"] == round(
+                n_covered / (n_covered + len(marks.steps_missed)), 4)
+            assert scored["step_precision"] == round(
+                n_covered / (n_covered + len(marks.steps_extra)), 4)
+            assert scored["dish_match"] == marks.dish_match
+            # The breakdown Compare shows adds up to the stored score.
+            parts = score_parts(scored)
+            assert abs(1 + sum(part.points for part in parts) - scores[side.variant.name]) < 0.01
 
-        echo_side, changed_side = view.sides
+        echo_side, changed_side, other_side = view.sides
         n = len(dish.ingredients)
         assert len(echo_side.marks.matched) == n and not echo_side.marks.missing
         assert not echo_side.marks.extra and judged["echo"]["ingredient_f1"] == 1.0
+        assert len(echo_side.marks.steps_covered) == len(dish.steps)
+        assert not echo_side.marks.steps_missed and echo_side.marks.dish_match
+        reference_lines = view.reference.splitlines()
+        assert reference_lines[echo_side.marks.reference_dish_line] == f"Dish: {dish.name}"
+        # Another dish is marked as one, in the judge's details and on the screen alike.
+        assert not other_side.marks.dish_match and judged["other"]["dish_match"] is False
+        assert other_side.marks.generated_dish == DISHES[(DISHES.index(dish) + 1)
+                                                          % len(DISHES)].name
         # Plurals, word order and line order do not matter; the dropped line is missing and
         # the added one extra, in the judge's details and on the screen alike.
         assert len(changed_side.marks.matched) == n - 1

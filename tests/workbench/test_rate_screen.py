@@ -252,6 +252,10 @@ async def test_a_pairwise_pass_with_undo_and_skip(rating_store):
         assert "chosen: " in s.text("#rate-choice")
         await s.press("enter")
         assert s.position.startswith("item 2 of 3")
+        # The share done stands on the left: a notice (top right) covers no part of it.
+        assert s.position == "item 2 of 3 · 1 done · 33%"
+        bar = s.screen.query_one("#rate-progress")
+        assert not bar.show_percentage and bar.progress == 1
 
         # Item 2: "both bad" by mistake, then u brings it back and it is rated a tie.
         second_a, second_b = s.pane("#rate-recipe-a"), s.pane("#rate-recipe-b")
@@ -380,6 +384,8 @@ def _visible_text(s: Session, *, frame: bool = True) -> str:
         parts += [str(widget.id), " ".join(widget.classes), str(widget.tooltip),
                   str(widget.border_title), str(widget.border_subtitle)]
         parts.append(str(widget.render()))
+        if isinstance(widget, Static):  # a renderable that is not plain text shows its text
+            parts.append(str(widget.content))
     return "\n".join(parts)
 
 

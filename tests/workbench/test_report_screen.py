@@ -25,9 +25,9 @@ async def test_table1_matches_the_hand_computed_numbers(demo_store):
         # Every eval sample is in the one recipe group "omelette", so the clustered bootstrap
         # always resamples the whole set: the score interval collapses onto the mean, 1 recipe.
         assert _table(app) == [
-            ["tuned", "7", "3", "70.00%", "3.65", "10", "0", "0", "39.68%–89.22%", "3.65–3.65",
+            ["tuned", "7", "3", "70.00%", "3.65", "10", "0", "0", "[39.68%, 89.22%]", "[3.65, 3.65]",
              "1"],
-            ["base", "3", "6", "33.33%", "2.67", "10", "1", "0", "12.06%–64.58%", "2.67–2.67",
+            ["base", "3", "6", "33.33%", "2.67", "10", "1", "0", "[12.06%, 64.58%]", "[2.67, 2.67]",
              "1"],
         ]
         provenance = str(app.screen.query_one("#report-provenance").content)
@@ -41,7 +41,7 @@ async def test_table1_matches_the_hand_computed_numbers(demo_store):
         # (one recipe group again: a point interval, and no resample reaches zero → p < 0.0001).
         assert app.screen.query_one("#report-baseline", Select).selection == "tuned"
         assert _table(app, "#comparisons") == [
-            ["base", "tuned", "9", "1", "5", "-44.44 pp", "0.2188", "-1.056", "-1.056–-1.056",
+            ["base", "tuned", "9", "1", "5", "-44.44 pp", "0.2188", "-1.056", "[-1.056, -1.056]",
              "<0.0001"],
         ]
         histogram = str(app.screen.query_one("#report-histogram").content)
@@ -103,3 +103,37 @@ async def test_a_second_prompt_version_gets_its_own_table(demo_store):
         await settle(pilot)
         assert _table(app)[0][:7] == ["tuned", "0", "4", "0.00%", "1.00", "4", "0"]
         assert app.screen.query_one("#report-judge", Select).selection == "gpt-3.5-turbo"
+
+
+async def test_at_80_by_24_the_choices_are_named_and_the_tables_keep_the_papers_numbers(demo_store):
+    async with running(demo_store.url) as (app, pilot):
+        await pilot.press("4")
+        await settle(pilot)
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        await pilot.pause()
+        screen = app.screen
+        for select in screen.query("#report-bar Select"):
+            label = select.parent.query_one(".report-label")
+            # Each choice sits on one line beside its name, inside the screen.
+            assert select.region.height == 1 and select.region.right <= 80
+            assert label.region.y == select.region.y and label.region.right <= select.region.x
+        names = [str(label.content) for label in screen.query(".report-label")]
+        assert names == ["eval set", "judge", "protocol", "version", "baseline"]
+        table = screen.query_one("#table1", DataTable)
+        keys = [column.key.value for column in table.ordered_columns]
+        assert keys[:5] == ["variant", "yes", "no", "accuracy", "average_score"]
+        assert table.virtual_size.width <= table.size.width and table.region.right <= 80
+        left_out = str(screen.query_one("#table1-left-out").content)
+        assert left_out.startswith("Left out at this width: ") and "Recipes" in left_out
+        comparisons = screen.query_one("#comparisons", DataTable)
+        keys = [column.key.value for column in comparisons.ordered_columns]
+        assert keys[:3] == ["variant", "accuracy_diff", "mcnemar_p"]
+        assert comparisons.virtual_size.width <= comparisons.size.width
+        assert "Baseline" in str(screen.query_one("#comparisons-left-out").content)
+
+        await pilot.resize_terminal(160, 45)
+        await settle(pilot)
+        await pilot.pause()
+        assert len(screen.query_one("#table1", DataTable).ordered_columns) == 11
+        assert str(screen.query_one("#table1-left-out").content) == ""

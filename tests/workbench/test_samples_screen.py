@@ -242,7 +242,7 @@ async def test_detail_shows_the_check_and_draws_the_frame_strip(demo_store):
         await pilot.press("down")
         await pilot.pause()
         assert f"check: failed\n  • {FAILED_REASON}" in _detail(app)
-        text = pane.content
+        text = pane.content.as_text()
         assert any(text.plain[span.start:span.end] == FAILED_REASON and span.style == "red"
                    for span in text.spans)
         await pilot.press("down")
@@ -262,8 +262,9 @@ async def test_detail_shows_the_check_and_draws_the_frame_strip(demo_store):
         assert lines[0] == " ".join(["▀" * 12] * 4)
         assert lines[4].split() == ["0.0s", "1.5s", "3.0s", "4.5s"]
         assert lines[9].split() == ["6.0s", "7.5s", "9.0s", "10.5s"]
+        text = pane.content.as_text()
         top_row = {(tuple(s.style.color.triplet), tuple(s.style.bgcolor.triplet))
-                   for s in pane.content.spans if pane.content.plain[s.start:s.end] == "▀"}
+                   for s in text.spans if text.plain[s.start:s.end] == "▀"}
         assert {(top, STRIP_REST) for top in STRIP_TOP} | {(STRIP_REST, STRIP_REST)} == top_row
 
         await pilot.press("down", "down")  # vid-004: its strip file is gone
@@ -271,3 +272,103 @@ async def test_detail_shows_the_check_and_draws_the_frame_strip(demo_store):
         detail = _detail(app)
         assert "frame times: 0.0s, 1.5s" in detail and "gone.png: no such file" in detail
         assert "▀" not in detail
+
+
+async def _footer_keys(pilot) -> dict[str, bool]:
+    """Footer key → whether it is drawn whole inside the screen, once the footer is laid out
+    (it is composed again whenever the focus changes)."""
+    from textual.widgets._footer import FooterKey
+
+    app = pilot.app
+    for _ in range(50):
+        keys = [key for key in app.screen.query(FooterKey) if "-command-palette" not in key.classes]
+        if keys and all(key.region.width > 0 or key.region.x > 0 for key in keys):
+            break
+        await pilot.pause()
+    width = app.size.width
+    return {key.key: key.region.width > 0 and key.region.right <= width - 12  # the palette key
+            for key in keys}
+
+
+async def test_help_and_quit_lead_the_footer_at_every_width(demo_store):
+    async with running(demo_store.url) as (app, pilot):  # 160 columns
+        keys = await _footer_keys(pilot)
+        assert list(keys)[:2] == ["question_mark", "q"]
+        assert all(keys.values()), keys  # at 160 every key shows, the screens' 1-5 too
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        keys = await _footer_keys(pilot)
+        assert list(keys)[:2] == ["question_mark", "q"]
+        assert keys["question_mark"] and keys["q"] and keys["x"]
+
+
+async def test_at_80_by_24_the_columns_that_matter_stay_and_space_shows_its_change(demo_store):
+    async with running(demo_store.url) as (app, pilot):
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        await pilot.pause()
+        table = app.screen.query_one("#samples-table", DataTable)
+        keys = [column.key.value for column in table.ordered_columns]
+        # Marks, status and prompt by priority; the dataset and modality are in the detail pane.
+        assert keys[:2] == ["mark", "id"] and {"check", "included", "preview"} <= set(keys)
+        assert "dataset" not in keys and "modality" not in keys
+        assert table.virtual_size.width <= table.size.width  # nothing off to the right
+        assert all(c.region.right <= 80 for c in app.screen.query("Select, Input, DataTable"))
+        assert _column(table, "included")[0] == "✓"
+        await pilot.press("space")
+        await settle(pilot)
+        assert _column(table, "included")[0] == "✗"
+
+        await pilot.resize_terminal(160, 45)
+        await settle(pilot)
+        await pilot.pause()
+        keys = [column.key.value for column in table.ordered_columns]
+        assert keys == ["mark", "id", "dataset", "modality", "split", "check", "included",
+                        "preview"]
+        assert _column(table, "included")[0] == "✗"  # the stored value, drawn again
+
+
+async def test_at_80_columns_the_filters_fold_into_one_line_that_f_opens(demo_store):
+    async with running(demo_store.url) as (app, pilot):
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        selects = app.screen.query_one("#filter-selects")
+        summary = app.screen.query_one("#filter-summary")
+        assert not selects.display or selects.region.height == 0
+        assert str(summary.content) == "f filters: none"
+        search = app.screen.query_one("#sample-search", Input)
+        assert search.region.width >= 16 and search.region.height == 1
+
+        await pilot.press("f")
+        await settle(pilot)
+        dataset = app.screen.query_one("#filter-dataset", Select)
+        assert app.focused is dataset and dataset.region.height == 1
+        assert dataset.region.width >= 12
+        _choose(dataset, "kitchen-videos")
+        _choose(app.screen.query_one("#filter-check", Select), "ok")
+        await settle(pilot)
+        assert str(summary.content) == "f filters: kitchen-videos, ok"
+        assert _count(app) == "2 matches"
+
+        await pilot.press("escape")  # back to the table; the filters fold away and stay set
+        await settle(pilot)
+        assert app.focused is app.screen.query_one("#samples-table")
+        assert selects.region.height == 0
+        assert _count(app) == "2 matches"
+
+
+def test_columns_fit_by_priority_and_the_flexible_one_takes_what_is_left():
+    from workbench.widgets.table_columns import Column, fit_columns
+
+    columns = (Column("id", "id", 0), Column("name", "name", 3), Column("ok", "ok", 1),
+               Column("text", "text", 2, min_width=10))
+    widths = {"id": 4, "name": 20, "ok": 1, "text": 60}
+    # id 6 + ok 4 + text (at least 12) = 22 cells; name needs 22 more: not in 40.
+    assert [(c.key, w) for c, w in fit_columns(columns, widths, 40)] == [
+        ("id", None), ("ok", None), ("text", 28)]
+    # With name (22 cells): text gets 80 − 32 − 2 = 46 of its 60; at 100 all of it.
+    assert [(c.key, w) for c, w in fit_columns(columns, widths, 80)] == [
+        ("id", None), ("name", None), ("ok", None), ("text", 46)]
+    assert [(c.key, w) for c, w in fit_columns(columns, widths, 100)] == [
+        ("id", None), ("name", None), ("ok", None), ("text", None)]
+    assert [c.key for c, _ in fit_columns(columns, widths, 3)] == ["id"]  # always one

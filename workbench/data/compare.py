@@ -3,12 +3,15 @@ and the filters that find the samples worth reading (judges disagree, variants f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+
+    from engine.evaluation.offline_judge import ScorePart
 
 # Variants whose scores differ by more than this (under one judge setting) count as "far apart".
 SCORE_GAP = 1.0
@@ -21,7 +24,7 @@ class EvalSampleChoice:
     eval_set: str
     judges_disagree: bool = False  # some generation got yes from one judge and no from another
     score_spread: tuple[tuple[str, float], ...] = ()  # judge setting → max − min over variants
-
+    judged_twice: bool = False  # some generation has yes/no verdicts from two judge settings
 
     def spread(self, setting: str | None) -> float:
         return dict(self.score_spread).get(setting, 0.0) if setting else 0.0
@@ -61,6 +64,41 @@ def filter_samples(samples: tuple[EvalSampleChoice, ...], *, disagree: bool, gap
                  and (gap_setting is None or s.spread(gap_setting) > SCORE_GAP))
 
 
+def why_none_left(choices: CompareChoices, *, disagree: bool, gap_setting: str | None) -> str:
+    """Why no sample of `choices` passes the filters, naming the filter that leaves none and
+    what it needs; the keys that turn the filters off."""
+    samples = choices.samples
+    reasons = []
+    if disagree and not any(s.judges_disagree for s in samples):
+        if not any(s.judged_twice for s in samples):
+            command = shlex.join(["ddft", "judge", "--judge", "gpt", "--eval-set",
+                                  choices.eval_set])
+            settings = ", ".join(choices.settings) or "none"
+            reasons.append(
+                "Judges disagree: no generation here has verdicts from two judges, so none can "
+                f"disagree (judge settings seen: {settings}). A second judge adds them: "
+                f"`{command}`.")
+        else:
+            both = sum(1 for s in samples if s.judged_twice)
+            noun = "sample" if both == 1 else "samples"
+            reasons.append(f"Judges disagree: on the {both} {noun} judged twice the judges "
+                           "give the same verdicts.")
+    if gap_setting is not None and not any(s.spread(gap_setting) > SCORE_GAP for s in samples):
+        scored = [s for s in samples if gap_setting in dict(s.score_spread)]
+        if not scored:
+            reasons.append(f"Score gap: no sample has scores of two variants under "
+                           f"{gap_setting}; j chooses another judge.")
+        else:
+            noun = "sample" if len(scored) == 1 else "samples"
+            reasons.append(f"Score gap: on the {len(scored)} {noun} with scores of two variants "
+                           f"under {gap_setting}, none are more than {SCORE_GAP:g} apart.")
+    if not reasons:  # each filter leaves samples, but not the same ones
+        reasons.append("Each filter alone leaves samples, but no sample passes both.")
+    keys = " or ".join(key for key, on in (("d", disagree), ("g", gap_setting is not None)) if on)
+    return "No sample passes the filters.\n\n" + "\n\n".join(reasons) + \
+        f"\n\nPress {keys} to turn the filter off."
+
+
 @dataclass(frozen=True)
 class JudgmentLine:
     judge: str
@@ -68,6 +106,24 @@ class JudgmentLine:
     prompt_version: str
     score: float | None
     verdict: str
+    raw: str = ""  # the judge's reply as stored ("" for the offline judge, which asks no one)
+    # What the judge stored beside its score: the offline judge's numbers, a two-stage
+    # judge's part scores, an upstream judge's pred, a pairwise judge's two orders.
+    details: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def setting(self) -> str:
+        return judge_setting(self.judge, self.protocol, self.prompt_version)
+
+    @property
+    def offline_parts(self) -> tuple[ScorePart, ...] | None:
+        """The offline judge's score in parts (`score_parts`); None for another judge or when
+        the judgment stored no numbers."""
+        if self.protocol != "offline":
+            return None
+        from engine.evaluation.offline_judge import score_parts
+
+        return score_parts(self.details)
 
 
 @dataclass(frozen=True)
@@ -80,15 +136,24 @@ class GenerationView:
 
 
 @dataclass(frozen=True)
-class IngredientMarks:
-    """Where ingredient lines of a reference and a generation meet (engine.evaluation.metrics' matching)."""
+class RecipeMarks:
+    """Where a reference and a generation meet, line by line, by
+    `engine.evaluation.metrics.read_recipe` (the reading the offline judge scores)."""
 
     matched: frozenset[int]  # reference line numbers paired with a generated ingredient
     missing: frozenset[int]  # reference line numbers with no generated partner
     extra: frozenset[int]  # generation line numbers with no reference partner
+    steps_covered: frozenset[int] = frozenset()  # reference step lines a generated step covers
+    steps_missed: frozenset[int] = frozenset()  # reference step lines no generated step covers
+    steps_extra: frozenset[int] = frozenset()  # generation step lines covering no reference step
+    dish_match: bool = False  # the same dish, as the offline judge's dish_match
+    reference_dish: str | None = None
+    generated_dish: str | None = None
+    reference_dish_line: int | None = None
+    generated_dish_line: int | None = None
 
 
-NO_MARKS = IngredientMarks(frozenset(), frozenset(), frozenset())
+NO_MARKS = RecipeMarks(frozenset(), frozenset(), frozenset())
 
 
 RGB = tuple[int, int, int]
@@ -147,12 +212,16 @@ class VariantSide:
     variant: VariantChoice
     generation: GenerationView | None
     judgments: tuple[JudgmentLine, ...]
-    marks: IngredientMarks
+    marks: RecipeMarks
     grounding: GroundingView | None = None
 
     @property
     def matched(self) -> int:
         return len(self.marks.matched)
+
+    @property
+    def covered(self) -> int:
+        return len(self.marks.steps_covered)
 
 
 @dataclass(frozen=True)
@@ -170,32 +239,58 @@ class CompareView:
         from_sides = [len(s.marks.matched) + len(s.marks.missing) for s in self.sides if s.generation]
         return max(from_sides, default=0)
 
+    @property
+    def generated(self) -> tuple[VariantSide, ...]:
+        """The sides with a generation for this sample, in variant order."""
+        return tuple(side for side in self.sides if side.generation is not None)
 
-def mark_ingredients(reference: str, generation: str) -> IngredientMarks:
-    """Matched and missing reference lines, and extra generation lines, by
-    `engine.evaluation.metrics.read_ingredients`: the lines the offline judge scores."""
+    @property
+    def not_generated(self) -> tuple[VariantSide, ...]:
+        return tuple(side for side in self.sides if side.generation is None)
+
+
+def mark_recipe(reference: str, generation: str) -> RecipeMarks:
+    """Matched and missing reference ingredient lines, covered and missed reference steps,
+    extra generation lines and whether the dish is the same, by
+    `engine.evaluation.metrics.read_recipe`: the lines the offline judge scores."""
     # Imported here: engine.evaluation.metrics loads ingredient_slicer, too slow for the app's start.
-    from engine.evaluation.metrics import read_ingredients
+    from engine.evaluation.metrics import read_recipe
 
-    lines = read_ingredients(generation, reference)
-    return IngredientMarks(
+    reading = read_recipe(generation, reference)
+    lines, steps, dish = reading.ingredients, reading.steps, reading.dish
+    return RecipeMarks(
         matched=frozenset(ref.line for ref, _ in lines.matched),
         missing=frozenset(item.line for item in lines.missing),
         extra=frozenset(item.line for item in lines.extra),
+        steps_covered=frozenset(ref.line for ref, _ in steps.covered),
+        steps_missed=frozenset(item.line for item in steps.missed),
+        steps_extra=frozenset(item.line for item in steps.extra),
+        dish_match=dish.match,
+        reference_dish=dish.reference,
+        generated_dish=dish.generated,
+        reference_dish_line=dish.reference_line,
+        generated_dish_line=dish.generated_line,
     )
 
 
-def _sample_flags(judgments_by_variant: dict[int, list]) -> tuple[bool, tuple[tuple[str, float], ...]]:
-    disagree = False
+
+def _sample_flags(judgments_by_variant: dict[int, list],
+                  ) -> tuple[bool, tuple[tuple[str, float], ...], bool]:
+    """Whether judges disagree on some generation, each judge setting's score spread over the
+    variants, and whether some generation has yes/no verdicts from two settings."""
+    disagree = twice = False
     scores: dict[str, list[float]] = {}
     for judgments in judgments_by_variant.values():
         verdicts = {j.verdict for j in judgments if j.verdict in ("yes", "no")}
         disagree = disagree or len(verdicts) > 1
+        settings = {(j.judge, j.protocol, j.prompt_version) for j in judgments
+                    if j.verdict in ("yes", "no")}
+        twice = twice or len(settings) > 1
         for j in judgments:
             if j.score is not None and j.verdict != "unparsable":
                 scores.setdefault(judge_setting(j.judge, j.protocol, j.prompt_version), []).append(j.score)
     spread = tuple(sorted((s, max(v) - min(v)) for s, v in scores.items() if len(v) > 1))
-    return disagree, spread
+    return disagree, spread, twice
 
 
 def annotated_steps(meta: dict, frame_times: tuple[float, ...]) -> tuple[AnnotatedStep, ...]:
@@ -294,8 +389,9 @@ def load_choices(db_engine: Engine, *, dataset_id: int | None = None) -> Compare
     name = dict(eval_sets)[dataset_id]
     samples = []
     for label in labels:
-        disagree, spread = _sample_flags(by_sample.get(label.id, {}))
-        samples.append(EvalSampleChoice(label.id, label.external_id, name, disagree, spread))
+        disagree, spread, twice = _sample_flags(by_sample.get(label.id, {}))
+        samples.append(EvalSampleChoice(label.id, label.external_id, name, disagree, spread,
+                                        twice))
     settings = {judge_setting(*setting) for setting in seen}
     return CompareChoices(samples=tuple(samples), variants=variants,
                           settings=tuple(sorted(settings)), eval_sets=eval_sets,
@@ -332,7 +428,8 @@ def load_view(db_engine: Engine, *, sample: EvalSampleChoice,
             if generation is None:
                 sides.append(VariantSide(variant, None, (), NO_MARKS))
                 continue
-            judgments = tuple(JudgmentLine(j.judge, j.protocol, j.prompt_version, j.score, j.verdict)
+            judgments = tuple(JudgmentLine(j.judge, j.protocol, j.prompt_version, j.score,
+                                           j.verdict, j.raw or "", dict(j.details or {}))
                               for j in judged[generation.id])
             view = GenerationView(
                 id=generation.id,
@@ -342,7 +439,7 @@ def load_view(db_engine: Engine, *, sample: EvalSampleChoice,
                 created=format_local(generation.created_at),
             )
             sides.append(VariantSide(variant, view, judgments,
-                                     mark_ingredients(stored.answer, view.text),
+                                     mark_recipe(stored.answer, view.text),
                                      _grounding_for(grounded.get(generation.id), generation,
                                                     segments, stored.meta, workspace)))
         return CompareView(

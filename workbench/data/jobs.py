@@ -59,6 +59,13 @@ class JobRow:
     heartbeat_at: datetime | None
     started_at: datetime | None
     training: Training | None  # train jobs only
+    # A queued job's place (engine.jobs.queue.QueuePlace): its position among the device jobs
+    # waiting on its host (None for one that needs no device), and the job ids it waits for
+    # or is blocked by.
+    queue_position: int | None = None
+    waits_for: tuple[int, ...] = ()
+    blocked_by: tuple[int, ...] = ()
+    queue_line: str = ""  # the place in words, as `ddft jobs list` says it
 
     @property
     def cancel_pending(self) -> bool:
@@ -189,6 +196,12 @@ def job_rows(session: Session, jobs: list[Job]) -> tuple[JobRow, ...]:
 
     recent = recent_metrics(session, job_ids=[job.id for job in jobs], names=ROW_METRICS,
                             per_name=RATE_POINTS)
+    try:
+        from engine.jobs.queue import queue_places
+
+        places = queue_places(session)
+    except ImportError:
+        places = {}
     rows = []
     for job in jobs:
         def last(name: str, job_id: int = job.id) -> float | None:
@@ -207,6 +220,7 @@ def job_rows(session: Session, jobs: list[Job]) -> tuple[JobRow, ...]:
                 gpu_memory_gb=last("gpu_memory_gb"),
             )
         active = status in JOB_ACTIVE
+        place = places.get(job.id)
         rows.append(JobRow(
             id=job.id, kind=job.kind, title=job.title, status=status,
             cancel_requested=job.cancel_requested, active=active,
@@ -214,12 +228,17 @@ def job_rows(session: Session, jobs: list[Job]) -> tuple[JobRow, ...]:
             resumable=not active and status != "succeeded",
             step=job.step, total=job.total, loss=last("loss"), heartbeat_at=job.heartbeat_at,
             started_at=job.started_at, training=training,
+            queue_position=place.position if place else None,
+            waits_for=place.waits_for if place else (),
+            blocked_by=place.blocked_by if place else (),
+            queue_line=place.describe() if place else "",
         ))
     return tuple(rows)
 
 
 def load_jobs(db_engine: Engine, *, kind: str | None = None) -> tuple[JobRow, ...]:
-    """Every job (of `kind` when given), newest first, in two queries however many there are."""
+    """Every job (of `kind` when given), newest first, in three queries however many there are
+    (the jobs, their recent metrics, the queue; one more for jobs that queued ones wait for)."""
     from db.queries import list_jobs
     from db.store import session_scope
 
@@ -235,6 +254,20 @@ def refresh_job_states(db_engine: Engine) -> str | None:
         return "engine.jobs is not available: dead jobs are not detected"
     refresh(db_engine)
     return None
+
+
+def start_queue(db_engine: Engine) -> None:
+    """Start the head of this host's job queue when it may start (a queued job outlives the
+    processes that asked for it: the workbench starts it after a reboot); quiet when it
+    cannot."""
+    try:
+        from engine.jobs import start_queued
+    except ImportError:
+        return
+    try:
+        start_queued(db_engine)
+    except Exception:  # a busy or read-only store: the next poll tries again
+        return
 
 
 def request_cancel(db_engine: Engine, job_id: int) -> None:

@@ -1,4 +1,5 @@
-"""The New run form's data: its defaults from the store, its fields as a TrainRequest, and starting the run."""
+"""The New run form's data: its defaults from the store, its fields as a TrainRequest, help on the
+training settings from their schema, and starting the run."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
 
 from workbench.data.jobs import JobsUnavailable
 
@@ -65,6 +68,7 @@ def load_run_form(db_engine: Engine) -> RunFormDefaults:
     request_error: str | None = None
     try:
         train_request_class()
+        _schema()  # built here, in the worker, so that typing an override never waits on it
     except RunRequestUnavailable as exc:
         request_error = str(exc)
     with session_scope(db_engine) as session:
@@ -89,6 +93,50 @@ def load_run_form(db_engine: Engine) -> RunFormDefaults:
     return RunFormDefaults(variant=f"lora-{number}", base=base, bases=tuple(bases), preset=preset,
                            datasets=datasets,
                            request_error=request_error)
+
+
+def _schema() -> dict[str, dict[str, Any]]:
+    """The training settings' schema (engine.jobs.train_settings.setting_schema), {} when
+    engine.jobs cannot be imported."""
+    try:
+        from engine.jobs.train_settings import setting_schema
+    except ImportError:
+        return {}
+    return setting_schema()
+
+
+def _first_sentence(text: str, limit: int = 90) -> str:
+    """The first sentence of a setting's description, cut at `limit` characters."""
+    head, dot, _ = text.partition(". ")
+    head += "." if dot else ""
+    return head if len(head) <= limit else head[:limit - 1].rstrip() + "…"
+
+
+def settings_help(overrides: str) -> Text:
+    """What the overrides box can set, from the settings' schema: for each known key typed in
+    `overrides` (`key=value` lines) what it expects, its default and what it does; with none
+    typed, the names of every setting."""
+    schema = _schema()
+    if not schema:
+        return Text("")
+    typed = []
+    for line in overrides.splitlines():
+        key = line.partition("=")[0].strip()
+        if key in schema and key not in typed:
+            typed.append(key)
+    text = Text()
+    if not typed:
+        text.append("settings: ", style="bold")
+        text.append(", ".join(schema))
+        return text
+    for index, key in enumerate(typed):
+        setting = schema[key]
+        if index:
+            text.append("\n")
+        text.append(key, style="bold")
+        text.append(f": {setting['expected']}; default {setting['default']}. ")
+        text.append(_first_sentence(setting["description"]))
+    return text
 
 
 def parse_form(form: RunForm) -> tuple[dict[str, Any] | None, list[str]]:

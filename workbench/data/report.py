@@ -20,9 +20,10 @@ def format_score(score: float | None) -> str:
 
 
 def format_range(low: float | None, high: float | None, pattern: str = "{:.2f}") -> str:
-    if low is None or high is None:
-        return "—"
-    return f"{pattern.format(low)}–{pattern.format(high)}"
+    """An interval as `ddft report` writes it (`[-1.672, -0.470]`): the one formatter."""
+    from engine.evaluation.report import format_interval
+
+    return format_interval(low, high, pattern)
 
 
 def format_p(p: float | None) -> str:
@@ -89,7 +90,8 @@ def video_lines(video: dict[str, Any]) -> list[tuple[str, str]]:
                 continue
             rate = "—" if row.hit_rate is None else f"{row.hit_rate:.1%}"
             interval = row.interval
-            ci = f" (95% CI {interval[0]:.1%}–{interval[1]:.1%})" if interval else ""
+            ci = (f" (95% CI {format_range(interval[0], interval[1], '{:.1%}')})"
+                  if interval else "")
             chance = "—" if row.baseline is None else f"{row.baseline:.1%}"
             lines.append((f"  {row.variant} [{row.params}]: hit rate {rate}{ci}, "
                           f"{row.hits}/{row.matched} steps · random frame {chance} · "

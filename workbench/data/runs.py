@@ -1,5 +1,6 @@
-"""What the Runs screen adds to a train job's detail: setup, learning-rate curves, checkpoints and a
-second run's loss to overlay. Its table is the jobs table (workbench.data.jobs) of kind "train"."""
+"""What the Runs screen adds to a train job's detail: setup, validation-loss and learning-rate
+curves, checkpoints (the one with the lowest validation loss marked) and a second run's loss to
+overlay. Its table is the jobs table (workbench.data.jobs) of kind "train"."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class CheckpointRow:
     final: bool
     path: str
     saved_at: datetime
+    val_loss: float | None = None  # the validation loss measured at its step
+    best: bool = False  # the lowest validation loss of the run's checkpoints
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class RunDetail:
 
     job: JobDetail
     setup: tuple[tuple[str, str], ...]  # base, preset, datasets, gpus, … as the run was asked
+    val_loss: Series
     lr: Series
     projector_lr: Series
     checkpoints: tuple[CheckpointRow, ...]
@@ -55,6 +59,7 @@ class Overlay:
     id: int
     label: str
     loss: Series
+    val_loss: Series = ()
 
 
 def _setup(params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -79,19 +84,29 @@ def load_run_detail(db_engine: Engine, job_id: int, *, overlay_id: int | None = 
     `overlay_id` when that is another run still in the store."""
     from db.queries import get_job, list_checkpoints, metric_series
     from db.store import session_scope
+    from engine.jobs.train_settings import TrainError, best_checkpoint
 
     with session_scope(db_engine) as session:
         job = get_job(session, job_id=job_id)
         if job is None:
             return None, None
+        val_loss = tuple(metric_series(session, job_id=job_id, name="val_loss"))
+        measured = dict(val_loss)
+        checkpoints = list_checkpoints(session, job_id=job_id)
+        try:  # the checkpoint `ddft variants from-checkpoint --best` takes
+            best_step: int | None = best_checkpoint(session, job_id=job_id).step
+        except TrainError:
+            best_step = None
         detail = RunDetail(
             job=job_detail(session, job),
             setup=_setup(job.params),
+            val_loss=val_loss,
             lr=tuple(metric_series(session, job_id=job_id, name="lr")),
             projector_lr=tuple(metric_series(session, job_id=job_id, name="projector_lr")),
             checkpoints=tuple(
-                CheckpointRow(step=c.step, final=c.final, path=c.path, saved_at=c.created_at)
-                for c in list_checkpoints(session, job_id=job_id)
+                CheckpointRow(step=c.step, final=c.final, path=c.path, saved_at=c.created_at,
+                              val_loss=measured.get(c.step), best=c.step == best_step)
+                for c in checkpoints
             ),
         )
         overlay = None
@@ -99,5 +114,7 @@ def load_run_detail(db_engine: Engine, job_id: int, *, overlay_id: int | None = 
             other = get_job(session, job_id=overlay_id)
             if other is not None:
                 overlay = Overlay(id=other.id, label=f"run {other.id} {run_variant(other)}",
-                                  loss=tuple(metric_series(session, job_id=other.id, name="loss")))
+                                  loss=tuple(metric_series(session, job_id=other.id, name="loss")),
+                                  val_loss=tuple(metric_series(session, job_id=other.id,
+                                                               name="val_loss")))
     return detail, overlay

@@ -1,4 +1,6 @@
-"""The New run form: a modal that shows the `ddft train …` command it builds and starts it as a job."""
+"""The New run form: a modal that shows the `ddft train …` command it builds and starts it as a job;
+its fields, the help on the settings typed as overrides, the command and the problems scroll, so
+that they and the buttons are reachable at 80×24."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from workbench.data.new_run import (
     check_request,
     load_run_form,
     parse_form,
+    settings_help,
     start_run,
     train_request_class,
 )
@@ -51,7 +54,9 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
         border: thick $accent; background: $surface;
     }
     NewRunDialog #new-run-title { text-style: bold; margin-bottom: 1; }
-    NewRunDialog #new-run-fields { height: auto; max-height: 24; }
+    /* The fields, the command and the problems scroll in what the title and the buttons leave
+       (66% of a 24-row screen is 15 rows: title 2, buttons 2 and the border 2 fit around it). */
+    NewRunDialog #new-run-fields { height: auto; max-height: 66vh; }
     NewRunDialog .field { height: 1; margin-bottom: 1; }
     NewRunDialog .field Label { width: 12; color: $text-muted; }
     NewRunDialog .field Input { width: 1fr; }
@@ -62,6 +67,7 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
     NewRunDialog .dataset-row Checkbox { width: 1fr; }
     NewRunDialog .dataset-row Input { width: 10; }
     NewRunDialog #run-overrides { height: 4; }
+    NewRunDialog #run-settings-help { height: auto; color: $text-muted; }
     NewRunDialog #run-command { height: auto; max-height: 6; padding: 0 1; background: $boost; }
     NewRunDialog #run-problems { height: auto; max-height: 8; }
     NewRunDialog #new-run-buttons { height: 1; margin-top: 1; align-horizontal: right; }
@@ -107,9 +113,10 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
                 yield Vertical(Static("loading…", classes="dataset-note"), id="run-datasets")
                 yield Label("overrides · key=value, one a line", classes="section")
                 yield TextArea(id="run-overrides", soft_wrap=False, compact=True)
-            yield Label("command", classes="section")
-            yield Static("loading…", id="run-command", markup=False)
-            yield Static("", id="run-problems")
+                yield Static("", id="run-settings-help")
+                yield Label("command", classes="section")
+                yield Static("loading…", id="run-command", markup=False)
+                yield Static("", id="run-problems")
             with Horizontal(id="new-run-buttons"):
                 yield Button("Close (esc)", id="run-close", compact=True)
                 yield Button("Start run (ctrl+s)", id="run-start", variant="success", disabled=True,
@@ -148,6 +155,7 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
         )
         self.query_one("#run-start", Button).disabled = self._request_class is None
         self.call_after_refresh(self._show_command)
+        self.call_after_refresh(self._show_settings_help)
 
     # ------------------------------------------------------------------ the live command
 
@@ -195,13 +203,25 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
                                                             style="dim"))
         self._show_problems(problems)
 
-    def _show_problems(self, problems: list[str] | tuple[str, ...], *, heading: str = "") -> None:
+    def _show_problems(self, problems: list[str] | tuple[str, ...], *, heading: str = "",
+                       reveal: bool = False) -> None:
+        """List `problems` under the command; with `reveal` (a refused start), scroll them into
+        view, which on a short screen is below the fields."""
         text = Text()
         if problems:
             text.append(heading or "problems\n", style="bold red")
             for problem in problems:
                 text.append(f"  • {problem}\n", style="red")
-        self.query_one("#run-problems", Static).update(text)
+        shown = self.query_one("#run-problems", Static)
+        shown.update(text)
+        if reveal and problems:
+            # The problems are the last thing in the scrolling part: its end shows them whole.
+            fields = self.query_one("#new-run-fields", VerticalScroll)
+            self.call_after_refresh(fields.scroll_end, animate=False)
+
+    def _show_settings_help(self) -> None:
+        overrides = self.query_one("#run-overrides", TextArea).text
+        self.query_one("#run-settings-help", Static).update(settings_help(overrides))
 
     @on(Input.Changed)
     @on(Checkbox.Changed)
@@ -209,6 +229,7 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
     def _field_changed(self) -> None:
         if not self._busy:
             self._show_command()
+            self._show_settings_help()
 
     # ------------------------------------------------------------------ submit
 
@@ -229,7 +250,7 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
             return
         request, _shell, problems = self.request()
         if request is None:
-            self._show_problems(problems)
+            self._show_problems(problems, reveal=True)
             self.app.bell()
             return
         workspace: Path | None = getattr(self.app, "workspace", None)
@@ -266,5 +287,5 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
         if message.job_id is not None:
             self.dismiss(message.job_id)
             return
-        self._show_problems(message.problems, heading="the run cannot start yet\n")
+        self._show_problems(message.problems, heading="the run cannot start yet\n", reveal=True)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -13,7 +14,20 @@ if TYPE_CHECKING:
 
 
 class WorkbenchScreen(Screen):
-    """A screen of the workbench; its thread workers read the store and post messages back."""
+    """A screen of the workbench; its thread workers read the store and post messages back.
+
+    Below 120 columns the screen carries the class `-narrow` (120 and up: `-wide`), for the
+    layouts that fold away what does not fit an 80-column SSH terminal.
+    """
+
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"),
+                                                                       (120, "-wide")]
+    # Help and Quit come first in every screen's footer, so that a narrow terminal, which cuts
+    # the footer's end, still shows them (a screen binding the same key replaces them in place).
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "app.help", "Help", id="screen.help", tooltip="Show every key"),
+        Binding("q", "app.quit", "Quit", id="screen.quit"),
+    ]
 
     @property
     def db_engine(self) -> Engine:

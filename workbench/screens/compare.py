@@ -1,7 +1,9 @@
-"""The Compare screen: an eval sample's reference recipe beside every variant's generation and judgments."""
+"""The Compare screen: an eval sample's reference recipe beside the variants' generations, each
+line marked by the offline judge's reading, and every judge's score in parts."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -9,7 +11,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, HorizontalScroll, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, OptionList, Select, Static
 from textual.widgets.option_list import Option
@@ -21,9 +23,11 @@ from workbench.data.compare import (
     CompareView,
     EvalSampleChoice,
     VariantChoice,
+    VariantSide,
     filter_samples,
     load_choices,
     load_view,
+    why_none_left,
 )
 from workbench.screens.base import WorkbenchScreen
 from workbench.widgets.grounding import describe_grounding, describe_segments
@@ -41,32 +45,37 @@ NO_EVAL = ("No evaluation samples yet.\n\nImport the kitchen, whose held-out vid
 EMPTY_EVAL_SET = "This eval set has no samples — press e to choose another."
 NO_VARIANTS = ("No model variants yet — train one with `ddft train --variant NAME --base MODEL`, "
                "or run `ddft demo`. Then `ddft generate` makes recipes to compare.")
-NONE_LEFT = "No sample passes the filters — press d or g to turn one off."
 
-
-# The narrowest a recipe column gets before the columns scroll sideways.
+# The narrowest a recipe column gets when more than one variant is shown: the reference and as
+# many variants as fit at this width are shown side by side, the rest one key (v) away.
 MIN_COLUMN = 40
 
 
 class CompareScreen(WorkbenchScreen):
-    """Pick an eval set and one of its samples; read the reference and every variant's recipe
-    side by side."""
+    """Pick an eval set and one of its samples; read the reference beside the variants' recipes:
+    as many side by side as fit (one on an 80-column terminal), the others one key (v) away.
+    Only variants with a generation for the sample get a column."""
 
     SUB_TITLE = "Compare"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("e", "focus_eval_set", "Eval set", id="compare.eval_set",
                 tooltip="Choose the eval set whose samples are listed"),
-        Binding("d", "toggle_disagree", "Judges disagree", id="compare.disagree",
+        Binding("v", "next_variant", "Variant", id="compare.next_variant",
+                tooltip="Show the next variant's generation beside the reference (when not all "
+                        "fit side by side)"),
+        Binding("d", "toggle_disagree", "Disagree", id="compare.disagree",
                 tooltip="Show only samples where judges give one generation different verdicts"),
         Binding("g", "toggle_gap", "Score gap", id="compare.gap",
                 tooltip=f"Show only samples where variants' scores differ by more than {SCORE_GAP:g} "
                         "under the chosen judge"),
-        Binding("j", "focus_judge", "Gap judge", id="compare.judge",
-                tooltip="Choose the judge whose scores the score-gap filter compares"),
         Binding("f", "toggle_grounding", "Frames", id="compare.grounding",
                 tooltip="Show each generated step with the frame it attends to most "
                         "(`ddft ground`) beside the annotated step"),
-        Binding("r", "reload", "Reload", id="compare.reload"),
+        Binding("w", "toggle_replies", "Replies", id="compare.replies",
+                tooltip="Show each judge's reply as stored, below its score and its parts"),
+        Binding("j", "focus_judge", "Gap judge", show=False, id="compare.judge",
+                tooltip="Choose the judge whose scores the score-gap filter compares"),
+        Binding("r", "reload", "Reload", show=False, id="compare.reload"),
     ]
 
     @dataclass
@@ -84,17 +93,23 @@ class CompareScreen(WorkbenchScreen):
         self.only_disagreements = False
         self.only_score_gaps = False
         self.show_grounding = False
+        self.show_replies = False
         self.shown: tuple[EvalSampleChoice, ...] = ()
+        # The variant (id) the first variant column shows; v moves it on to the next.
+        self.first_variant: int | None = None
+        self.note = ""  # why there is no view to show
+        self._drawn_sample: int | None = None
+        self._drawing = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="compare-bar"):
-            yield Select([], prompt="eval set", id="compare-eval-set")
-            yield Select([], prompt="gap judge", id="compare-judge")
+            yield Select([], prompt="eval set", id="compare-eval-set", compact=True)
+            yield Select([], prompt="gap judge", id="compare-judge", compact=True)
             yield Static("", id="compare-summary")
         with Horizontal(id="compare-body"):
             yield OptionList(id="compare-samples")
-            with HorizontalScroll(id="compare-columns"), \
+            with Horizontal(id="compare-columns"), \
                     VerticalScroll(id="reference-scroll", classes="compare-column"):
                 yield RecipePane("loading…", id="reference")
         yield Footer()
@@ -156,36 +171,47 @@ class CompareScreen(WorkbenchScreen):
                 judge.set_options([(Text(s), s) for s in choices.settings])
                 if choices.settings:
                     judge.value = kept if kept in choices.settings else choices.settings[0]
-            if self.choices is None or choices.variants != self.choices.variants:
-                await self._build_columns(choices.variants)
             self.choices = choices
             self._show_samples()
         self._request_view()
 
-    async def _build_columns(self, variants: tuple[VariantChoice, ...]) -> None:
-        columns = self.query_one("#compare-columns", HorizontalScroll)
-        await columns.query(".generation-scroll").remove()
-        await columns.mount_all(
-            VerticalScroll(RecipePane("", id=f"generation-{v.id}", classes="generation"),
-                           classes="compare-column generation-scroll")
-            for v in variants
-        )
-        self.call_after_refresh(self._fit_columns)
+    def variant_slots(self) -> int:
+        """How many variant columns fit beside the reference (at least one)."""
+        width = self.query_one("#compare-columns").size.width
+        return max(1, width // MIN_COLUMN - 1)
+
+    def shown_sides(self) -> tuple[VariantSide, ...]:
+        """The generated variants drawn beside the reference: as many as fit, from the one v
+        has moved to, in variant order (wrapping round)."""
+        view = self.view
+        if view is None:
+            return ()
+        generated = view.generated
+        if not generated:
+            return ()
+        count = min(len(generated), self.variant_slots())
+        ids = [side.variant.id for side in generated]
+        first = ids.index(self.first_variant) if self.first_variant in ids else 0
+        return tuple(generated[(first + i) % len(generated)] for i in range(count))
+
+    async def _ensure_columns(self, count: int) -> list[RecipePane]:
+        """Exactly `count` variant columns beside the reference, reusing those there."""
+        columns = self.query_one("#compare-columns", Horizontal)
+        scrolls = list(columns.query(".generation-scroll"))
+        if len(scrolls) > count:
+            await columns.remove_children(scrolls[count:])
+        elif len(scrolls) < count:
+            await columns.mount_all(
+                VerticalScroll(RecipePane("", id=f"generation-{index}", classes="generation"),
+                               classes="compare-column generation-scroll")
+                for index in range(len(scrolls), count))
+        return self._generation_panes()
 
     def on_resize(self) -> None:
-        self.call_after_refresh(self._fit_columns)
+        self.call_after_refresh(self._redraw)
 
-    def _fit_columns(self) -> None:
-        """Share the width among the reference and the variants' columns, each at least
-        MIN_COLUMN cells; beyond that the columns scroll sideways (Tab moves between them)."""
-        columns = self.query_one("#compare-columns", HorizontalScroll)
-        panes = list(columns.query(".compare-column"))
-        available = columns.size.width
-        if not panes or available <= 0:
-            return
-        width = max(MIN_COLUMN, available // len(panes))
-        for pane in panes:
-            pane.styles.width = width
+    async def _redraw(self) -> None:
+        await self._show_view()
 
     def _show_samples(self) -> None:
         """Fill the sample list with what the filters leave, keeping the highlighted sample."""
@@ -217,25 +243,23 @@ class CompareScreen(WorkbenchScreen):
         return text + (f" · filter: {', '.join(filters)}" if filters else "")
 
     def _request_view(self) -> None:
-        reference = self.query_one("#reference", RecipePane)
         choices = self.choices
         if choices is None:
             return
-        panes = self._generation_panes()
         if not choices.samples or not choices.variants or not self.shown:
             self.view = None
             notes = [EMPTY_EVAL_SET if choices.eval_sets else NO_EVAL] if not choices.samples else []
             notes += [NO_VARIANTS] if not choices.variants else []
-            reference.show_note("\n\n".join(notes) or NONE_LEFT)
-            for pane in panes:
-                pane.show_note("")
+            self.note = "\n\n".join(notes) or why_none_left(
+                choices, disagree=self.only_disagreements, gap_setting=self.gap_setting)
+            self.call_later(self._show_view)
             return
         sample = next((s for s in self.shown if s.id == self.sample_id), None)
         if sample is not None:
             self._load_view(self.db_engine, sample, choices.variants)
 
     @on(ViewLoaded)
-    def _view_loaded(self, message: ViewLoaded) -> None:
+    async def _view_loaded(self, message: ViewLoaded) -> None:
         view = message.view
         if view is None:
             self._reload_choices()  # the sample was deleted: read the list again
@@ -245,19 +269,39 @@ class CompareScreen(WorkbenchScreen):
         if tuple(side.variant for side in view.sides) != self.choices.variants:
             return  # the variants changed while this was read; a fresh read follows
         self.view = view
-        self._show_view()
+        await self._show_view()
 
-    def _show_view(self) -> None:
-        """Draw the loaded comparison: recipes, or each step's grounded frame (`f`)."""
-        view = self.view
-        if view is None:
-            return
-        reference = describe_segments(view) if self.show_grounding else describe_reference(view)
-        self.query_one("#reference", RecipePane).show_text(reference)
-        describe = describe_grounding if self.show_grounding else describe_generation
-        for side in view.sides:
-            self.query_one(f"#generation-{side.variant.id}", RecipePane).show_text(
-                describe(view, side))
+    async def _show_view(self) -> None:
+        """Draw the loaded comparison (recipes, or each step's grounded frame with `f`), or the
+        note saying why there is none; a new sample is shown from its top."""
+        async with self._drawing:
+            reference = self.query_one("#reference", RecipePane)
+            view = self.view
+            if view is None:
+                await self._ensure_columns(0)
+                self._drawn_sample = None
+                if self.note:  # else nothing is read yet: "loading…" stays
+                    reference.show_note(self.note)
+                return
+            sides = self.shown_sides()
+            panes = await self._ensure_columns(len(sides))
+            generated = view.generated
+            cycling = len(sides) < len(generated)
+            if self.show_grounding:
+                reference.show_text(describe_segments(view))
+            else:
+                reference.show_text(describe_reference(view, sides))
+            for pane, side in zip(panes, sides):
+                if self.show_grounding:
+                    pane.show_text(describe_grounding(view, side))
+                else:
+                    position = (generated.index(side) + 1, len(generated)) if cycling else None
+                    pane.show_text(describe_generation(view, side, raw=self.show_replies,
+                                                       position=position))
+            if view.sample_id != self._drawn_sample:
+                self._drawn_sample = view.sample_id
+                for column in self.query(".compare-column"):
+                    column.scroll_home(animate=False)
 
     @on(OptionList.OptionHighlighted, "#compare-samples")
     def _sample_changed(self) -> None:
@@ -289,9 +333,27 @@ class CompareScreen(WorkbenchScreen):
         self._show_samples()
         self._request_view()
 
-    def action_toggle_grounding(self) -> None:
+    async def action_toggle_grounding(self) -> None:
         self.show_grounding = not self.show_grounding
-        self._show_view()
+        await self._show_view()
+
+    async def action_toggle_replies(self) -> None:
+        self.show_replies = not self.show_replies
+        await self._show_view()
+
+    async def action_next_variant(self) -> None:
+        generated = self.view.generated if self.view is not None else ()
+        if len(generated) <= len(self.shown_sides()):
+            self.app.bell()
+            self.notify(f"Every variant with a generation for this sample is shown "
+                        f"({len(generated)}).", timeout=3)
+            return
+        ids = [side.variant.id for side in generated]
+        first = ids.index(self.first_variant) if self.first_variant in ids else 0
+        self.first_variant = ids[(first + 1) % len(ids)]
+        await self._show_view()
+        for column in self.query(".generation-scroll"):
+            column.scroll_home(animate=False)
 
     def action_focus_judge(self) -> None:
         self.query_one("#compare-judge", Select).focus()

@@ -29,6 +29,7 @@ from workbench.data.jobs import (
     refresh_job_states,
     request_cancel,
     resume_job,
+    start_queue,
 )
 from workbench.dialogs.confirm import ConfirmDialog
 from workbench.screens.base import WorkbenchScreen
@@ -111,7 +112,9 @@ class JobTableScreen(WorkbenchScreen):
 
     def note_text(self, rows: tuple[JobRow, ...]) -> str:
         active = sum(1 for row in rows if row.active)
-        return f"{len(rows)} {self.NOUN}s · {active} active · refreshed every {POLL_S:g} s"
+        queued = sum(1 for row in rows if row.status == "queued")
+        return (f"{len(rows)} {self.NOUN}s · {active} active ({queued} queued) · refreshed "
+                f"every {POLL_S:g} s")
 
     def cancel_question(self, row: JobRow) -> str:
         return (f"Cancel job {row.id} ({row.kind}: {row.title})?\n\n"
@@ -166,6 +169,7 @@ class JobTableScreen(WorkbenchScreen):
     def _poll(self, db_engine: Engine, kind: str | None, selected: int | None,
               load_detail: Callable[[Engine, int], Any]) -> None:
         note = refresh_job_states(db_engine)
+        start_queue(db_engine)
         polled_at = datetime.now(timezone.utc)
         rows = load_jobs(db_engine, kind=kind)
         detail = load_detail(db_engine, selected) if selected is not None else None
@@ -310,8 +314,10 @@ class JobTableScreen(WorkbenchScreen):
         self.poll()
 
 
-JOB_COLUMNS = (("id", "id"), ("kind", "kind"), ("title", "title"), ("status", "status"),
-               ("progress", "step/total"), ("loss", "loss"), ("heartbeat", "heartbeat"),
+# By priority, for a narrow terminal (80 columns): what a job is and where it stands first; its
+# title (often long) after them, the rest when there is room.
+JOB_COLUMNS = (("id", "id"), ("kind", "kind"), ("status", "status"), ("progress", "step/total"),
+               ("title", "title"), ("loss", "loss"), ("heartbeat", "heartbeat"),
                ("started", "started"))
 NO_JOBS = ("No jobs yet.\n\nStart one from the command line — `ddft train …`, `ddft generate …`, "
            "`ddft judge …` — or build a complete demo with `ddft demo`. Jobs appear here within a "

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar
 
-from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -31,6 +30,7 @@ from textual.widgets.option_list import Option
 
 from workbench.screens.base import WorkbenchScreen
 from workbench.screens.help import HelpScreen
+from workbench.widgets.hanging import HangingLines, recipe_lines
 from workbench.widgets.rating import (
     CHOICE_LABELS,
     PAIRWISE_CHOICES,
@@ -250,7 +250,9 @@ class RateScreen(WorkbenchScreen):
         yield Header()
         with Horizontal(id="rate-bar"):
             yield Static("", id="rate-position")
-            yield ProgressBar(total=None, show_eta=False, id="rate-progress")
+            # The share done is in the position text on the left: notices show at the right.
+            yield ProgressBar(total=None, show_eta=False, show_percentage=False,
+                              id="rate-progress")
         with ContentSwitcher(initial="rate-note-scroll", id="rate-body"):
             with VerticalScroll(id="rate-note-scroll"):
                 yield Static(Text("Opening the campaign…"), id="rate-note")
@@ -432,9 +434,10 @@ class RateScreen(WorkbenchScreen):
                 skipped=place.done - place.rated)))
             self._switch("complete", "rate-note-scroll")
             return
+        share = f"{place.done / place.total:.0%}" if place.total else "0%"
         self.query_one("#rate-position", Static).update(
             Text.assemble((f"item {item.number} of {item.total}", "bold"),
-                          (f" · {place.done} done", "dim")))
+                          (f" · {place.done} done · {share}", "dim")))
         same = previous is not None and previous.item is not None \
             and previous.item.assignment_id == item.assignment_id and self.phase == "rating"
         if not same:
@@ -446,14 +449,17 @@ class RateScreen(WorkbenchScreen):
         pairwise = item.mode == "pairwise"
         reference = self.query_one("#rate-reference", RecipePane)
         reference.border_title = Text(f"Reference · {item.sample_external_id}")
-        reference.show(Text.assemble(("Asked: ", "bold"), (item.prompt, "italic"), "\n\n",
-                                     item.reference))
+        shown = HangingLines()
+        shown.add(Text.assemble(("Asked: ", "bold"), (item.prompt, "italic")))
+        shown.add("")
+        shown.rows += recipe_lines(item.reference).rows
+        reference.show(shown)
         first = self.query_one("#rate-recipe-a", RecipePane)
         first.border_title = "Recipe A" if pairwise else "Recipe to rate"
-        first.show(Text(item.texts[0]))
+        first.show(recipe_lines(item.texts[0]))
         second = self.query_one("#rate-recipe-b", RecipePane)
         second.display = pairwise
-        second.show(Text(item.texts[1] if pairwise else ""))
+        second.show(recipe_lines(item.texts[1] if pairwise else ""))
         scales = self.query_one("#rate-scales", ScoreScales)
         choice = self.query_one("#rate-choice", PairChoice)
         scales.display, choice.display = not pairwise, pairwise
@@ -582,27 +588,4 @@ class RateScreen(WorkbenchScreen):
 class RatingHelpScreen(HelpScreen):
     """The rating keys and how to rate; nothing about the rest of the workbench."""
 
-    DEFAULT_CSS = """
-    RatingHelpScreen > VerticalScroll {
-        width: 100%;
-        max-width: 90;
-    }
-    """
-
-    def _key_table(self) -> Table:
-        # A grid, so that a long description wraps inside its own column on an 80-column terminal.
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold", no_wrap=True)
-        table.add_column()
-        for title, bindings in self.sections:
-            table.add_row(Text(f" {title} ", style="reverse"), "")
-            for binding in bindings:
-                keys = " / ".join(self.app.get_key_display(replace(binding, key=key.strip()))
-                                  for key in binding.key.split(","))
-                table.add_row(f"  {keys}", binding.tooltip or binding.description)
-        return table
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll():
-            yield Static(self._key_table(), id="help-keys")
-            yield Static(RATING_NOTES, id="help-notes", markup=False)
+    NOTES = RATING_NOTES

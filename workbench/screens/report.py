@@ -12,7 +12,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Select, Static
 from textual.worker import get_current_worker
@@ -28,24 +28,33 @@ from workbench.data.report import (
     video_lines,
 )
 from workbench.screens.base import WorkbenchScreen
+from workbench.widgets.table_columns import SCROLLBAR, Column, cell_width, fit_columns
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from engine.evaluation.report import Report
 
-COLUMNS = (("variant", "Variant"), ("yes", "Yes"), ("no", "No"), ("accuracy", "Accuracy"),
-           ("average_score", "Average Score"), ("n", "n"), ("unparsable", "Unparsable"),
-           ("failed", "Failed"), ("accuracy_ci", "Accuracy 95% CI"), ("score_ci", "Score 95% CI"), ("recipes", "Recipes"))
-COMPARISON_COLUMNS = (("variant", "Variant"), ("baseline", "Baseline"), ("pairs", "Pairs"),
-                      ("only_variant", "Only variant yes"), ("only_baseline", "Only baseline yes"),
-                      ("accuracy_diff", "Δ Accuracy"), ("mcnemar_p", "McNemar p"),
-                      ("score_diff", "Δ Score"), ("score_diff_ci", "Δ Score 95% CI"),
-                      ("score_p", "Bootstrap p"))
+# Drawn in this order; on a narrow terminal the columns of higher priority number are left out
+# first (and named under the table), so the paper's four numbers stay.
+COLUMNS = (Column("variant", "Variant", 0), Column("yes", "Yes", 3), Column("no", "No", 4),
+           Column("accuracy", "Accuracy", 1), Column("average_score", "Average Score", 2),
+           Column("n", "n", 5), Column("unparsable", "Unparsable", 8),
+           Column("failed", "Failed", 9), Column("accuracy_ci", "Accuracy 95% CI", 6),
+           Column("score_ci", "Score 95% CI", 7), Column("recipes", "Recipes", 10))
+COMPARISON_COLUMNS = (Column("variant", "Variant", 0), Column("baseline", "Baseline", 9),
+                      Column("pairs", "Pairs", 6), Column("only_variant", "Only variant yes", 7),
+                      Column("only_baseline", "Only baseline yes", 8),
+                      Column("accuracy_diff", "Δ Accuracy", 1), Column("mcnemar_p", "McNemar p", 2),
+                      Column("score_diff", "Δ Score", 3),
+                      Column("score_diff_ci", "Δ Score 95% CI", 5),
+                      Column("score_p", "Bootstrap p", 4))
 # Selector → the selection field it sets, in the order each choice narrows the next.
 SELECTORS = {"report-eval-set": "eval_set", "report-judge": "judge",
              "report-protocol": "protocol", "report-version": "prompt_version",
              "report-baseline": "baseline"}
+LABELS = {"report-eval-set": "eval set", "report-judge": "judge", "report-protocol": "protocol",
+          "report-version": "version", "report-baseline": "baseline"}
 NO_EVAL = ("No eval set yet — import the kitchen with `ddft data import kitchen`, or build a complete "
            "demo with `ddft demo`.")
 
@@ -118,16 +127,18 @@ class ReportScreen(WorkbenchScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal(id="report-bar"):
-            yield Select([], prompt="eval set", id="report-eval-set")
-            yield Select([], prompt="judge", id="report-judge")
-            yield Select([], prompt="protocol", id="report-protocol")
-            yield Select([], prompt="prompt version", id="report-version")
-            yield Select([], prompt="baseline", id="report-baseline")
+        # Each choice beside its name, one line each: five to a row from 120 columns, three below.
+        with Grid(id="report-bar"):
+            for selector, label in LABELS.items():
+                with Horizontal(classes="report-choice"):
+                    yield Static(label, classes="report-label")
+                    yield Select([], prompt="—", id=selector, compact=True)
         with VerticalScroll(id="report-body"):
             yield DataTable(id="table1", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="table1-left-out")
             yield Static("", id="comparisons-title", classes="report-title")
             yield DataTable(id="comparisons", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="comparisons-left-out")
             yield Static("", id="report-histogram")
             yield Static("", id="report-agreement")
             yield Static("", id="report-video")
@@ -135,13 +146,7 @@ class ReportScreen(WorkbenchScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#table1", DataTable)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        comparisons = self.query_one("#comparisons", DataTable)
-        for key, label in COMPARISON_COLUMNS:
-            comparisons.add_column(label, key=key)
-        table.focus()
+        self.query_one("#table1", DataTable).focus()
 
     def on_screen_resume(self) -> None:
         self.load()
@@ -178,15 +183,8 @@ class ReportScreen(WorkbenchScreen):
                 select.set_options(options)
                 if value is not None:
                     select.value = value
-        table = self.query_one("#table1", DataTable)
-        table.clear()
-        stats = {v.variant: v for v in report.stats}
-        for row in report.rows:
-            table.add_row(*table1_cells(row, stats.get(row.variant)), key=row.variant)
+        self._show_tables()
         comparisons = self.query_one("#comparisons", DataTable)
-        comparisons.clear()
-        for comparison in report.comparisons:
-            comparisons.add_row(*comparison_cells(comparison), key=comparison.variant)
         comparisons.display = bool(report.comparisons)
         self.query_one("#comparisons-title", Static).update(
             Text(f"Paired against {report.baseline} (same samples, same judge)", style="bold")
@@ -195,6 +193,40 @@ class ReportScreen(WorkbenchScreen):
         self.query_one("#report-agreement", Static).update(self._agreements(report))
         self.query_one("#report-video", Static).update(self._video(report))
         self.query_one("#report-provenance", Static).update(self._provenance(report))
+
+    def _show_tables(self) -> None:
+        """Table 1 and the paired table with the columns that fit, by priority; the columns
+        left out are named under each."""
+        report = self.report
+        if report is None:
+            return
+        stats = {v.variant: v for v in report.stats}
+        self._fill("#table1", COLUMNS, [
+            (row.variant, table1_cells(row, stats.get(row.variant))) for row in report.rows])
+        self._fill("#comparisons", COMPARISON_COLUMNS, [
+            (c.variant, comparison_cells(c)) for c in report.comparisons])
+
+    def _fill(self, selector: str, columns: tuple[Column, ...],
+              rows: list[tuple[str, tuple[str | Text, ...]]]) -> None:
+        table = self.query_one(selector, DataTable)
+        widths = {column.key: cell_width(cells[i] for _, cells in rows)
+                  for i, column in enumerate(columns)}
+        width = table.size.width or self.size.width - 4
+        fitted = fit_columns(columns, widths, width - SCROLLBAR)
+        keys = [column.key for column, _ in fitted]
+        table.clear(columns=True)
+        for column, _ in fitted:
+            table.add_column(column.label, key=column.key)
+        shown = [i for i, column in enumerate(columns) if column.key in keys]
+        for key, cells in rows:
+            table.add_row(*(cells[i] for i in shown), key=key)
+        left_out = [column.label for column in columns if column.key not in keys]
+        self.query_one(f"{selector}-left-out", Static).update(
+            Text(f"Left out at this width: {', '.join(left_out)} (wider terminal, or "
+                 "`ddft report`)", style="dim") if left_out and rows else "")
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._show_tables)
 
     @staticmethod
     def _histograms(report: Report) -> Text:

@@ -36,12 +36,19 @@ from workbench.data.samples import (
 from workbench.dialogs.confirm import ConfirmDialog
 from workbench.screens.base import WorkbenchScreen
 from workbench.widgets.sample_detail import SampleDetailPane
+from workbench.widgets.table_columns import SCROLLBAR, Column, cell_width, fit_columns
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-COLUMNS = (("mark", "m"), ("id", "id"), ("dataset", "dataset"), ("modality", "modality"),
-           ("split", "split"), ("check", "chk"), ("included", "incl"), ("preview", "prompt → answer"))
+# In the order drawn; at a narrow width the columns of higher priority number go first, so that
+# the check and included marks and the prompt stay on screen (the detail pane names the rest).
+COLUMNS = (Column("mark", "m", 0), Column("id", "id", 1), Column("dataset", "dataset", 5),
+           Column("modality", "modality", 7), Column("split", "split", 6),
+           Column("check", "chk", 2), Column("included", "incl", 3),
+           Column("preview", "prompt → answer", 4, min_width=20))
+PAGE_KEYS = Binding.Group("Page", compact=True)
+MARKED_KEYS = Binding.Group("Incl/Excl", compact=True)
 INCLUDED_CHOICES = {"included": True, "excluded": False}
 CHECK_MARKS = {"ok": ("✓", "bold green"), "warn": ("!", "bold yellow"), "failed": ("✗", "bold red")}
 MARKED = Text("●", style="bold magenta")
@@ -66,21 +73,24 @@ class SamplesScreen(WorkbenchScreen):
 
     SUB_TITLE = "Samples"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "page(1)", "Next page", id="samples.next_page", tooltip="Show the next 50 samples"),
-        Binding("p", "page(-1)", "Prev page", id="samples.prev_page", tooltip="Show the previous 50 samples"),
-        Binding("x,space", "toggle_included", "Include ✓/✗", id="samples.toggle",
+        Binding("x,space", "toggle_included", "Incl ✓/✗", id="samples.toggle",
                 tooltip="Include the highlighted sample in training, or exclude it"),
         Binding("m", "toggle_mark", "Mark", id="samples.mark",
                 tooltip="Mark or unmark the highlighted sample (marks last across pages)"),
-        Binding("u", "clear_marks", "Unmark all", show=False, id="samples.unmark",
-                tooltip="Clear every mark"),
-        Binding("i", "set_included(True)", "Include", id="samples.include",
+        Binding("i", "set_included(True)", "Include", id="samples.include", group=MARKED_KEYS,
                 tooltip="Include the marked samples, or when none is marked every sample the filters select"),
-        Binding("e", "set_included(False)", "Exclude", id="samples.exclude",
+        Binding("e", "set_included(False)", "Exclude", id="samples.exclude", group=MARKED_KEYS,
                 tooltip="Exclude the marked samples, or when none is marked every sample the filters select"),
         Binding("slash", "focus_search", "Search", id="samples.search"),
-        Binding("f", "focus_filters", "Filters", id="samples.filters"),
-        Binding("r", "reload", "Reload", id="samples.reload"),
+        Binding("f", "toggle_filters", "Filters", id="samples.filters",
+                tooltip="Go to the filters (on a narrow terminal: show or hide them)"),
+        Binding("n", "page(1)", "Next page", id="samples.next_page", group=PAGE_KEYS,
+                tooltip="Show the next 50 samples"),
+        Binding("p", "page(-1)", "Prev page", id="samples.prev_page", group=PAGE_KEYS,
+                tooltip="Show the previous 50 samples"),
+        Binding("u", "clear_marks", "Unmark all", show=False, id="samples.unmark",
+                tooltip="Clear every mark"),
+        Binding("r", "reload", "Reload", show=False, id="samples.reload"),
         Binding("escape", "focus_table", "Back to table", show=False, id="samples.table"),
     ]
 
@@ -110,17 +120,26 @@ class SamplesScreen(WorkbenchScreen):
         self._choices: FilterChoices | None = None
         self._strips: OrderedDict[str, FrameStrip | str] = OrderedDict()  # path → strip or error
         self._strip_pending: str | None = None
+        self._columns: tuple[str, ...] = ()  # the keys of the columns the table has now
+        self._layout: tuple[tuple[str, int | None], ...] = ()  # and their widths
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal(id="sample-filters"):
-            yield Select([], prompt="all datasets", id="filter-dataset")
-            yield Select([], prompt="all modalities", id="filter-modality")
-            yield Select([], prompt="all splits", id="filter-split")
-            yield Select([(s, s) for s in CHECK_STATUSES], prompt="all checks", id="filter-check")
-            yield Select([(k, k) for k in INCLUDED_CHOICES], prompt="incl. & excl.", id="filter-included")
-            yield Input(placeholder="search words  ( / )", id="sample-search")
-            yield Static("", id="samples-count")
+        # One line at 120 columns and up; below, the search line, with the filters one key (f)
+        # away on a line of their own.
+        with Vertical(id="sample-filters"):
+            with Horizontal(id="filter-selects"):
+                yield Select([], prompt="all datasets", id="filter-dataset", compact=True)
+                yield Select([], prompt="all modalities", id="filter-modality", compact=True)
+                yield Select([], prompt="all splits", id="filter-split", compact=True)
+                yield Select([(s, s) for s in CHECK_STATUSES], prompt="all checks",
+                             id="filter-check", compact=True)
+                yield Select([(k, k) for k in INCLUDED_CHOICES], prompt="incl. & excl.",
+                             id="filter-included", compact=True)
+            with Horizontal(id="search-row"):
+                yield Input(placeholder="search words  ( / )", id="sample-search", compact=True)
+                yield Static("", id="filter-summary")
+                yield Static("", id="samples-count")
         with Horizontal(id="samples-body"):
             with Vertical(id="samples-list"):
                 yield DataTable(id="samples-table", cursor_type="row", zebra_stripes=True)
@@ -130,10 +149,8 @@ class SamplesScreen(WorkbenchScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#samples-table", DataTable)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        table.focus()
+        self.query_one("#samples-table", DataTable).focus()
+        self._show_filter_summary()
 
     def on_screen_resume(self) -> None:
         # Jobs and the CLI change the store while this screen is away; read it again on return.
@@ -211,22 +228,54 @@ class SamplesScreen(WorkbenchScreen):
                 if kept in {value for _, value in options}:
                     select.value = kept
 
+    def _cells(self, row: SampleRow) -> dict[str, str | Text]:
+        # Names, splits and prompts are people's text: Text cells, never parsed as markup.
+        return {"mark": MARKED if row.id in self.marked else "", "id": str(row.id),
+                "dataset": Text(row.dataset), "modality": row.modality, "split": Text(row.split),
+                "check": check_mark(row.check_status), "included": included_mark(row.included),
+                "preview": Text(row.preview)}
+
+    def _fitting_columns(self, rows: tuple[SampleRow, ...]) -> tuple[tuple[Column, int | None], ...]:
+        """The columns that fit the table's width for these rows, by priority."""
+        cells = [self._cells(row) for row in rows]
+        widths = {c.key: cell_width(cell[c.key] for cell in cells) for c in COLUMNS}
+        width = self.query_one("#samples-table", DataTable).size.width
+        return fit_columns(COLUMNS, widths, (width or 80) - SCROLLBAR)
+
     def _show_page(self, page: SamplePage) -> None:
         table = self.query_one("#samples-table", DataTable)
         highlighted = self.highlighted
         same_page = self.page is not None and self.page.offset == page.offset
         self.page = page
         self._rows = {row.id: row for row in page.rows}
-        table.clear()
+        columns = self._fitting_columns(page.rows)
+        keys = tuple(c.key for c, _ in columns)
+        layout = tuple((c.key, width) for c, width in columns)
+        table.clear(columns=layout != self._layout)
+        if layout != self._layout:
+            for column, width in columns:
+                table.add_column(column.label, key=column.key, width=width)
+            self._columns, self._layout = keys, layout
         for row in page.rows:
-            # Names, splits and prompts are people's text: Text cells, never parsed as markup.
-            table.add_row(MARKED if row.id in self.marked else "", str(row.id), Text(row.dataset),
-                          row.modality, Text(row.split), check_mark(row.check_status),
-                          included_mark(row.included), Text(row.preview), key=str(row.id))
-        if same_page and highlighted is not None and highlighted.id in self._rows:
+            cells = self._cells(row)
+            table.add_row(*(cells[key] for key in keys), key=str(row.id))
+        if highlighted is not None and highlighted.id in self._rows and (
+                same_page or table.row_count):
             table.move_cursor(row=table.get_row_index(str(highlighted.id)), scroll=True)
         self._show_counts()
         self._show_detail()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._refit_columns)
+
+    def _refit_columns(self) -> None:
+        if self.page is not None and tuple(
+                (c.key, w) for c, w in self._fitting_columns(self.page.rows)) != self._layout:
+            self._show_page(self.page)
+
+    def _update_cell(self, sample_id: int, key: str, value: str | Text) -> None:
+        if key in self._columns:
+            self.query_one("#samples-table", DataTable).update_cell(str(sample_id), key, value)
 
     def _show_counts(self) -> None:
         page = self.page
@@ -292,6 +341,22 @@ class SamplesScreen(WorkbenchScreen):
         if filters != self.filters:
             self.filters = filters
             self.load(offset=0)
+        self._show_filter_summary()
+
+    def _show_filter_summary(self) -> None:
+        """The chosen filters in one line, for a narrow terminal where they are folded away."""
+        chosen = []
+        for selector in ("#filter-dataset", "#filter-modality", "#filter-split", "#filter-check",
+                         "#filter-included"):
+            value = self.query_one(selector, Select).selection
+            if value is not None and selector == "#filter-dataset":
+                names = self._choices.dataset_names if self._choices else {}
+                chosen.append(names.get(value, str(value)))
+            elif value is not None:
+                chosen.append(str(value))  # a modality, split, check status or included choice
+        summary = Text("f filters: ", style="dim")
+        summary.append(", ".join(chosen) if chosen else "none", style="bold" if chosen else "dim")
+        self.query_one("#filter-summary", Static).update(summary)
 
     @on(Input.Submitted, "#sample-search")
     def _search_submitted(self) -> None:
@@ -299,11 +364,13 @@ class SamplesScreen(WorkbenchScreen):
 
     @on(IncludedStored)
     def _included_stored(self, message: IncludedStored) -> None:
-        table = self.query_one("#samples-table", DataTable)
         # Rows of other pages are not shown; the next load reads their stored value.
         for sample_id in message.sample_ids & self._rows.keys():
             self._rows[sample_id] = replace(self._rows[sample_id], included=message.included)
-            table.update_cell(str(sample_id), "included", included_mark(message.included))
+            self._update_cell(sample_id, "included", included_mark(message.included))
+        if self.page is not None:  # a redraw (a resize) draws the stored values
+            self.page = replace(self.page, rows=tuple(self._rows.get(row.id, row)
+                                                      for row in self.page.rows))
         if message.changed is not None:
             verb = "Included" if message.included else "Excluded"
             asked = len(message.sample_ids)
@@ -347,15 +414,13 @@ class SamplesScreen(WorkbenchScreen):
             self.app.bell()
             return
         self.marked.symmetric_difference_update((row.id,))
-        table = self.query_one("#samples-table", DataTable)
-        table.update_cell(str(row.id), "mark", MARKED if row.id in self.marked else "")
-        table.action_cursor_down()
+        self._update_cell(row.id, "mark", MARKED if row.id in self.marked else "")
+        self.query_one("#samples-table", DataTable).action_cursor_down()
         self._show_counts()
 
     def action_clear_marks(self) -> None:
-        table = self.query_one("#samples-table", DataTable)
         for sample_id in self.marked & self._rows.keys():
-            table.update_cell(str(sample_id), "mark", "")
+            self._update_cell(sample_id, "mark", "")
         self.marked.clear()
         self._show_counts()
 
@@ -386,10 +451,17 @@ class SamplesScreen(WorkbenchScreen):
     def action_focus_search(self) -> None:
         self.query_one("#sample-search", Input).focus()
 
-    def action_focus_filters(self) -> None:
+    def action_toggle_filters(self) -> None:
+        """Go to the filters; on a narrow terminal show them (or, when shown, fold them away)."""
+        narrow = self.has_class("-narrow")
+        if narrow and self.has_class("-filters-open"):
+            self.action_focus_table()
+            return
+        self.set_class(narrow, "-filters-open")
         self.query_one("#filter-dataset", Select).focus()
 
     def action_focus_table(self) -> None:
+        self.remove_class("-filters-open")
         self.query_one("#samples-table", DataTable).focus()
 
     def action_reload(self) -> None:

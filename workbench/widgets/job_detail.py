@@ -28,6 +28,11 @@ def status_text(status: str, *, cancel_pending: bool = False) -> Text:
 
 
 def row_status(row: JobRow) -> Text:
+    """A row's status cell: a queued job with its place in line (`queued #2`) or `blocked`."""
+    if row.status == "queued" and row.blocked_by:
+        return Text("queued (blocked)", style=STATUS_STYLES["queued"])
+    if row.status == "queued" and row.queue_position is not None:
+        return Text(f"queued #{row.queue_position}", style=STATUS_STYLES["queued"])
     return status_text(row.status, cancel_pending=row.cancel_pending)
 
 
@@ -45,6 +50,8 @@ def describe_job(job: JobDetail, *, chart_width: int = 60) -> Text:
     if row.cancel_pending:
         text.append("  (cancel requested)", style="yellow")
     text.append(f"   step {format_progress(row.step, row.total)}\n")
+    if row.queue_line:
+        text.append(f"queue: {row.queue_line}\n", style="cyan")
     if job.message:
         text.append(f"message: {job.message}\n")
     if job.error:

@@ -10,6 +10,8 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
 
+from workbench.widgets.hanging import HangingLines
+
 # As db.models.RATING_FIELDS and PAIRWISE_CHOICES; repeated so that importing the workbench
 # does not import the store (a test checks that they agree).
 RATING_FIELDS = ("ingredients", "steps", "overall")
@@ -48,7 +50,7 @@ class RecipePane(VerticalScroll):
     def text(self) -> str:
         return str(self.query_one(Static).content)
 
-    def show(self, text: Text) -> None:
+    def show(self, text: Text | HangingLines) -> None:
         """Show `text` from its first line."""
         self.query_one(Static).update(text)
         self.scroll_home(animate=False)

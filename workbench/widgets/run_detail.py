@@ -12,6 +12,7 @@ from workbench.widgets.job_detail import describe_log, status_text
 
 METRIC_LABELS = {
     "loss": ("loss", ".4f", ""),
+    "val_loss": ("validation loss", ".4f", ""),
     "lr": ("lr", ".3g", ""),
     "projector_lr": ("projector lr", ".3g", ""),
     "grad_norm": ("grad norm", ".3g", ""),
@@ -64,11 +65,25 @@ def describe_run(run: RunDetail, overlay: Overlay | None, marked: int | None) ->
 
 
 def chart_text(chart: Chart, *, empty: str) -> Text:
+    """The chart, then its legend (each curve's glyph in its colour and its label: a run's
+    name is people's text, never markup) and its note, below the plot rather than over it."""
     if chart.kind == "plotext":
-        return Text.from_ansi(chart.text, no_wrap=True)
-    if chart.kind == "sparkline":
-        return Text(chart.text, style="green", no_wrap=True)
-    return Text(f"{chart.title}: {empty}", style="dim")
+        text = Text.from_ansi(chart.text, no_wrap=True)
+    elif chart.kind == "sparkline":
+        text = Text(chart.text, style="green", no_wrap=True)
+    else:
+        return Text(f"{chart.title}: {empty}", style="dim")
+    text.rstrip()
+    if chart.legend:
+        text.append("\n")
+        for index, (glyph, label, colour) in enumerate(chart.legend):
+            if index:
+                text.append("   ")
+            text.append(f"{glyph}{glyph} ", style=f"bold color({colour})")
+            text.append(label)
+    if chart.note:
+        text.append(f"\n{chart.note}", style="dim")
+    return text
 
 
 def describe_files(run: RunDetail) -> Text:
@@ -79,8 +94,14 @@ def describe_files(run: RunDetail) -> Text:
     for checkpoint in run.checkpoints:
         text.append(f"  step {checkpoint.step:>6}", style="bold" if checkpoint.final else "")
         text.append("  final" if checkpoint.final else "       ", style="green")
+        if checkpoint.val_loss is not None:
+            text.append(f"  val {checkpoint.val_loss:.4f}")
+            text.append(" best" if checkpoint.best else "     ", style="bold yellow")
         text.append(f"  {format_local(checkpoint.saved_at)}  ", style="dim")
         text.append(f"{checkpoint.path}\n")
+    if any(c.best for c in run.checkpoints):
+        text.append(f"  best: the lowest validation loss; `ddft variants from-checkpoint "
+                    f"{run.id} --name NAME --best`\n", style="dim")
     text.append_text(describe_log(run.job))
     return text
 

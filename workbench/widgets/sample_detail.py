@@ -10,6 +10,7 @@ from textual.widgets import Static
 
 from workbench.data.frame_strip import FrameStrip
 from workbench.data.samples import SampleRow
+from workbench.widgets.hanging import HangingLines
 
 CHECK_STYLES = {"ok": "bold green", "warn": "bold yellow", "failed": "bold red"}
 NOT_CHECKED = "not checked — run `ddft data check`"
@@ -77,7 +78,8 @@ def draw_frame_strip(strip: FrameStrip, times: tuple[float, ...] | None, width: 
 
 
 def describe_sample(row: SampleRow, *, strip: FrameStrip | None = None, strip_note: str = "",
-                    width: int = 60) -> Text:
+                    width: int = 60) -> HangingLines:
+    """The sample's detail; a step sentence that wraps goes on under itself, not its times."""
     text = Text()
     text.append(f"Sample {row.id}", style="bold")
     text.append(f"  {row.dataset} · {row.modality} · {row.split} · ")
@@ -110,12 +112,15 @@ def describe_sample(row: SampleRow, *, strip: FrameStrip | None = None, strip_no
                 text.append(f"  ({len(row.frame_times)} frames)", style="dim")
             if strip_note:
                 text.append(f"\n{strip_note}", style="dim")
+    rows = HangingLines()
+    rows.add_text(text)
     if row.segments:
-        text.append(f"\n\nsteps ({len(row.segments)})", style="bold")
+        rows.add("")
+        rows.add(Text(f"steps ({len(row.segments)})", style="bold"))
         for segment in row.segments:
-            text.append(f"\n {_seconds(segment.start):>7}–{_seconds(segment.end):<7} ", style="dim")
-            text.append(segment.sentence)
-    return text
+            rows.add(Text(segment.sentence),
+                     Text(f" {_seconds(segment.start):>7}–{_seconds(segment.end):<7} ", style="dim"))
+    return rows
 
 
 class SampleDetailPane(Static):
