@@ -16,7 +16,9 @@ from db.errors import UserError
 
 # What a peft adapter folder holds; a checkpoint also holds optimizer and scheduler state, RNG
 # states and ddft's own records, none of which belong in an export.
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+# ddft_time.json: the frame-time settings of a time-aware adapter (engine/model/timeaware.py).
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin",
+                 "ddft_time.json")
 
 
 class ExportError(UserError, ValueError):
@@ -199,13 +201,16 @@ def export_merged(base_model: str, adapter_path: str | Path, out_dir: Path) -> P
     try:
         loaded = load_variant(base_model, str(adapter_path), device="cpu", dtype=dtype)
         merged = loaded.model.merge_and_unload()
-        merged.save_pretrained(tmp)
+        from engine.model.timeaware import save_merged
+
+        # A time-aware adapter's frame-time encoder is kept beside the merged weights.
+        note = save_merged(merged, tmp, loaded.time)
         loaded.processor.save_pretrained(tmp)
         (tmp / "README.md").write_text(model_card(
             base_model, relation="merge", title="Model merged by ddft (base + LoRA adapter)",
             usage="```python\nfrom transformers import VideoLlavaForConditionalGeneration\n"
                   "model = VideoLlavaForConditionalGeneration.from_pretrained("
-                  "'PATH_TO_THIS_FOLDER')\n```\n"))
+                  "'PATH_TO_THIS_FOLDER')\n```\n" + (f"\n{note}\n" if note else "")))
         return _publish(tmp, Path(out_dir))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -12,6 +12,12 @@ import pytest
 
 from db.store import database_url, open_store
 
+# pytest-xdist's workers run with COLUMNS=80 and LINES=24 in their environment, which Rich then
+# takes as the width of every CLI output the tests read; without them (as in one process) the
+# output is the width Rich gives a pipe. The same width in both ways of running the suite.
+for _variable in ("COLUMNS", "LINES"):
+    os.environ.pop(_variable, None)
+
 
 @pytest.fixture
 def ddft_workspace(tmp_path, monkeypatch):

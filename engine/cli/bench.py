@@ -207,3 +207,8 @@ def bench_raters_cmd(
                               f"  {message}", markup=False, highlight=False))
     for line in result.lines():
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+from engine.cli.timeaware import bench_timestamps  # noqa: E402 (registered with the group)
+
+app.command("timestamps")(bench_timestamps)

@@ -629,3 +629,8 @@ def exclude(
     """Leave samples out of training: by id, dataset, check status or a search, all given
     filters together (the Samples screen's e, headless)."""
     _set_included(False, sample_ids, dataset, check_status, search, dry_run, workspace)
+
+
+from engine.cli.timeaware import data_timestamps  # noqa: E402 (registered with the group)
+
+app.command("timestamps")(data_timestamps)

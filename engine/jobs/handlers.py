@@ -551,7 +551,9 @@ def ground_task(ctx: JobContext) -> dict[str, Any]:
         try:
             attention = capture_frame_attention(loaded, prompt=generation.prompt,
                                                 text=generation.text, frames=sampled.frames,
-                                                layers=chosen.layers, heads=chosen.heads)
+                                                layers=chosen.layers, heads=chosen.heads,
+                                                frame_times=sampled.times,
+                                                duration_s=sampled.duration_s)
         except GroundingError as exc:
             raise JobError(f"generation {generation.id}: {exc}") from None
         steps = ground_steps(attention, step_spans(generation.text),

@@ -211,7 +211,9 @@ class ReportScreen(WorkbenchScreen):
         table = self.query_one(selector, DataTable)
         widths = {column.key: cell_width(cells[i] for _, cells in rows)
                   for i, column in enumerate(columns)}
-        width = table.size.width or self.size.width - 4
+        # The screen's width, not the table's: the table may not be laid out yet when the
+        # report arrives, and the columns shown must not depend on which comes first.
+        width = self.size.width - 4
         fitted = fit_columns(columns, widths, width - SCROLLBAR)
         keys = [column.key for column, _ in fitted]
         table.clear(columns=True)
