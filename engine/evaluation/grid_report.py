@@ -13,7 +13,14 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from db.errors import UserError
-from engine.evaluation.report import Comparison, Table1Row, VariantStats, compare_variants, report_from_rows
+from engine.evaluation.report import (
+    Comparison,
+    Table1Row,
+    VariantStats,
+    compare_variants,
+    format_interval,
+    report_from_rows,
+)
 from engine.evaluation.spreadsheet import csv_writer
 
 if TYPE_CHECKING:
@@ -224,12 +231,6 @@ def _num(value: Optional[float], pattern: str) -> str:
     return "—" if value is None else pattern.format(value)
 
 
-def _interval(low: Optional[float], high: Optional[float], pattern: str) -> str:
-    if low is None or high is None:
-        return "—"
-    return f"[{pattern.format(low)}, {pattern.format(high)}]"
-
-
 def _p(value: Optional[float]) -> str:
     if value is None:
         return "—"
@@ -264,9 +265,9 @@ def render_markdown(report: GridReport) -> str:
             f"| {row.label} | {row.variant} | {row.state} "
             f"| {t.yes if t else '—'} | {t.no if t else '—'} "
             f"| {_num(t.accuracy if t else None, '{:.2f}%')} "
-            f"| {_interval(s.accuracy_low, s.accuracy_high, '{:.2f}%') if s else '—'} "
+            f"| {format_interval(s.accuracy_low, s.accuracy_high, '{:.2f}%') if s else '—'} "
             f"| {_num(t.average_score if t else None, '{:.2f}')} "
-            f"| {_interval(s.score_low, s.score_high, '{:.2f}') if s else '—'} "
+            f"| {format_interval(s.score_low, s.score_high, '{:.2f}') if s else '—'} "
             f"| {t.n if t else '—'} | {t.failed if t else '—'} "
             f"| {_test_cell(_test(row, 'base'))} | {_test_cell(_test(row, 'all'))} "
             f"| {_num(cost.steps if cost else None, '{}')} "
