@@ -146,16 +146,16 @@ def _time(name: str, load: Callable[[], object], db_engine: Any, repeats: int,
     return LoadTiming(name, seconds, len(statements), target_s)
 
 
-def bench_compare(*, samples: int = 408, variants: int = 4, repeats: int = 20,
+def bench_compare(*, load_choices: Callable[..., Any], load_view: Callable[..., Any],
+                  samples: int = 408, variants: int = 4, repeats: int = 20,
                   progress: Callable[[str], None] | None = None) -> BenchCompareResult:
     """Build a store in a temporary folder (`fill_compare_store`), then time the Compare
-    screen's own loaders: one page (the eval set's sample list with its filter flags over every
-    variant) and one sample's view (the reference beside every variant's generation, with
-    ingredient marks, judgments and grounding). Raises BenchCompareError for a setting below 1."""
+    screen's own loaders, `load_choices` and `load_view` (workbench.data.compare's, handed in by
+    the CLI, the composition root: the compute room never imports the workbench): one page (the
+    eval set's sample list with its filter flags over every variant) and one sample's view (the
+    reference beside every variant's generation, with ingredient marks, judgments and
+    grounding). Raises BenchCompareError for a setting below 1."""
     from db.store import open_store
-    # The loaders are the workbench's: the benchmark times the screen's own code, as the CLI
-    # (the composition root) opens the workbench itself.
-    from workbench.data.compare import load_choices, load_view
 
     for option, value in (("--samples", samples), ("--variants", variants),
                           ("--repeats", repeats)):

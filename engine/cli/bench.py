@@ -171,10 +171,12 @@ def bench_compare_cmd(
     """The Compare screen's loaders on a store of synthetic rows (no model): one page (an eval
     set's sample list over every variant) and one sample's view, median and max."""
     from engine.bench_compare import BenchCompareError, bench_compare
+    # The Compare screen's own loaders: the CLI, the composition root, may open the workbench.
+    from workbench.data.compare import load_choices, load_view
 
     console.print(f"ddft bench compare · {_machine()}", markup=False, highlight=False)
     try:
-        result = bench_compare(samples=samples, variants=variants, repeats=repeats,
+        result = bench_compare(load_choices=load_choices, load_view=load_view, samples=samples, variants=variants, repeats=repeats,
                                progress=lambda message: console.print(
                                    f"  {message}", markup=False, highlight=False))
     except BenchCompareError as exc:
