@@ -148,6 +148,17 @@ def serve(
     server = make_server(session_command(path, rate=rate, campaign=campaign), host=host,
                          port=port, token=token, public_url=public_url, announce=announce,
                          title="ddft · blind rating" if rate else "ddft")
+    # After Ctrl-C the event loop closes before the served apps' pipe transports are collected;
+    # asyncio then reports "Event loop is closed" from their __del__ as a traceback on stderr.
+    # The apps have ended by then: that report is noise, every other one is kept.
+    default_hook = sys.unraisablehook
+
+    def quiet_closed_loop(unraisable) -> None:
+        if not (isinstance(unraisable.exc_value, RuntimeError)
+                and str(unraisable.exc_value) == "Event loop is closed"):
+            default_hook(unraisable)
+
+    sys.unraisablehook = quiet_closed_loop
     try:
         server.serve()
     except OSError as exc:
