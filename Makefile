@@ -15,7 +15,7 @@ ARGS   ?=
 # pyproject.toml's range, so constraints.txt leaves them out.
 MACHINE_PACKAGES := ^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z-]+)==
 
-.PHONY: demo test venv tui clean-venv constraints screenshots test-study
+.PHONY: demo test venv tui clean-venv constraints screenshots
 
 venv: $(STAMP)
 
@@ -37,9 +37,6 @@ test: $(STAMP)
 
 # The time-aware study's test (tests/engine/test_timestamps_study.py): minutes on 2 cores, so
 # `make test` skips it.
-test-study: $(STAMP)
-	DDFT_STUDY_TESTS=1 $(BIN)/python -m pytest -q tests/engine/test_timestamps_study.py
-
 # The browser test's screenshots (the rating app at 80×24, Compare at 80×24 and 160×45) into
 # docs/screenshots/, shown in the README; rerun when those screens change.
 screenshots: $(STAMP)

@@ -77,9 +77,9 @@ def sample_labels(session: Session, *, dataset_id: int) -> list[SampleLabel]:
 
 
 def _latest_generation_ids(*, dataset_id: int | None = None, sample_id: int | None = None,
-                           variant_ids: Iterable[int] | None = None):
-    """A subquery of the newest recipe generation id per (sample, variant) in scope."""
-    query = select(func.max(Generation.id)).where(Generation.task == "recipe")
+                           variant_ids: Iterable[int] | None = None, task: str = "recipe"):
+    """A subquery of the newest generation id of `task` per (sample, variant) in scope."""
+    query = select(func.max(Generation.id)).where(Generation.task == task)
     if dataset_id is not None:
         query = query.join(Sample, Sample.id == Generation.sample_id).where(
             Sample.dataset_id == dataset_id)
@@ -105,11 +105,11 @@ def latest_judgments(session: Session, *, dataset_id: int) -> list[LatestJudgmen
     return [LatestJudgment(*row) for row in session.connection().execute(query).all()]
 
 
-def latest_generations(session: Session, *, sample_id: int,
-                       variant_ids: Iterable[int]) -> dict[int, Generation]:
-    """Variant id → that variant's latest recipe generation of the sample, for the variants
-    that have one. One statement."""
-    latest = _latest_generation_ids(sample_id=sample_id, variant_ids=variant_ids)
+def latest_generations(session: Session, *, sample_id: int, variant_ids: Iterable[int],
+                       task: str = "recipe") -> dict[int, Generation]:
+    """Variant id → that variant's latest generation of the sample for `task` (a recipe, or
+    step times), for the variants that have one. One statement."""
+    latest = _latest_generation_ids(sample_id=sample_id, variant_ids=list(variant_ids), task=task)
     query = select(Generation).where(col(Generation.id).in_(latest))
     return {g.variant_id: g for g in session.exec(query)}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -99,10 +100,12 @@ class DdftApp(App[None]):
         rater: str | None = None,
         campaign: str | None = None,
         ask_rater: bool = False,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         """`db_engine` is the open store, or None with `open_store` to open it after the first frame.
         With `ask_rater` (the rating app served to a browser) it is the rating app, and its first
-        screen asks for the rater's name."""
+        screen asks for the rater's name. `clock` gives "now" (aware, UTC) for the ages and
+        heartbeats the job screens draw; the system clock by default."""
         # The blind rating app: the rating screen only, never a screen with variant names.
         self.rating_app = bool(rater) or ask_rater
         if self.rating_app:
@@ -120,6 +123,7 @@ class DdftApp(App[None]):
         self.rater = rater
         self.campaign = campaign
         self.store_error: str | None = None
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
         self._pending_mode: str | None = None
         self.title = f"ddft — rating as {rater}" if rater else f"ddft — {location}"
 

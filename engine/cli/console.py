@@ -103,12 +103,6 @@ def friendly(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def plural(count: int, noun: str, nouns: str | None = None) -> str:
-    """`1 rating`, `2 ratings`: a count with its noun in the right number (`nouns` when the
-    plural is not the noun plus s)."""
-    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
-
-
 def fail(message: str) -> None:
     """Print `message` as one red line (literally: a `[/]` in a name is not markup) and end
     the command with exit status 1."""

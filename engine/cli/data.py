@@ -22,10 +22,10 @@ from engine.cli.console import (
     friendly,
     launch,
     open_workspace,
-    plural,
     print_json,
     progress_bar,
 )
+from engine.evaluation.words import plural
 from engine.llm import BASE_URL_VARIABLE
 
 dataset_name = checked_name("dataset")

@@ -15,8 +15,8 @@ from engine.cli.console import (
     friendly,
     launch,
     open_workspace,
-    plural,
 )
+from engine.evaluation.words import plural
 
 DetachOption = Annotated[
     bool, typer.Option("--detach", help="Run as a background job and return at once.")

@@ -19,11 +19,11 @@ from engine.cli.console import (
     fail,
     friendly,
     open_workspace,
-    plural,
     print_json,
     print_output,
     write_output,
 )
+from engine.evaluation.words import plural
 
 app = typer.Typer(help="Blind human rating campaigns: make, list, show, export.",
                   no_args_is_help=True)

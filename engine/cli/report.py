@@ -16,9 +16,9 @@ from engine.cli.console import (
     fail,
     friendly,
     open_workspace,
-    plural,
     write_output,
 )
+from engine.evaluation.words import plural
 
 
 class ReportFormat(str, Enum):

@@ -249,32 +249,40 @@ def _test_cell(test: Optional[GridTest]) -> str:
             f"Δscore {_num(c.score_diff, '{:+.2f}')}, p={_p(test.score_p_holm)}")
 
 
-def render_markdown(report: GridReport) -> str:
-    """The grid's table as markdown, with the lines saying how it was computed."""
+def table_headers(report: GridReport) -> tuple[str, ...]:
+    """The grid table's column names, as the markdown and the Grid screen show them."""
     level = f"{report.confidence * 100:g}%"
-    lines = [f"## Grid {report.grid} on {report.eval_set} · judge {report.judge or '—'} · "
-             f"protocol {report.protocol or '—'} · prompt version {report.prompt_version or '—'}",
-             "",
-             f"| Cell | Variant | State | Yes | No | Accuracy | Accuracy {level} CI | Average "
-             f"Score | Score {level} CI | n | Failed | vs base (Holm) | vs all (Holm) | Steps "
-             f"| Samples | GPU-hours |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"]
-    for row in report.rows:
-        t, s, cost = row.table, row.stats, row.cost
-        lines.append(
-            f"| {row.label} | {row.variant} | {row.state} "
-            f"| {t.yes if t else '—'} | {t.no if t else '—'} "
-            f"| {_num(t.accuracy if t else None, '{:.2f}%')} "
-            f"| {format_interval(s.accuracy_low, s.accuracy_high, '{:.2f}%') if s else '—'} "
-            f"| {_num(t.average_score if t else None, '{:.2f}')} "
-            f"| {format_interval(s.score_low, s.score_high, '{:.2f}') if s else '—'} "
-            f"| {t.n if t else '—'} | {t.failed if t else '—'} "
-            f"| {_test_cell(_test(row, 'base'))} | {_test_cell(_test(row, 'all'))} "
-            f"| {_num(cost.steps if cost else None, '{}')} "
-            f"| {_num(cost.samples if cost else None, '{}')} "
-            f"| {_num(cost.gpu_hours if cost else None, '{:.3f}')} |")
-    lines += [
-        "",
+    return ("Cell", "Variant", "State", "Yes", "No", "Accuracy", f"Accuracy {level} CI",
+            "Average Score", f"Score {level} CI", "n", "Failed", "vs base (Holm)",
+            "vs all (Holm)", "Steps", "Samples", "GPU-hours")
+
+
+def table_cells(row: GridRow) -> tuple[str, ...]:
+    """One row of the grid table, a string per column of `table_headers`."""
+    t, s, cost = row.table, row.stats, row.cost
+    return (
+        row.label, row.variant, row.state,
+        str(t.yes) if t else "—", str(t.no) if t else "—",
+        _num(t.accuracy if t else None, "{:.2f}%"),
+        format_interval(s.accuracy_low, s.accuracy_high, "{:.2f}%") if s else "—",
+        _num(t.average_score if t else None, "{:.2f}"),
+        format_interval(s.score_low, s.score_high, "{:.2f}") if s else "—",
+        str(t.n) if t else "—", str(t.failed) if t else "—",
+        _test_cell(_test(row, "base")), _test_cell(_test(row, "all")),
+        _num(cost.steps if cost else None, "{}"),
+        _num(cost.samples if cost else None, "{}"),
+        _num(cost.gpu_hours if cost else None, "{:.3f}"),
+    )
+
+
+def table_heading(report: GridReport) -> str:
+    return (f"Grid {report.grid} on {report.eval_set} · judge {report.judge or '—'} · "
+            f"protocol {report.protocol or '—'} · prompt version {report.prompt_version or '—'}")
+
+
+def table_notes(report: GridReport) -> list[str]:
+    """How the table was computed, and what is missing from it, a paragraph a line."""
+    notes = [
         f"Paired tests on the eval samples both variants were judged on: McNemar's exact test "
         f"on yes/no (Δacc in percentage points) and a paired bootstrap of the score resampling "
         f"recipes ({report.n_boot} resamples, seed {report.seed}). p-values are Holm-adjusted "
@@ -284,12 +292,23 @@ def render_markdown(report: GridReport) -> str:
         "GPUs it held (on a CPU, device-hours); Samples: training samples of its datasets.",
     ]
     if len(report.judge_settings) > 1:
-        lines.append("Other judge settings in this grid (`--judge`, `--protocol`, "
+        notes.append("Other judge settings in this grid (`--judge`, `--protocol`, "
                      "`--prompt-version`): " + "; ".join(report.judge_settings))
     if not report.done:
-        lines.append("The grid is not finished: rows without numbers are still training, "
+        notes.append("The grid is not finished: rows without numbers are still training, "
                      "generating or being judged (`ddft ablate status " + report.grid + "`).")
-    return "\n".join(lines) + "\n"
+    return notes
+
+
+def render_markdown(report: GridReport) -> str:
+    """The grid's table as markdown, with the lines saying how it was computed."""
+    headers = table_headers(report)
+    aligned = {"Cell", "Variant", "State", "vs base (Holm)", "vs all (Holm)"}
+    lines = [f"## {table_heading(report)}", "",
+             "| " + " | ".join(headers) + " |",
+             "|" + "|".join("---" if h in aligned else "---:" for h in headers) + "|"]
+    lines += ["| " + " | ".join(table_cells(row)) + " |" for row in report.rows]
+    return "\n".join(lines + [""] + table_notes(report)) + "\n"
 
 
 CSV_COLUMNS = ["grid", "cell", "variant", "is_base", "modalities", "settings", "state", "yes",

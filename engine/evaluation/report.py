@@ -18,6 +18,7 @@ from db.queries import JudgedRow
 from engine.evaluation.judge_prompts import STAGES as TWO_STAGES
 from engine.evaluation.spreadsheet import csv_writer
 from engine.evaluation.stats import cluster_bootstrap_mean, mcnemar, paired_bootstrap_diff, wilson_interval
+from engine.evaluation.words import plural
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -916,7 +917,7 @@ class Table1Section(Section):
                 f"| {row.variant} | {row.yes} | {row.no} | {_fmt(row.accuracy, '{:.2f}%')} "
                 f"| {_fmt(row.average_score, '{:.2f}')} | {row.n} | {row.unparsable} "
                 f"| {row.failed} {extra}")
-        lines += ["", f"{_count(r.n_samples, 'sample')}. Accuracy CI: Wilson score interval over parsed "
+        lines += ["", f"{plural(r.n_samples, 'sample')}. Accuracy CI: Wilson score interval over parsed "
                       f"verdicts. Score CI: percentile bootstrap resampling recipes "
                       f"({r.n_boot} resamples, seed {r.seed})."]
         if len(r.decoding) > 1:
@@ -1222,20 +1223,16 @@ def _fmt_n(value: Optional[float], n: int, pattern: str = "{:.3f}") -> str:
     return f"{_fmt(value, pattern)} (n={n})"
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def _items(rated: int, total: int) -> str:
     """`5 of 12 items`, or `5 items` when the campaign's size is not known."""
-    return f"{rated} of {_count(total, 'item')}" if total else _count(rated, "item")
+    return f"{rated} of {plural(total, 'item')}" if total else plural(rated, "item")
 
 
 def agreement_markdown(summary: Any, *, level: str = "95%") -> list[str]:
     """Markdown lines for one campaign's `engine.evaluation.agreement.CampaignAgreement`."""
     s = summary
     lines = [f"## Human ratings: {s.campaign}", "",
-             f"{s.mode} campaign: {_count(s.ratings, 'rating')} by {_count(s.raters, 'rater')} on "
+             f"{s.mode} campaign: {plural(s.ratings, 'rating')} by {plural(s.raters, 'rater')} on "
              f"{_items(s.items, s.total_items)}; "
              f"judge compared: {s.judge or '—'}", "",
              "| Agreement | Value (n) |", "|---|---:|"]

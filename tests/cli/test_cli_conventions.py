@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from db import queries
 from db.store import session_scope
-from engine.cli.console import ProgressLines, help_text, plural
+from engine.cli.console import ProgressLines, help_text
+from engine.evaluation.words import plural
 from engine.jobs.results import describe_result
 from engine.cli.main import app
 from engine.evaluation.rating import create_campaign

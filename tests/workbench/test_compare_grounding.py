@@ -43,7 +43,7 @@ def _variant(app, name: str) -> str:
     """The text of the column showing variant `name` (its heading names it)."""
     for pane in app.screen.query(".generation"):
         text = str(pane.content)
-        if re.match(rf"(Generation|Grounding) · {re.escape(name)}\b", text):
+        if re.match(rf"(Generation|Times) · {re.escape(name)}\b", text):
             return text
     raise AssertionError(f"no column shows {name}")
 

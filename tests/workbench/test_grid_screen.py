@@ -91,7 +91,18 @@ async def test_the_grid_screen_shows_cells_and_states_then_the_table_at_80x24(tm
         assert title.startswith("grid abl[/] on eval")  # literal, not markup
         report = str(screen.query_one("#grid-report", Static).content)
         assert "Holm-adjusted across the grid's 5 comparisons" in report
-        assert "| base (untuned) | abl[/]-base | done |" in report
+        # The comparison table keeps the columns that fit 80 columns, by priority, and names
+        # the others.
+        results = screen.query_one("#grid-results", DataTable)
+        labels = [str(column.label) for column in results.columns.values()]
+        assert labels[0] == "Cell"
+        assert {"Accuracy", "Average Score", "vs base (Holm)"} <= set(labels), labels
+        assert sum(c.get_render_width(results) for c in results.columns.values()) <= 80
+        assert [str(c) for c in results.get_column("0")] == [
+            "base (untuned)", "image", "video", "image + video"]
+        left_out = str(screen.query_one("#grid-left-out", Static).content)
+        assert left_out.startswith("Left out at this width: ") and "GPU-hours" in left_out
+        assert "Variant" in left_out
 
 
 async def test_the_jobs_screen_at_80x24_shows_id_kind_status_and_the_place_in_line(tmp_path):

@@ -8,15 +8,16 @@ generations' times fixed and shown in UTC."""
 from __future__ import annotations
 
 import os
+import socket
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlmodel import select
 
 from db import queries
 from db.campaigns import add_campaign
-from db.models import Generation
+from db.models import Generation, Job, Metric
 from db.store import session_scope
 from engine.evaluation.offline_judge import JUDGE_NAME, PROMPT_VERSION, PROTOCOL, score_recipe
 from workbench.app import DdftApp
@@ -81,6 +82,68 @@ def snapshot_store(tmp_path_factory):
     time.tzset()
 
 
+# tuned's step times for eval-00 (annotated 0–3 s, 3–6.5 s, 6.5–9 s; 9 s long).
+TIMED_STEPS = ("1. [0.0s - 3.5s] Beat the eggs.\n2. [3.0s - 6.0s] Fry the tomato.\n"
+               "3. [6.0s - 10.0s] Cook the omelette.")
+# The job screens' "now": ages, heartbeats and ETAs are drawn against it.
+NOW = datetime(2025, 3, 14, 9, 30, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def jobs_store(tmp_path_factory):
+    """The workbench fixture store with every job time fixed before NOW, its running job held by
+    this process (so it reads as running, however long the suite takes), an ablation grid whose
+    base is judged, a 7B base, the newest, for the New run form (a path that is the same on
+    every machine) and tuned's step times for eval-00. Yields (engine, workspace)."""
+    from engine.jobs.grid import GridRequest, create_grid
+    from engine.model.tiny import MARKER
+
+    old_tz = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    root = tmp_path_factory.mktemp("jobs")
+    store = _build_demo(root)
+    tiny = root / "models" / "tiny"
+    tiny.mkdir(parents=True)
+    (tiny / MARKER).write_text("{}")
+    (tiny / "config.json").write_text("{}")
+    with session_scope(store.db_engine) as session:
+        base = queries.get_variant(session, name="base")
+        base.base_model = str(tiny)
+        session.add(base)
+        for job in session.exec(select(Job)).all():
+            for name in ("created_at", "started_at", "heartbeat_at", "finished_at", "queued_at"):
+                if getattr(job, name) is not None:
+                    setattr(job, name, NOW - timedelta(minutes=10, seconds=-job.id))
+            if job.status == "running":
+                job.host, job.pid = socket.gethostname(), os.getpid()
+                job.heartbeat_at = NOW - timedelta(seconds=2)
+            session.add(job)
+        for metric in session.exec(select(Metric)).all():
+            metric.created_at = NOW - timedelta(minutes=9, seconds=-3 * metric.step)
+            session.add(metric)
+        tuned = queries.get_variant(session, name="tuned")
+        queries.add_generation(session, variant_id=tuned.id, sample_id=store.eval_sample_ids[0],
+                               prompt="When?", text=TIMED_STEPS, params_key="ts",
+                               task="timestamps")
+        for generation in session.exec(select(Generation)).all():
+            generation.created_at = CREATED
+            session.add(generation)
+    create_grid(store.db_engine, GridRequest(
+        name="modalities", base=str(tiny), eval_set="kitchen-eval", preset="tiny",
+        datasets=["kitchen-images", "kitchen-videos", "kitchen-text"]))
+    with session_scope(store.db_engine) as session:
+        queries.create_variant(session, name="video-llava-7b",
+                               base_model="LanguageBind/Video-LLaVA-7B-hf")
+    yield store.db_engine, root
+    store.db_engine.dispose()
+    if old_tz is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = old_tz
+    time.tzset()
+
+
 def workbench(db_engine, **kwargs) -> DdftApp:
     # A fixed location in the title, not the temporary folder's path.
     return DdftApp(db_engine, location="~/kitchen-workspace", **kwargs)
@@ -132,3 +195,39 @@ def test_help(snap_compare, snapshot_store, size):
 def test_rating_app(snap_compare, snapshot_store, size):
     app = workbench(snapshot_store, rater="ana", campaign="omelettes")
     assert snap_compare(app, terminal_size=size, run_before=keys())
+
+
+def job_screens(jobs_store) -> DdftApp:
+    db_engine, root = jobs_store
+    return workbench(db_engine, workspace=root, clock=lambda: NOW)
+
+
+@SIZES
+def test_jobs(snap_compare, jobs_store, size):
+    assert snap_compare(job_screens(jobs_store), terminal_size=size, run_before=keys("2"))
+
+
+@SIZES
+def test_jobs_finished_training_selected(snap_compare, jobs_store, size):
+    assert snap_compare(job_screens(jobs_store), terminal_size=size,
+                        run_before=keys("2", "down"))
+
+
+@SIZES
+def test_runs(snap_compare, jobs_store, size):
+    assert snap_compare(job_screens(jobs_store), terminal_size=size, run_before=keys("5"))
+
+
+@SIZES
+def test_grid(snap_compare, jobs_store, size):
+    assert snap_compare(job_screens(jobs_store), terminal_size=size, run_before=keys("6"))
+
+
+@SIZES
+def test_new_run_form(snap_compare, jobs_store, size):
+    assert snap_compare(job_screens(jobs_store), terminal_size=size, run_before=keys("5", "n"))
+
+
+@SIZES
+def test_compare_times(snap_compare, jobs_store, size):
+    assert snap_compare(job_screens(jobs_store), terminal_size=size, run_before=keys("3", "f"))

@@ -206,14 +206,66 @@ class GroundingView:
 
 
 @dataclass(frozen=True)
+class TimedStepView:
+    """A step of a variant's timestamp answer (`ddft timestamps`) with its times, checked
+    against the annotated step at the same position and the video's end."""
+
+    index: int  # 0-based, in the answer's order
+    start: float
+    end: float
+    text: str
+    iou: float | None  # temporal IoU with the annotated step at this position; None: none there
+    past_end: bool  # a time later than the video's duration
+    overlaps: bool  # starts before the previous step ends
+    out_of_order: bool  # starts before the previous step starts
+
+
+@dataclass(frozen=True)
+class TimingView:
+    """A variant's newest timestamp answer for the sample, as the timestamp report reads it."""
+
+    generation_id: int
+    created: str
+    steps: tuple[TimedStepView, ...]
+    unparsable: int  # lines that were neither a timed step nor a header
+    mean_iou: float | None  # over the steps with an annotated step at their position
+    missed: int  # annotated steps beyond the answer's last step
+
+
+def timing_view(generation_id: int, created: str, text: str, segments: tuple[AnnotatedStep, ...],
+                duration: float | None) -> TimingView:
+    """A timestamp answer's steps, each with its tIoU against the annotated step at the same
+    position (the report's in-order matching) and the checks the report counts."""
+    from engine.evaluation.timestamps import Segment, parse_timestamped_steps, score_timestamps
+
+    parsed = parse_timestamped_steps(text)
+    annotated = [Segment(s.start, s.end, s.sentence) for s in segments]
+    score = score_timestamps(parsed, annotated, duration)
+    steps = []
+    for position, step in enumerate(parsed.steps):
+        previous = parsed.steps[position - 1] if position else None
+        steps.append(TimedStepView(
+            index=step.index, start=step.start, end=step.end, text=step.text,
+            iou=score.ious[position] if position < len(score.ious) else None,
+            past_end=bool(duration) and max(step.start, step.end) > duration,
+            overlaps=previous is not None and step.start < previous.end,
+            out_of_order=previous is not None and step.start < previous.start))
+    return TimingView(generation_id=generation_id, created=created, steps=tuple(steps),
+                      unparsable=len(parsed.unparsable), mean_iou=score.mean_iou,
+                      missed=score.missed_segments)
+
+
+@dataclass(frozen=True)
 class VariantSide:
-    """One variant's column: its latest generation for the sample and that generation's judgments."""
+    """One variant's column: its latest generation for the sample and that generation's judgments,
+    and for the time view its newest timestamp answer and grounding."""
 
     variant: VariantChoice
     generation: GenerationView | None
     judgments: tuple[JudgmentLine, ...]
     marks: RecipeMarks
     grounding: GroundingView | None = None
+    timing: TimingView | None = None
 
     @property
     def matched(self) -> int:
@@ -233,6 +285,8 @@ class CompareView:
     media_path: str | None
     sides: tuple[VariantSide, ...]
     segments: tuple[AnnotatedStep, ...] = ()  # the annotated steps, for the grounding view
+    duration: float | None = None  # the video's length in seconds, when known
+    frame_times: tuple[float, ...] = ()  # the sampled frames' times, when known
 
     @property
     def reference_ingredients(self) -> int:
@@ -247,6 +301,12 @@ class CompareView:
     @property
     def not_generated(self) -> tuple[VariantSide, ...]:
         return tuple(side for side in self.sides if side.generation is None)
+
+    @property
+    def timed_or_generated(self) -> tuple[VariantSide, ...]:
+        """The sides the time view draws: a recipe or a timestamp answer for this sample."""
+        return tuple(side for side in self.sides
+                     if side.generation is not None or side.timing is not None)
 
 
 def mark_recipe(reference: str, generation: str) -> RecipeMarks:
@@ -403,7 +463,7 @@ def load_view(db_engine: Engine, *, sample: EvalSampleChoice,
               workspace: Path | None = None) -> CompareView | None:
     """The comparison for one sample across `variants`, each by its latest generation;
     None when the sample no longer exists. `workspace` resolves the thumbnails `ddft ground`
-    stores relative to it. Four statements, however many variants there are."""
+    stores relative to it. Five statements, however many variants there are."""
     from db.compare import judgments_by_generation, latest_generations, latest_groundings
     from db.queries import get_sample
     from db.store import session_scope
@@ -418,15 +478,21 @@ def load_view(db_engine: Engine, *, sample: EvalSampleChoice,
         generation_ids = [g.id for g in latest.values()]
         judged = judgments_by_generation(session, generation_ids=generation_ids)
         grounded = latest_groundings(session, generation_ids=generation_ids)
+        timed = latest_generations(session, sample_id=sample.id,
+                                   variant_ids=[v.id for v in variants], task="timestamps")
         frame_times = next((tuple(float(t) for t in latest[v.id].frame_times)
                             for v in variants if v.id in latest and latest[v.id].frame_times),
                            tuple(float(t) for t in stored.meta.get("frame_times") or ()))
         segments = annotated_steps(stored.meta, frame_times)
+        duration = float(stored.duration_s) if stored.duration_s else None
         sides = []
         for variant in variants:
+            answer = timed.get(variant.id)
+            timing = (timing_view(answer.id, format_local(answer.created_at), answer.text,
+                                  segments, duration) if answer is not None else None)
             generation = latest.get(variant.id)
             if generation is None:
-                sides.append(VariantSide(variant, None, (), NO_MARKS))
+                sides.append(VariantSide(variant, None, (), NO_MARKS, timing=timing))
                 continue
             judgments = tuple(JudgmentLine(j.judge, j.protocol, j.prompt_version, j.score,
                                            j.verdict, j.raw or "", dict(j.details or {}))
@@ -441,7 +507,8 @@ def load_view(db_engine: Engine, *, sample: EvalSampleChoice,
             sides.append(VariantSide(variant, view, judgments,
                                      mark_recipe(stored.answer, view.text),
                                      _grounding_for(grounded.get(generation.id), generation,
-                                                    segments, stored.meta, workspace)))
+                                                    segments, stored.meta, workspace),
+                                     timing))
         return CompareView(
             sample_id=stored.id,
             external_id=stored.external_id,
@@ -450,4 +517,6 @@ def load_view(db_engine: Engine, *, sample: EvalSampleChoice,
             media_path=stored.media_path,
             sides=tuple(sides),
             segments=segments,
+            duration=duration,
+            frame_times=frame_times,
         )

@@ -11,13 +11,23 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class GridTable:
+    """The grid's comparison table (engine.evaluation.grid_report), as its cells."""
+
+    heading: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[str, ...]], ...]  # (variant, a cell per header)
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class GridView:
     """What the Grid screen shows for one grid: its status (engine.jobs.grid.GridStatus), its
-    report's markdown (None while nothing is judged) and the names of every grid."""
+    comparison table (None while nothing is judged) and the names of every grid."""
 
     names: tuple[str, ...]
     status: Any  # engine.jobs.grid.GridStatus, or None without grids
-    report: str | None
+    report: GridTable | None
     error: str | None = None
 
 
@@ -25,7 +35,13 @@ def load_grid(db_engine: Engine, name: str | None) -> GridView:
     """Grid `name` (default: the newest) with its report; `error` says why there is none."""
     from db.errors import UserError
     from db.store import session_scope
-    from engine.evaluation.grid_report import build_grid_report, render_markdown
+    from engine.evaluation.grid_report import (
+        build_grid_report,
+        table_cells,
+        table_headers,
+        table_heading,
+        table_notes,
+    )
     from engine.jobs.grid import grid_status_in
 
     with session_scope(db_engine) as session:
@@ -42,5 +58,7 @@ def load_grid(db_engine: Engine, name: str | None) -> GridView:
         except UserError as exc:
             return GridView(names=names, status=None, report=None, error=str(exc))
     judged = any(row.table is not None for row in report.rows)
-    return GridView(names=names, status=status,
-                    report=render_markdown(report) if judged else None)
+    table = GridTable(heading=table_heading(report), headers=table_headers(report),
+                      rows=tuple((row.variant, table_cells(row)) for row in report.rows),
+                      notes=tuple(table_notes(report)))
+    return GridView(names=names, status=status, report=table if judged else None)

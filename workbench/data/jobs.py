@@ -111,6 +111,17 @@ def format_age(seconds: float) -> str:
     return f"{seconds // 86400}d ago"
 
 
+def shown_path(path: str, workspace: Path | None) -> str:
+    """`path` as the job screens draw it: relative to the workspace when it lies inside it (a
+    run's log and checkpoints), else as stored."""
+    if workspace is None or not path:
+        return path
+    try:
+        return str(Path(path).relative_to(workspace))
+    except ValueError:
+        return path
+
+
 def format_local(moment: datetime | None) -> str:
     """A store timestamp (UTC; naive ones are taken as UTC) in the user's local time."""
     if moment is None:

@@ -22,10 +22,27 @@ class RunRequestUnavailable(RuntimeError):
     """engine.jobs.requests cannot be imported, so the form cannot build a `ddft train` command."""
 
 
+# The time options of a run (engine.model.timeaware), each a checkbox in the form: the key it
+# sets to true and what the checkbox says.
+TIME_OPTIONS = (("time_in_text", "frame times in the prompt's text"),
+                ("time_embedding", "a learned frame-time embedding"))
+
+
 @dataclass(frozen=True)
 class TrainDataset:
     name: str
     modality: str
+    task: str = "recipe"  # "timestamps": the timestamp task (`ddft data timestamps`)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}  ({self.modality}, step times)" if self.task == "timestamps" \
+            else f"{self.name}  ({self.modality})"
+
+    @property
+    def checked(self) -> bool:
+        """Ticked when the form opens: the recipe task's datasets; a timestamp task is chosen."""
+        return self.task != "timestamps"
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,7 @@ class RunForm:
     datasets: tuple[tuple[str, bool, str], ...]  # name, checked, weight as typed
     overrides: str
     gpus: str
+    time_options: tuple[str, ...] = ()  # the TIME_OPTIONS keys ticked
 
 
 def train_request_class() -> type:
@@ -79,7 +97,8 @@ def load_run_form(db_engine: Engine) -> RunFormDefaults:
         for variant in reversed(variants):  # newest first
             if variant.adapter_path is None and variant.base_model not in bases:
                 bases.append(variant.base_model)
-        datasets = tuple(TrainDataset(d.name, d.modality) for d in list_datasets(session, purpose="train"))
+        datasets = tuple(TrainDataset(d.name, d.modality, str((d.meta or {}).get("task", "recipe")))
+                         for d in list_datasets(session, purpose="train"))
     number = 1
     while f"lora-{number}" in taken:
         number += 1
@@ -165,6 +184,12 @@ def parse_form(form: RunForm) -> tuple[dict[str, Any] | None, list[str]]:
             problems.append(f"overrides line {number}: expected key=value, found {line!r}")
             continue
         overrides[key.strip()] = value.strip()
+    for key in form.time_options:
+        if key in overrides:
+            problems.append(f"{key} is ticked and also typed in the overrides "
+                            f"({key}={overrides[key]}); keep one")
+            continue
+        overrides[key] = "true"
     try:
         gpus = int(form.gpus)
     except ValueError:

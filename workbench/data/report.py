@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from engine.evaluation.words import plural
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
@@ -95,7 +97,7 @@ def video_lines(video: dict[str, Any]) -> list[tuple[str, str]]:
             chance = "—" if row.baseline is None else f"{row.baseline:.1%}"
             lines.append((f"  {row.variant} [{row.params}]: hit rate {rate}{ci}, "
                           f"{row.hits}/{row.matched} steps · random frame {chance} · "
-                          f"{row.generations} generation{'' if row.generations == 1 else 's'}",
+                          f"{plural(row.generations, 'generation')}",
                           ""))
     return lines
 
@@ -109,12 +111,9 @@ def agreement_lines(summary: Any) -> list[tuple[str, str]]:
     the judge, between raters, per variant, the disagreement queue and why a figure is missing."""
     s = summary
 
-    def count(n: int, noun: str) -> str:
-        return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-    items = f"{s.items} of {count(s.total_items, 'item')}" if s.total_items else count(s.items, "item")
-    lines = [(f"Human ratings: {s.campaign} — {s.mode}, {count(s.ratings, 'rating')} by "
-              f"{count(s.raters, 'rater')} on {items} · judge {s.judge or '—'}", "bold")]
+    items = f"{s.items} of {plural(s.total_items, 'item')}" if s.total_items else plural(s.items, "item")
+    lines = [(f"Human ratings: {s.campaign} — {s.mode}, {plural(s.ratings, 'rating')} by "
+              f"{plural(s.raters, 'rater')} on {items} · judge {s.judge or '—'}", "bold")]
     if s.mode == "single":
         lines.append((f"  people vs judge: Cohen's kappa (yes/no at 3.5) "
                       f"{_figure(s.kappa, s.kappa_n)} · Spearman (overall vs score) "

@@ -21,6 +21,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Static, TextArea
 from workbench.data.jobs import JobsUnavailable
 from workbench.data.new_run import (
     PRESETS,
+    TIME_OPTIONS,
     RunForm,
     RunFormDefaults,
     check_request,
@@ -66,6 +67,8 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
     NewRunDialog .dataset-row { height: 1; }
     NewRunDialog .dataset-row Checkbox { width: 1fr; }
     NewRunDialog .dataset-row Input { width: 10; }
+    NewRunDialog #run-time { height: auto; }
+    NewRunDialog #run-time Checkbox { width: auto; margin-right: 2; }
     NewRunDialog #run-overrides { height: 4; }
     NewRunDialog #run-settings-help { height: auto; color: $text-muted; }
     NewRunDialog #run-command { height: auto; max-height: 6; padding: 0 1; background: $boost; }
@@ -111,6 +114,12 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
                     yield Input("1", id="run-gpus", type="integer", compact=True)
                 yield Label("datasets · mixture weight", classes="section")
                 yield Vertical(Static("loading…", classes="dataset-note"), id="run-datasets")
+                yield Label("time · what the model is told of when each frame is (off: plain "
+                            "Video-LLaVA)", classes="section")
+                with Horizontal(id="run-time"):
+                    for key, label in TIME_OPTIONS:
+                        yield Checkbox(label, False, id=f"run-{key.replace('_', '-')}",
+                                       tooltip=f"sets {key}=true", compact=True)
                 yield Label("overrides · key=value, one a line", classes="section")
                 yield TextArea(id="run-overrides", soft_wrap=False, compact=True)
                 yield Static("", id="run-settings-help")
@@ -135,7 +144,12 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
         defaults = self._defaults = message.defaults
         if defaults.request_error is None:
             self._request_class = train_request_class()
-        self.query_one("#run-variant", Input).value = defaults.variant
+        variant = self.query_one("#run-variant", Input)
+        variant.value = defaults.variant
+        # The suggested name is selected, so typing replaces it, however the load and the
+        # focus on opening were ordered.
+        if variant.has_focus:
+            variant.select_all()
         base = self.query_one("#run-base", Input)
         base.value = defaults.base
         base.suggester = SuggestFromList(defaults.bases) if defaults.bases else None
@@ -146,7 +160,7 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
             box.mount(Static(NO_DATASETS, classes="dataset-note"))
         box.mount_all(
             Horizontal(
-                Checkbox(Text(f"{dataset.name}  ({dataset.modality})"), True,
+                Checkbox(Text(dataset.label), dataset.checked,
                          id=f"ds-check-{index}", compact=True),
                 Input("1", id=f"ds-weight-{index}", type="number", placeholder="weight", compact=True),
                 classes="dataset-row",
@@ -175,6 +189,8 @@ class NewRunDialog(WorkbenchScreen, ModalScreen[int | None]):
             datasets=tuple(datasets),
             overrides=self.query_one("#run-overrides", TextArea).text,
             gpus=self.query_one("#run-gpus", Input).value,
+            time_options=tuple(key for key, _ in TIME_OPTIONS
+                               if self.query_one(f"#run-{key.replace('_', '-')}", Checkbox).value),
         )
 
     def request(self) -> tuple[Any, str | None, list[str]]:

@@ -30,7 +30,7 @@ from workbench.data.compare import (
     why_none_left,
 )
 from workbench.screens.base import WorkbenchScreen
-from workbench.widgets.grounding import describe_grounding, describe_segments
+from workbench.widgets.grounding import describe_segments, describe_times
 from workbench.widgets.recipe_panes import (
     RecipePane,
     describe_generation,
@@ -68,9 +68,10 @@ class CompareScreen(WorkbenchScreen):
         Binding("g", "toggle_gap", "Score gap", id="compare.gap",
                 tooltip=f"Show only samples where variants' scores differ by more than {SCORE_GAP:g} "
                         "under the chosen judge"),
-        Binding("f", "toggle_grounding", "Frames", id="compare.grounding",
-                tooltip="Show each generated step with the frame it attends to most "
-                        "(`ddft ground`) beside the annotated step"),
+        Binding("f", "toggle_grounding", "Times", id="compare.grounding",
+                tooltip="Show each variant's step times (`ddft timestamps`) on a time bar under "
+                        "the annotated steps, and each generated step with the frame it attends "
+                        "to most (`ddft ground`)"),
         Binding("w", "toggle_replies", "Replies", id="compare.replies",
                 tooltip="Show each judge's reply as stored, below its score and its parts"),
         Binding("j", "focus_judge", "Gap judge", show=False, id="compare.judge",
@@ -180,13 +181,17 @@ class CompareScreen(WorkbenchScreen):
         width = self.query_one("#compare-columns").size.width
         return max(1, width // MIN_COLUMN - 1)
 
-    def shown_sides(self) -> tuple[VariantSide, ...]:
-        """The generated variants drawn beside the reference: as many as fit, from the one v
-        has moved to, in variant order (wrapping round)."""
+    def drawable(self) -> tuple[VariantSide, ...]:
+        """The variants with something to draw: a recipe, or in the time view step times too."""
         view = self.view
         if view is None:
             return ()
-        generated = view.generated
+        return view.timed_or_generated if self.show_grounding else view.generated
+
+    def shown_sides(self) -> tuple[VariantSide, ...]:
+        """The variants drawn beside the reference: as many as fit, from the one v has moved
+        to, in variant order (wrapping round)."""
+        generated = self.drawable()
         if not generated:
             return ()
         count = min(len(generated), self.variant_slots())
@@ -285,17 +290,17 @@ class CompareScreen(WorkbenchScreen):
                 return
             sides = self.shown_sides()
             panes = await self._ensure_columns(len(sides))
-            generated = view.generated
+            generated = self.drawable()
             cycling = len(sides) < len(generated)
             if self.show_grounding:
                 reference.show_text(describe_segments(view))
             else:
                 reference.show_text(describe_reference(view, sides))
             for pane, side in zip(panes, sides):
+                position = (generated.index(side) + 1, len(generated)) if cycling else None
                 if self.show_grounding:
-                    pane.show_text(describe_grounding(view, side))
+                    pane.show_text(describe_times(view, side, position=position))
                 else:
-                    position = (generated.index(side) + 1, len(generated)) if cycling else None
                     pane.show_text(describe_generation(view, side, raw=self.show_replies,
                                                        position=position))
             if view.sample_id != self._drawn_sample:
@@ -342,7 +347,7 @@ class CompareScreen(WorkbenchScreen):
         await self._show_view()
 
     async def action_next_variant(self) -> None:
-        generated = self.view.generated if self.view is not None else ()
+        generated = self.drawable()
         if len(generated) <= len(self.shown_sides()):
             self.app.bell()
             self.notify(f"Every variant with a generation for this sample is shown "

@@ -16,9 +16,10 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
-from workbench.data.grid import GridView, load_grid
+from workbench.data.grid import GridTable, GridView, load_grid
 from workbench.screens.base import WorkbenchScreen
 from workbench.widgets.job_detail import STATUS_STYLES
+from workbench.widgets.table_columns import SCROLLBAR, Column, cell_width, fit_columns
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -32,6 +33,13 @@ CELL_STYLES = {"done": "green", "running": "bold yellow", "queued": "cyan", "sto
 # By priority, for an 80-column terminal: the cell and its state first.
 COLUMNS = (("cell", "cell"), ("state", "state"), ("train", "train"), ("generate", "generate"),
            ("judge", "judge"), ("variant", "variant"))
+
+
+# The comparison table's columns (engine.evaluation.grid_report.table_headers, in its order) by
+# priority: on 80 columns the cell, its accuracy and its test against the base stay.
+RESULT_PRIORITY = (0, 15, 10, 5, 6, 1, 7, 3, 8, 4, 11, 2, 9, 12, 13, 14)
+# The paired-test columns ("Δacc …, p=…; Δscore …, p=…") are drawn on two lines.
+TEST_COLUMNS = (11, 12)
 
 
 def _status(value: str | None) -> Text:
@@ -56,12 +64,17 @@ class GridScreen(WorkbenchScreen):
         self.grid_name: str | None = None
         self._names: tuple[str, ...] = ()
         self._shown: tuple | None = None
+        self._table: GridTable | None = None
+        self._fitted_width = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="grid-body"):
             yield Static("loading…", id="grid-title")
             yield DataTable(id="grid-table", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="grid-report-title")
+            yield DataTable(id="grid-results", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="grid-left-out")
             yield Static("", id="grid-report")
         yield Footer()
 
@@ -101,6 +114,7 @@ class GridScreen(WorkbenchScreen):
             table.clear()
             title.update(Text(view.error or NO_GRIDS))
             report.update("")
+            self._show_results(None)
             return
         status = view.status
         self.grid_name = status.name
@@ -120,8 +134,51 @@ class GridScreen(WorkbenchScreen):
                               _status(cell.generate),
                               _status(", ".join(cell.judges) if cell.judges else None),
                               Text(cell.variant), key=cell.variant)
-        report.update(Text(view.report) if view.report else Text(
-            "The table appears here as cells are judged.", style="dim"))
+        self._show_results(view.report)
+
+    def _show_results(self, table: GridTable | None) -> None:
+        """The comparison table with the columns that fit the screen, by priority; those left
+        out are named under it (`ddft ablate report` has them all)."""
+        if table == self._table and table is not None and self._fitted_width == self.size.width:
+            return
+        self._table, self._fitted_width = table, self.size.width
+        results = self.query_one("#grid-results", DataTable)
+        heading = self.query_one("#grid-report-title", Static)
+        left_out = self.query_one("#grid-left-out", Static)
+        report = self.query_one("#grid-report", Static)
+        results.clear(columns=True)
+        results.display = table is not None
+        if table is None:
+            heading.update("")
+            left_out.update("")
+            report.update(Text("The table appears here as cells are judged.", style="dim")
+                          if self._shown is not None else "")
+            return
+        heading.update(Text(table.heading, style="bold"))
+        columns = tuple(Column(str(i), header, RESULT_PRIORITY[i])
+                        for i, header in enumerate(table.headers))
+        rows = [(variant, tuple(cell.replace("; ", "\n") if i in TEST_COLUMNS else cell
+                                for i, cell in enumerate(cells)))
+                for variant, cells in table.rows]
+        widths = {c.key: cell_width(line for _, cells in rows for line in cells[i].split("\n"))
+                  for i, c in enumerate(columns)}
+        # The screen's width, not the table's: the columns shown must not depend on whether
+        # the table was laid out before the report arrived.
+        fitted = fit_columns(columns, widths, self.size.width - 4 - SCROLLBAR)
+        shown = [int(column.key) for column, _ in fitted]
+        for column, _ in fitted:
+            results.add_column(column.label, key=column.key)
+        tall = any("\n" in cells[i] for _, cells in rows for i in shown)
+        for variant, cells in rows:
+            results.add_row(*(Text(cells[i]) for i in shown), key=variant,
+                            height=2 if tall else 1)
+        missing = [h for i, h in enumerate(table.headers) if i not in shown]
+        left_out.update(Text(f"Left out at this width: {', '.join(missing)} (wider terminal, "
+                             f"or `ddft ablate report`)", style="dim") if missing else "")
+        report.update(Text("\n".join(table.notes), style="dim"))
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._show_results, self._table)
 
     def action_refresh(self) -> None:
         self.poll()

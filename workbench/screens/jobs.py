@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, get_current_worker
 
 from db.errors import UserError
+from engine.evaluation.words import plural
 from workbench.data.jobs import (
     JobDetail,
     JobRow,
@@ -54,6 +55,10 @@ _STATUS_PHRASES = {"succeeded": "has succeeded", "failed": "has failed",
 def status_phrase(status: str) -> str:
     return _STATUS_PHRASES.get(status, f"is {status}")
 
+
+
+def _system_clock() -> datetime:
+    return datetime.now(timezone.utc)
 
 class JobTableScreen(WorkbenchScreen):
     """Jobs polled from the store every second into one JobsTable, updated in place, with the
@@ -113,7 +118,7 @@ class JobTableScreen(WorkbenchScreen):
     def note_text(self, rows: tuple[JobRow, ...]) -> str:
         active = sum(1 for row in rows if row.active)
         queued = sum(1 for row in rows if row.status == "queued")
-        return (f"{len(rows)} {self.NOUN}s · {active} active ({queued} queued) · refreshed "
+        return (f"{plural(len(rows), self.NOUN)} · {active} active ({queued} queued) · refreshed "
                 f"every {POLL_S:g} s")
 
     def cancel_question(self, row: JobRow) -> str:
@@ -162,15 +167,16 @@ class JobTableScreen(WorkbenchScreen):
             self._poll_again = True
             return
         self._poll_again = False
-        work = partial(self._poll, self.db_engine, self.KIND, self.selected_job_id, self.detail_loader())
+        work = partial(self._poll, self.db_engine, self.KIND, self.selected_job_id,
+                       self.detail_loader(), getattr(self.app, "clock", _system_clock))
         self._poll_worker = self.run_worker(work, thread=True, exit_on_error=False,
                                             group=f"{self.NAME}-poll")
 
     def _poll(self, db_engine: Engine, kind: str | None, selected: int | None,
-              load_detail: Callable[[Engine, int], Any]) -> None:
+              load_detail: Callable[[Engine, int], Any], clock: Callable[[], datetime]) -> None:
         note = refresh_job_states(db_engine)
         start_queue(db_engine)
-        polled_at = datetime.now(timezone.utc)
+        polled_at = clock()
         rows = load_jobs(db_engine, kind=kind)
         detail = load_detail(db_engine, selected) if selected is not None else None
         self.post_message(self.Polled(rows, polled_at, selected, detail, note))

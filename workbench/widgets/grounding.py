@@ -1,5 +1,6 @@
-"""The Compare screen's grounding view: each generated step with the frame it attends to most
-(a half-block thumbnail, its time and position n/8) beside the annotated step at its position."""
+"""The Compare screen's time view (`f`): a variant's step times (`ddft timestamps`) on a time
+bar under the annotated steps, then each generated step with the frame it attends to most (a
+half-block thumbnail, its time and position n/8) beside the annotated step at its position."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from rich.color import Color
 from rich.style import Style
 from rich.text import Text
 
-from workbench.data.compare import AnnotatedStep, CompareView, GroundedStep, VariantSide
+from engine.evaluation.words import plural
+from workbench.data.compare import (
+    AnnotatedStep,
+    CompareView,
+    GroundedStep,
+    TimedStepView,
+    TimingView,
+    VariantSide,
+)
+from workbench.widgets.timebar import Span, Stack, TimeBar, TimeRow
 
 UPPER_HALF = "▀"
 
@@ -58,19 +68,76 @@ def _step_facts(step: GroundedStep, n_frames: int) -> list[Text]:
     return [frame, where, Text(segment.sentence, style="dim")]
 
 
+def _annotated_row(view: CompareView) -> TimeRow:
+    return TimeRow("annotated", tuple(Span(s.start, s.end, n)
+                                      for n, s in enumerate(view.segments, 1)))
+
+
+def _step_flags(step: TimedStepView) -> Text:
+    flags = Text()
+    if step.iou is not None:
+        flags.append(f" · tIoU {step.iou:.2f}", style="bold green" if step.iou >= 0.5 else "dim")
+    for flag, shown in (("past the end", step.past_end), ("overlaps the step before", step.overlaps),
+                        ("starts before the step before", step.out_of_order)):
+        if shown:
+            flags.append(f" · {flag}", style="bold red")
+    return flags
+
+
+def _timing_summary(timing: TimingView) -> str:
+    parts = [plural(len(timing.steps), "timed step")]
+    if timing.mean_iou is not None:
+        parts.append(f"mean tIoU {timing.mean_iou:.2f}")
+    for count, what in ((sum(s.past_end for s in timing.steps), "past the end"),
+                        (sum(s.overlaps for s in timing.steps), "overlapping"),
+                        (timing.missed, "annotated steps missed"),
+                        (timing.unparsable, "unreadable lines")):
+        if count:
+            parts.append(f"{count} {what}")
+    return " · ".join(parts)
+
+
+def describe_step_times(view: CompareView, side: VariantSide) -> Stack:
+    """A variant's newest timestamp answer: its steps on a time bar under the annotated steps,
+    then each step with its times, its tIoU with the annotated step at its position and what
+    the timestamp report flags; what to run when there is none."""
+    head = Text("Step times", style="bold")
+    timing = side.timing
+    if timing is None:
+        command = shlex.join(["ddft", "timestamps", "--variant", side.variant.name,
+                              "--eval-set", view.eval_set])
+        head.append(f"\nNo step times yet — run `{command}`.", style="dim")
+        return Stack(head)
+    head.append(f"  #{timing.generation_id} · {timing.created}\n", style="dim")
+    head.append(_timing_summary(timing), style="dim")
+    generated = TimeRow("generated", tuple(Span(s.start, s.end, s.index + 1)
+                                           for s in timing.steps))
+    bar = TimeBar((_annotated_row(view), generated), duration=view.duration)
+    steps = Text()
+    if not timing.steps:
+        steps.append("No timed step could be read from this answer.", style="dim")
+    for number, step in enumerate(timing.steps):
+        if number:
+            steps.append("\n")
+        steps.append(f"{step.index + 1}. ", style="bold")
+        steps.append(f"{step.start:g}–{step.end:g}s {step.text}")
+        steps.append_text(_step_flags(step))
+    return Stack(head, bar, steps)
+
+
 def describe_grounding(view: CompareView, side: VariantSide) -> Text:
     """A variant's generated steps, each with its grounded frame and the annotated step at the
     same position; a note saying what to run when the generation is not grounded."""
     text = Text()
-    text.append(f"Grounding · {side.variant.name}", style="bold")
+    text.append("Grounding", style="bold")
     grounding = side.grounding
     if side.generation is None:
-        text.append("\n\nNo generations yet for this variant and sample.", style="dim")
+        text.append("\nNo recipe generated yet for this variant and sample.", style="dim")
         return text
     if grounding is None:
         command = shlex.join(["ddft", "ground", "--variant", side.variant.name,
                               "--eval-set", view.eval_set])
-        text.append(f"\n\nNot grounded yet — run `{command}`.", style="dim")
+        text.append(f"\nNot grounded yet — run `{command}`.", style="dim")
         return text
     text.append(f"  #{side.generation.id} · {grounding.params}\n", style="dim")
     if grounding.strip_note:
@@ -97,14 +164,24 @@ def describe_grounding(view: CompareView, side: VariantSide) -> Text:
     return text
 
 
-def describe_segments(view: CompareView) -> Text:
-    """The sample's annotated steps with their times and the sampled frames inside each."""
-    text = Text()
-    text.append("Annotated steps", style="bold")
-    text.append(f"  {view.external_id}\n\n", style="dim")
+def describe_times(view: CompareView, side: VariantSide, *,
+                   position: tuple[int, int] | None = None) -> Stack:
+    """The time view of a variant's column: its step times, then its recipe's grounding."""
+    place = f" · variant {position[0]} of {position[1]} (v: next)" if position else ""
+    return Stack(Text.assemble((f"Times · {side.variant.name}", "bold"), (place, "dim"), "\n"),
+                 describe_step_times(view, side), Text(""), describe_grounding(view, side))
+
+
+def describe_segments(view: CompareView) -> Stack:
+    """The sample's annotated steps on a time bar with the sampled frames, then each with its
+    times and the sampled frames inside it."""
+    head = Text("Annotated steps", style="bold")
+    head.append(f"  {view.external_id}\n", style="dim")
     if not view.segments:
-        text.append("This sample has no annotated step segments.", style="dim")
-        return text
+        head.append("\nThis sample has no annotated step segments.", style="dim")
+        return Stack(head)
+    bar = TimeBar((_annotated_row(view),), duration=view.duration, frames=view.frame_times)
+    text = Text()
     for number, step in enumerate(view.segments, 1):
         text.append(f"{number}. ", style="bold")
         text.append(f"{_span(step)} ")
@@ -114,4 +191,5 @@ def describe_segments(view: CompareView) -> Text:
                         style="dim")
         else:
             text.append("   no sampled frame falls in this step\n", style="yellow")
-    return text
+    text.rstrip()
+    return Stack(head, bar, Text(""), text)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual.widgets import Static
 
-from workbench.data.jobs import LOG_LINES, JobDetail, JobRow, format_progress, loss_sparkline
+from workbench.data.jobs import (
+    LOG_LINES,
+    JobDetail,
+    JobRow,
+    format_progress,
+    loss_sparkline,
+    shown_path,
+)
 
 STATUS_STYLES = {
     "queued": "cyan",
@@ -40,7 +49,7 @@ def _point(label: str, point: tuple[int, float] | None) -> str:
     return "" if point is None else f"{label} {point[1]:.4f} @ step {point[0]}"
 
 
-def describe_job(job: JobDetail, *, chart_width: int = 60) -> Text:
+def describe_job(job: JobDetail, *, chart_width: int = 60, workspace: Path | None = None) -> Text:
     row = job.row
     text = Text()
     text.append(f"Job {row.id}", style="bold")
@@ -82,20 +91,22 @@ def describe_job(job: JobDetail, *, chart_width: int = 60) -> Text:
         lowest = min(job.loss, key=lambda point: point[1])
         parts = [_point("first", job.loss[0]), _point("last", job.loss[-1]), _point("min", lowest)]
         text.append("  " + " · ".join(parts) + "\n", style="dim")
-    text.append_text(describe_log(job))
+    text.append_text(describe_log(job, workspace))
     return text
 
 
-def describe_log(job: JobDetail) -> Text:
-    """The log's path and its last lines, or why there are none."""
+def describe_log(job: JobDetail, workspace: Path | None = None) -> Text:
+    """The log's path (relative to `workspace` when inside it) and its last lines, or why
+    there are none."""
     text = Text()
     text.append("\nlog ", style="bold")
     if not job.log_path:
         text.append("— none yet\n", style="dim")
     elif job.log_tail is None:
-        text.append(f"{job.log_path} (not readable here)\n", style="dim")
+        text.append(f"{shown_path(job.log_path, workspace)} (not readable here)\n", style="dim")
     else:
-        text.append(f"{job.log_path} (last {LOG_LINES} lines)\n", style="dim")
+        text.append(f"{shown_path(job.log_path, workspace)} (last {LOG_LINES} lines)\n",
+                    style="dim")
         for line in job.log_tail:
             text.append(f"  {line}\n")
     return text
@@ -106,4 +117,6 @@ class JobDetailPane(Static):
 
     def show(self, job: JobDetail | None, *, empty: str = "") -> None:
         width = max(20, self.size.width - 4)
-        self.update(describe_job(job, chart_width=width) if job else Text(empty, style="dim"))
+        workspace = getattr(self.app, "workspace", None)
+        self.update(describe_job(job, chart_width=width, workspace=workspace) if job
+                    else Text(empty, style="dim"))

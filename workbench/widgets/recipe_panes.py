@@ -12,6 +12,7 @@ from textual.widgets import Static
 
 from workbench.data.compare import CompareView, JudgmentLine, VariantSide
 from workbench.widgets.hanging import HangingLines, split_marker
+from workbench.widgets.timebar import Stack
 
 VERDICT_STYLES = {"yes": "bold green", "no": "bold red", "unparsable": "bold yellow"}
 HIT = ("✓", "bold green")
@@ -233,7 +234,7 @@ def judgment_parts(judgment: JudgmentLine) -> list[str]:
 class RecipePane(Static):
     """One column of the comparison, or a note saying what to run first."""
 
-    def show_text(self, text: Text | HangingLines) -> None:
+    def show_text(self, text: Text | HangingLines | Stack) -> None:
         self.update(text)
 
     def show_note(self, note: str) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual.widgets import Static
 
 from workbench.data.curves import Chart
-from workbench.data.jobs import format_duration, format_local
+from workbench.data.jobs import format_duration, format_local, shown_path
 from workbench.data.runs import Overlay, RunDetail
 from workbench.widgets.job_detail import describe_log, status_text
 
@@ -86,7 +88,8 @@ def chart_text(chart: Chart, *, empty: str) -> Text:
     return text
 
 
-def describe_files(run: RunDetail) -> Text:
+def describe_files(run: RunDetail, workspace: Path | None = None) -> Text:
+    """The run's checkpoints and log; paths inside `workspace` are drawn relative to it."""
     text = Text()
     text.append(f"checkpoints ({len(run.checkpoints)})\n", style="bold")
     if not run.checkpoints:
@@ -98,11 +101,11 @@ def describe_files(run: RunDetail) -> Text:
             text.append(f"  val {checkpoint.val_loss:.4f}")
             text.append(" best" if checkpoint.best else "     ", style="bold yellow")
         text.append(f"  {format_local(checkpoint.saved_at)}  ", style="dim")
-        text.append(f"{checkpoint.path}\n")
+        text.append(f"{shown_path(checkpoint.path, workspace)}\n")
     if any(c.best for c in run.checkpoints):
         text.append(f"  best: the lowest validation loss; `ddft variants from-checkpoint "
                     f"{run.id} --name NAME --best`\n", style="dim")
-    text.append_text(describe_log(run.job))
+    text.append_text(describe_log(run.job, workspace))
     return text
 
 
@@ -133,4 +136,5 @@ class RunFiles(Static):
     """Checkpoints and the log tail of the selected run."""
 
     def show(self, run: RunDetail | None) -> None:
-        self.update(describe_files(run) if run else Text(""))
+        self.update(describe_files(run, getattr(self.app, "workspace", None)) if run
+                    else Text(""))
