@@ -104,6 +104,20 @@ def is_local(url: str) -> bool:
         return False
 
 
+def check_endpoint(model: str, base_url: str | None = None, api_key: str | None = None, *,
+                   timeout_s: float = 15.0) -> Endpoint:
+    """The endpoint `resolve_endpoint` finds, checked to answer with the key and to serve
+    `model` (`ChatClient.check`), so that a command can refuse before it makes a job. Raises
+    what they raise."""
+    endpoint = resolve_endpoint(base_url, api_key)
+    client = ChatClient(model=model, endpoint=endpoint, timeout_s=timeout_s)
+    try:
+        client.check()
+    finally:
+        client.close()
+    return endpoint
+
+
 def resolve_endpoint(base_url: str | None = None, api_key: str | None = None) -> Endpoint:
     """The endpoint from `base_url`, $OPENAI_BASE_URL or api.openai.com, and the key from
     `api_key` or $OPENAI_API_KEY. A server on this machine (localhost, 127.0.0.1, ::1) with no
@@ -264,6 +278,41 @@ class ChatClient:
 
     def close(self) -> None:
         self._client.close()
+
+    def check(self) -> None:
+        """Ask the endpoint which models it serves (one GET /models, no retries): raises the
+        error a judging or question job would end with — no key, a rejected key, a server that
+        cannot be reached, a model it does not serve — before any job is made. A server that
+        has no /models, or answers it with a 5xx, is left to the job (its retries)."""
+        import openai
+
+        kwargs: dict[str, Any] = {"extra_headers": self._extra_headers} if self._extra_headers \
+            else {}
+        try:
+            served = [model.id for model in self._client.models.list(**kwargs)]
+        except openai.AuthenticationError as exc:
+            raise self._auth_error(exc) from None
+        except openai.PermissionDeniedError as exc:
+            raise LLMAuthError(f"{self.shown_url} refused the key in ${KEY_VARIABLE} (403 "
+                               f"Forbidden): {self._one_line(exc.message)}") from None
+        except openai.APIConnectionError as exc:  # time-outs included
+            cause = exc.__cause__ or exc
+            raise LLMEndpointError(f"cannot reach {self.shown_url}: "
+                                   f"{self._one_line(str(cause))}; check --base-url or "
+                                   f"${BASE_URL_VARIABLE}") from None
+        except openai.APIStatusError as exc:
+            if getattr(exc, "code", None) == "insufficient_quota":
+                raise LLMQuotaError(
+                    f"the account behind ${KEY_VARIABLE} has no quota left (429 "
+                    f"insufficient_quota at {self.shown_url}): add credit or use another "
+                    "key") from None
+            return  # no /models here, or a passing failure: the job's retries decide
+        except (ValueError, openai.APIResponseValidationError):
+            return  # a /models the client cannot read says nothing about the chat endpoint
+        if served and self.model not in served:
+            shown = ", ".join(sorted(served)[:10]) + (" …" if len(served) > 10 else "")
+            raise LLMError(f"{self.shown_url} does not serve model {self.model!r} (--model); "
+                           f"it serves: {shown}", secrets=self.secrets)
 
     def complete(self, messages: Messages, *, temperature: float,
                  max_tokens: int | None = None, response_format: dict[str, Any] | None = None,

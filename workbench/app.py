@@ -127,6 +127,18 @@ class DdftApp(App[None]):
         self._pending_mode: str | None = None
         self.title = f"ddft — rating as {rater}" if rater else f"ddft — {location}"
 
+    def get_driver_class(self):  # noqa: ANN201 — Textual's signature
+        """Textual's driver, except that on Linux and macOS the screen is sized by the terminal
+        it is drawn on (workbench.terminal), so `ddft tui | tee log` fills its pane."""
+        driver = super().get_driver_class()
+        # Compared by name: the Linux driver's module imports termios, which Windows lacks.
+        if (driver.__module__, driver.__name__) == ("textual.drivers.linux_driver",
+                                                    "LinuxDriver"):
+            from workbench.terminal import DrawnTerminalDriver
+
+            return DrawnTerminalDriver
+        return driver
+
     @property
     def store_ready(self) -> bool:
         return self.db_engine is not None

@@ -137,6 +137,12 @@ def run(
                               preset=preset or "", overrides=overrides, judges=judges,
                               gpus=gpus, best_checkpoint=best_checkpoint,
                               generation=generation)
+        if GridJudge.gpt in (judge or []):
+            # Its judge jobs run after hours of training: a missing or rejected key, an
+            # unreachable server or an unknown model is said now, before anything is queued.
+            from engine.llm import check_endpoint
+
+            check_endpoint(judge_model, base_url)
         if exists:
             differences = same_definition(db_engine, request)
             if differences:

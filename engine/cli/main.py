@@ -300,6 +300,16 @@ def judge(
     request = JudgeRequest(eval_set=eval_set, variants=list(variant or []),
                            judge=judge_name.value, protocol=protocol.value, model=model,
                            base_url=base_url, concurrency=concurrency, pair=pair or None)
+    if request.judge == "gpt":
+        # A missing or rejected key, an unreachable server or an unknown model is said here,
+        # before a job is made, not as a failed job in the list (the request's own problems,
+        # an unknown eval set or variant, are said first, by launch).
+        from db.store import session_scope
+        from engine.llm import check_endpoint
+
+        with session_scope(db_engine) as session:
+            if not request.problems(session):
+                check_endpoint(model, base_url)
     launch(db_engine, path, request, detach=detach)
 
 

@@ -52,6 +52,22 @@ def test_a_bad_grid_is_one_line_and_writes_nothing(ddft_workspace, tmp_path):
     assert axis.exit_code == 1 and "--grid lora_r: expected FIELD=VALUE,VALUE" in axis.output
 
 
+def test_a_gpt_judge_without_a_key_is_refused_before_the_grid_is_made(ddft_workspace, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    db_engine = open_store(ddft_workspace)
+    with session_scope(db_engine) as session:
+        queries.get_or_create_dataset(session, name="pics", modality="image")
+    result = runner.invoke(app, ["ablate", "run", "g", "--base", str(tmp_path), "-d", "pics",
+                                 "--judge", "gpt", "--workspace", str(ddft_workspace)])
+    assert result.exit_code == 1
+    assert "no API key for https://api.openai.com/v1: set OPENAI_API_KEY" in " ".join(
+        result.output.split())
+    with session_scope(db_engine) as session:
+        assert queries.list_grids(session) == [] and queries.list_jobs(session) == []
+
+
 def test_status_list_and_the_report_in_three_formats(tmp_path):
     workspace = _workspace_with_grid(tmp_path)
     status = runner.invoke(app, ["ablate", "status", "abl[/]", "--workspace", str(workspace)])

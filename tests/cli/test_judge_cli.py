@@ -53,9 +53,43 @@ def test_pairwise_needs_two_variants(ddft_store, ddft_workspace):
     assert result.exit_code == 1 and "--pair A --pair B" in result.output
 
 
-def test_without_a_key_the_job_fails_with_one_message(ddft_store, ddft_workspace, monkeypatch):
+def _jobs(db_engine) -> list:
+    with session_scope(db_engine) as session:
+        return queries.list_jobs(session)
+
+
+def test_without_a_key_the_command_refuses_before_making_a_job(ddft_store, ddft_workspace,
+                                                               monkeypatch):
     _store(ddft_store)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     result = runner.invoke(app, ["judge", "--judge", "gpt", "--workspace", str(ddft_workspace)])
     assert result.exit_code == 1
     assert "OPENAI_API_KEY" in result.output and "Traceback" not in result.output
+    assert _jobs(ddft_store) == []  # no failed job row left behind
+
+
+def test_a_rejected_key_an_unreachable_server_or_an_unknown_model_make_no_job(
+        ddft_store, ddft_workspace, fake_openai):
+    _store(ddft_store)
+    wrong = {"OPENAI_API_KEY": "sk-wrong-key-000000000000", "OPENAI_BASE_URL": fake_openai.base_url}
+    result = runner.invoke(app, ["judge", "--judge", "gpt", "--workspace", str(ddft_workspace)],
+                           env=wrong)
+    assert result.exit_code == 1, result.output
+    assert "rejected the API key (401 Unauthorized): check OPENAI_API_KEY" in result.output
+    assert "sk-wrong" not in result.output
+
+    right = {"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": fake_openai.base_url, "COLUMNS": "200"}
+    result = runner.invoke(app, ["judge", "--judge", "gpt", "--model", "gpt-4o-mini",
+                                 "--workspace", str(ddft_workspace)], env=right)
+    assert result.exit_code == 1, result.output
+    assert "does not serve model 'gpt-4o-mini' (--model); it serves: gpt-3.5-turbo" in " ".join(
+        result.output.split())
+
+    closed = fake_openai.base_url
+    fake_openai.stop()  # nothing listens there any more
+    result = runner.invoke(app, ["judge", "--judge", "gpt", "--workspace", str(ddft_workspace)],
+                           env={**right, "OPENAI_BASE_URL": closed})
+    assert result.exit_code == 1, result.output
+    assert f"cannot reach {closed}" in " ".join(result.output.split())
+    assert _jobs(ddft_store) == [] and fake_openai.chat_requests == []

@@ -215,6 +215,18 @@ async def settle(pilot, rounds: int = 5) -> None:
 SIZE = (160, 48)
 
 
+def variant_column(app, name: str) -> str:
+    """The text of the Compare column showing variant `name` (its heading names it)."""
+    import re
+
+    for pane in app.screen.query(".generation"):
+        text = str(pane.content)
+        if re.match(rf"(Generation|Times) · {re.escape(name)}\b", text):
+            return text
+    raise AssertionError(f"no column shows {name}")
+
+
+
 @asynccontextmanager
 async def running(url: str):
     """The workbench on the store at `url`, settled on its first screen; fails the test when any

@@ -3,13 +3,11 @@ half-block thumbnail and the annotated step at the same position."""
 
 from __future__ import annotations
 
-import re
-
 from db import queries
 from db.queries import add_grounding
 from workbench.data.compare import THUMB_CELLS, AnnotatedStep, grounding_view
 
-from .conftest import STRIP_REST, STRIP_TOP, running, settle, write_strip
+from .conftest import STRIP_REST, STRIP_TOP, running, settle, variant_column, write_strip
 
 PARAMS = {"layers": list(range(16, 32)), "heads": list(range(32)), "top_k": 1,
           "layers_spec": "late", "heads_spec": "all"}
@@ -39,13 +37,6 @@ def _pane(app, selector: str) -> str:
     return str(app.screen.query_one(selector).content)
 
 
-def _variant(app, name: str) -> str:
-    """The text of the column showing variant `name` (its heading names it)."""
-    for pane in app.screen.query(".generation"):
-        text = str(pane.content)
-        if re.match(rf"(Generation|Times) · {re.escape(name)}\b", text):
-            return text
-    raise AssertionError(f"no column shows {name}")
 
 
 async def test_f_shows_each_steps_frame_beside_the_annotated_step(demo_store):
@@ -53,9 +44,9 @@ async def test_f_shows_each_steps_frame_beside_the_annotated_step(demo_store):
     async with running(demo_store.url) as (app, pilot):
         await pilot.press("3")
         await settle(pilot)
-        tuned = _variant(app, "tuned")
+        tuned = variant_column(app, "tuned")
         assert "grounding: layers 16-31 · heads all · top-1 — press f" in tuned
-        assert "grounding:" not in _variant(app, "base")
+        assert "grounding:" not in variant_column(app, "base")
 
         await pilot.press("f")
         await settle(pilot)
@@ -64,7 +55,7 @@ async def test_f_shows_each_steps_frame_beside_the_annotated_step(demo_store):
         assert "1. 0–3s beat the eggs\n   frames 1, 2, 3" in reference
         assert "2. 3–6.5s fry the tomato\n   frames 4, 5, 6" in reference
         assert "3. 6.5–9s cook the omelette\n   frames 7, 8" in reference
-        tuned = _variant(app, "tuned")
+        tuned = variant_column(app, "tuned")
         assert "1/2 grounded frames inside the annotated step" in tuned
         assert "1. Beat eggs." in tuned and "2. Cook with the tomato." in tuned
         assert "frame 2/8 · 1.1s · 50% attn" in tuned
@@ -72,17 +63,17 @@ async def test_f_shows_each_steps_frame_beside_the_annotated_step(demo_store):
         assert "frame 8/8 · 7.7s · 75% attn" in tuned
         assert "annotated 3–6.5s ✗ outside" in tuned
         assert "▀" in tuned  # the thumbnails
-        base = _variant(app, "base")
+        base = variant_column(app, "base")
         assert ("Not grounded yet — run `ddft ground --variant base --eval-set kitchen-eval`"
                 in base)
 
         await pilot.press("down")  # eval-01: tuned's generation there is not grounded
         await settle(pilot)
-        assert "Not grounded yet" in _variant(app, "tuned")
+        assert "Not grounded yet" in variant_column(app, "tuned")
         await pilot.press("up", "f")
         await settle(pilot)
         assert "Reference" in _pane(app, "#reference")
-        assert "Beat eggs." in _variant(app, "tuned")
+        assert "Beat eggs." in variant_column(app, "tuned")
 
 
 async def test_the_grounding_view_fits_80_by_24_and_says_when_thumbnails_are_missing(demo_store):
@@ -104,7 +95,7 @@ async def test_the_grounding_view_fits_80_by_24_and_says_when_thumbnails_are_mis
         await settle(pilot)
         await pilot.press("f")
         await settle(pilot)
-        tuned = _variant(app, "tuned")
+        tuned = variant_column(app, "tuned")
         assert "no frame strip saved for this video" in tuned
         assert "frame 2/8 · 1.1s" in tuned and "▀" not in tuned
         (column,) = app.screen.query(".generation")

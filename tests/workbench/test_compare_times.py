@@ -10,7 +10,7 @@ from db import queries
 from workbench.data.compare import AnnotatedStep, timing_view
 from workbench.widgets.timebar import LABEL, Span, TimeBar, TimeRow
 
-from .conftest import running, settle
+from .conftest import running, settle, variant_column
 
 # eval-00 is 9 s long, annotated 0–3 s, 3–6.5 s and 6.5–9 s (tests/workbench/conftest.py).
 ANSWER = ("Steps:\n1. [0.0s - 3.0s] Beat the eggs.\n2. [2.0s - 5.0s] Fry the tomato.\n"
@@ -29,12 +29,6 @@ def _add_times(store, variant: str, text: str = ANSWER) -> None:
                                prompt="When?", text=text, params_key="ts", task="timestamps")
 
 
-def _variant(app, name: str) -> str:
-    for pane in app.screen.query(".generation"):
-        text = str(pane.content)
-        if re.match(rf"(Generation|Times) · {re.escape(name)}\b", text):
-            return text
-    raise AssertionError(f"no column shows {name}")
 
 
 async def _bring(app, pilot, name: str) -> str:
@@ -69,6 +63,11 @@ def test_the_bar_puts_each_span_where_its_times_are_and_marks_what_runs_past_the
     # past the 6 s end, so the row ends in ▸.
     assert generated.plain == "generated " + "111111▒▒222▸"
     assert frames.plain == "frames    " + "▲          ▲"
+    # A step of no length is a mark where it starts; one that starts past the end still ends
+    # its row in ▸.
+    points = TimeBar([TimeRow("generated", (Span(1.0, 1.0, 1), Span(10.0, 10.0, 2)))],
+                     duration=6.0)
+    assert points.lines(LABEL + 12)[1].plain == "generated " + "··1········▸"
     # The same bar at another width keeps the proportions.
     assert bar.lines(LABEL + 24)[1].plain == "annotated " + "1" * 12 + "2" * 12
 
@@ -87,7 +86,7 @@ async def test_f_draws_step_times_under_the_annotated_steps(demo_store):
         reference = str(app.screen.query_one("#reference").content)
         assert re.search(r"annotated 1+2+3+", reference)
         assert "frames    ▲" in reference
-        tuned = _variant(app, "tuned")
+        tuned = variant_column(app, "tuned")
         assert "3 timed steps · mean tIoU" in tuned and "1 past the end · 1 overlapping" in tuned
         assert re.search(r"generated 1+▒+2+[·3]*3+▸", tuned)
         assert "1. 0–3s Beat the eggs. · tIoU 1.00" in tuned

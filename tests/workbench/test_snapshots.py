@@ -202,32 +202,19 @@ def job_screens(jobs_store) -> DdftApp:
     return workbench(db_engine, workspace=root, clock=lambda: NOW)
 
 
-@SIZES
-def test_jobs(snap_compare, jobs_store, size):
-    assert snap_compare(job_screens(jobs_store), terminal_size=size, run_before=keys("2"))
+# The screens over jobs_store, each by the keys that open it.
+JOB_SCREENS = {
+    "jobs": ("2",),
+    "jobs_finished_training_selected": ("2", "down"),
+    "runs": ("5",),
+    "grid": ("6",),
+    "new_run_form": ("5", "n"),
+    "compare_times": ("3", "f"),
+}
 
 
 @SIZES
-def test_jobs_finished_training_selected(snap_compare, jobs_store, size):
+@pytest.mark.parametrize("screen", list(JOB_SCREENS))
+def test_job_screens(snap_compare, jobs_store, screen, size):
     assert snap_compare(job_screens(jobs_store), terminal_size=size,
-                        run_before=keys("2", "down"))
-
-
-@SIZES
-def test_runs(snap_compare, jobs_store, size):
-    assert snap_compare(job_screens(jobs_store), terminal_size=size, run_before=keys("5"))
-
-
-@SIZES
-def test_grid(snap_compare, jobs_store, size):
-    assert snap_compare(job_screens(jobs_store), terminal_size=size, run_before=keys("6"))
-
-
-@SIZES
-def test_new_run_form(snap_compare, jobs_store, size):
-    assert snap_compare(job_screens(jobs_store), terminal_size=size, run_before=keys("5", "n"))
-
-
-@SIZES
-def test_compare_times(snap_compare, jobs_store, size):
-    assert snap_compare(job_screens(jobs_store), terminal_size=size, run_before=keys("3", "f"))
+                        run_before=keys(*JOB_SCREENS[screen]))

@@ -90,10 +90,10 @@ def _timing_summary(timing: TimingView) -> str:
         parts.append(f"mean tIoU {timing.mean_iou:.2f}")
     for count, what in ((sum(s.past_end for s in timing.steps), "past the end"),
                         (sum(s.overlaps for s in timing.steps), "overlapping"),
-                        (timing.missed, "annotated steps missed"),
-                        (timing.unparsable, "unreadable lines")):
+                        (timing.missed, plural(timing.missed, "annotated step") + " missed"),
+                        (timing.unparsable, plural(timing.unparsable, "unreadable line"))):
         if count:
-            parts.append(f"{count} {what}")
+            parts.append(what if what[:1].isdigit() else f"{count} {what}")
     return " · ".join(parts)
 
 

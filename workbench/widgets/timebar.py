@@ -56,16 +56,16 @@ class TimeBar:
 
     def _row(self, row: TimeRow, cells: int) -> Text:
         # A span owns the cells whose middle lies in [start, end); one too short to own a middle
-        # owns the cell it starts in. Touching steps share no cell; overlapping ones do (▒).
+        # (or empty, or ending before it starts) owns the cell it starts in. Touching steps share
+        # no cell; overlapping ones do (▒).
         marks: list[tuple[str, str]] = [(EMPTY, "dim")] * cells
         step = self.end / cells
         past = False
         for number, span in enumerate(row.spans):
-            if span.end <= span.start:
-                continue
-            past = past or (self.known_duration and span.end > self.end)
+            past = past or (self.known_duration and max(span.start, span.end) > self.end)
             owned = [c for c in range(cells) if span.start <= (c + 0.5) * step < span.end]
             if not owned and span.start < self.end:
+                # Too short to own a cell's middle, empty or inverted: a mark where it starts.
                 owned = [self._cell(span.start, cells)]
             style = SPAN_STYLES[number % len(SPAN_STYLES)]
             for cell in owned:
