@@ -197,6 +197,12 @@ def test_rating_app(snap_compare, snapshot_store, size):
     assert snap_compare(app, terminal_size=size, run_before=keys())
 
 
+@SIZES
+def test_served_rating_app_asks_the_raters_name(snap_compare, snapshot_store, size):
+    app = workbench(snapshot_store, ask_rater=True, campaign="omelettes")
+    assert snap_compare(app, terminal_size=size, run_before=keys())
+
+
 def job_screens(jobs_store) -> DdftApp:
     db_engine, root = jobs_store
     return workbench(db_engine, workspace=root, clock=lambda: NOW)
