@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -39,13 +40,31 @@ Steps:
 3. Add the eggs and cook until set."""
 
 
+@contextmanager
+def local_time_is_utc():
+    """Times are drawn in local time: UTC while the block runs, whatever the machine's zone."""
+    old_tz = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old_tz is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old_tz
+        time.tzset()
+
+
 @pytest.fixture(scope="module")
 def snapshot_store(tmp_path_factory):
     """The workbench fixture store, plus a third variant, offline judgments with their parts
     for every generation, fixed generation times and a pairwise rating campaign."""
-    old_tz = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"  # generation times are drawn in local time
-    time.tzset()
+    with local_time_is_utc():
+        yield from _snapshot_store(tmp_path_factory)
+
+
+def _snapshot_store(tmp_path_factory):
     store = _build_demo(tmp_path_factory.mktemp("snapshots"))
     with session_scope(store.db_engine) as session:
         v2 = queries.create_variant(session, name="tuned-v2", base_model="/models/tiny")
@@ -75,11 +94,6 @@ def snapshot_store(tmp_path_factory):
     assert REFERENCE.startswith("Dish: Tomato omelette")
     yield store.db_engine
     store.db_engine.dispose()
-    if old_tz is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = old_tz
-    time.tzset()
 
 
 # tuned's step times for eval-00 (annotated 0–3 s, 3–6.5 s, 6.5–9 s; 9 s long).
@@ -95,12 +109,14 @@ def jobs_store(tmp_path_factory):
     this process (so it reads as running, however long the suite takes), an ablation grid whose
     base is judged, a 7B base, the newest, for the New run form (a path that is the same on
     every machine) and tuned's step times for eval-00. Yields (engine, workspace)."""
+    with local_time_is_utc():
+        yield from _jobs_store(tmp_path_factory)
+
+
+def _jobs_store(tmp_path_factory):
     from engine.jobs.grid import GridRequest, create_grid
     from engine.model.tiny import MARKER
 
-    old_tz = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
     root = tmp_path_factory.mktemp("jobs")
     store = _build_demo(root)
     tiny = root / "models" / "tiny"
@@ -137,11 +153,6 @@ def jobs_store(tmp_path_factory):
                                base_model="LanguageBind/Video-LLaVA-7B-hf")
     yield store.db_engine, root
     store.db_engine.dispose()
-    if old_tz is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = old_tz
-    time.tzset()
 
 
 def workbench(db_engine, **kwargs) -> DdftApp:
