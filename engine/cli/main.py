@@ -104,6 +104,14 @@ def demo(
     path = run_demo(workspace, console=console, run=partial(run_foreground, out=console),
                     ablation=ablation)
     if not no_tui:
+        from engine.cli.tui import not_a_terminal
+
+        missing = not_a_terminal()
+        if missing:  # built all the same; only the screen needs a terminal
+            console.print(f"{missing} is not a terminal, so the workbench is not opened; "
+                          f"`ddft tui --workspace {path}` opens it in one", markup=False,
+                          highlight=False)
+            return
         _open_tui(path)
 
 
