@@ -10,7 +10,14 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from engine.cli.console import WorkspaceOption, console, fail, friendly, open_workspace
+from engine.cli.console import (
+    WorkspaceOption,
+    console,
+    fail,
+    friendly,
+    open_workspace,
+    print_table,
+)
 
 app = typer.Typer(help="Modality ablation grids: one training run per cell, each followed by "
                        "generation and judging, queued on the device; and their comparison "
@@ -175,7 +182,7 @@ def _wait(db_engine, name: str, fmt: str) -> None:
                       "follows them", markup=False, highlight=False)
         raise typer.Exit(130) from None
     if not status.done:
-        console.print(_status_table(status))
+        print_table(_status_table(status))
         fail(f"grid {name} stopped: a job did not succeed (`ddft jobs list` names it); "
              f"`ddft ablate run {name}` resumes it")
     print_report(db_engine, name, fmt)
@@ -191,7 +198,7 @@ def status(name: str, workspace: WorkspaceOption = None) -> None:
     found = grid_status(db_engine, name)
     console.print(f"[bold]grid {escape(found.name)}[/] on {escape(found.eval_set)} · "
                   + ", ".join(f"{n} {state}" for state, n in sorted(found.counts.items())))
-    console.print(_status_table(found))
+    print_table(_status_table(found))
 
 
 @app.command("list")
@@ -210,7 +217,7 @@ def list_grids(workspace: WorkspaceOption = None) -> None:
         found = grid_status(db_engine, name)
         table.add_row(Text(name), Text(found.eval_set), str(len(found.cells)),
                       ", ".join(f"{n} {s}" for s, n in sorted(found.counts.items())))
-    console.print(table)
+    print_table(table)
 
 
 @app.command("cancel")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
@@ -18,6 +19,22 @@ from db.errors import UserError
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def print_table(table: Any, out: Console | None = None) -> None:
+    """Print a Rich table: fitted to a terminal's width; into a pipe or a file (`ddft jobs list |
+    grep failed`, a CI log) at its full width, never cut to the 80 columns Rich assumes there.
+    $COLUMNS, when set, still decides."""
+    out = out or console
+    if out.is_terminal or "COLUMNS" in os.environ:
+        out.print(table)
+        return
+    from rich.measure import Measurement
+
+    natural = Measurement.get(out, out.options.update(width=10_000), table).maximum
+    # Console.print never draws wider than its console: a console of the table's width, on the
+    # same stream.
+    Console(file=out.file, width=max(out.width, natural), color_system=None).print(table)
 
 WORKSPACE_VARIABLE = "DDFT_WORKSPACE"
 WorkspaceOption = Annotated[

@@ -23,6 +23,7 @@ from engine.cli.console import (
     launch,
     open_workspace,
     print_json,
+    print_table,
     progress_bar,
 )
 from engine.evaluation.words import plural
@@ -484,7 +485,7 @@ def list_datasets(json_out: JsonOption = False, workspace: WorkspaceOption = Non
         table.add_row(str(d["id"]), Text(d["name"]), d["modality"], d["purpose"],
                       Text(d["source"]), str(d["samples"]), str(d["included"]),
                       str(d["checks"]["ok"]), str(d["checks"]["failed"]))
-    console.print(table)
+    print_table(table)
 
 
 @app.command("show")

@@ -18,6 +18,7 @@ from engine.cli.console import (
     friendly,
     open_workspace,
     print_output,
+    print_table,
 )
 
 app = typer.Typer(help="Background jobs: training, generation and judging runs.",
@@ -116,7 +117,7 @@ def list_jobs(workspace: WorkspaceOption = None, as_json: JsonOption = False) ->
         console.print("no jobs yet: `ddft demo`, `ddft train`, `ddft generate` or `ddft judge` "
                       "start one")
         return
-    console.print(table)
+    print_table(table)
 
 
 @app.command("show")

@@ -21,6 +21,7 @@ from engine.cli.console import (
     open_workspace,
     print_json,
     print_output,
+    print_table,
     write_output,
 )
 from engine.evaluation.words import plural
@@ -106,7 +107,7 @@ def list_(json_out: JsonOption = False, workspace: WorkspaceOption = None) -> No
         table.add_row(Text(p.name), p.mode, Text(p.eval_set), Text(", ".join(p.variants)),
                       str(p.raters_per_item),
                       str(p.items), f"{p.ratings} of {p.wanted}", f"{p.complete} of {p.items}")
-    console.print(table)
+    print_table(table)
 
 
 @app.command("show")
@@ -141,7 +142,7 @@ def show(name: str, json_out: JsonOption = False, workspace: WorkspaceOption = N
     table = Table("rater", "rated", "skipped", "open")
     for r in p.raters:
         table.add_row(Text(r.rater), str(r.rated), str(r.skipped), str(r.open))
-    console.print(table)
+    print_table(table)
 
 
 @app.command("export")

@@ -17,6 +17,7 @@ from engine.cli.console import (
     fail,
     friendly,
     open_workspace,
+    print_table,
 )
 
 app = typer.Typer(help="Model variants: base models and trained adapters.", no_args_is_help=True)
@@ -55,7 +56,7 @@ def list_variants(
     for v in variants:
         table.add_row(str(v.id), Text(v.name), Text(v.base_model), Text(v.adapter_path or "—"),
                       str(v.job_id or "—"))
-    console.print(table)
+    print_table(table)
 
 
 @app.command("add")

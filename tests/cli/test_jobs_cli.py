@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import socket
@@ -100,3 +101,27 @@ def test_a_result_reads_as_words():
     assert describe_result({"variant": "v", "steps": 20, "final_loss": 0.5,
                             "adapter_dir": "/r"}) == "variant v, 20 steps, final loss 0.5000"
     assert describe_result({}) == "no result"
+
+
+def test_a_piped_table_is_printed_whole_and_a_terminal_one_fits_it(ddft_workspace, monkeypatch):
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine.cli.console import print_table
+
+    db_engine, done, _running, _waiting = _store(ddft_workspace)
+    with session_scope(db_engine) as session:
+        queries.update_job(session, job_id=done, message="generated every held-out video of "
+                                                         "kitchen-eval with greedy decoding")
+    result = runner.invoke(app, ["jobs", "list", "--workspace", str(ddft_workspace)])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if f"│ {done} " in line)
+    # Into a pipe, nothing is cut to 80 columns: grep finds the whole status and message.
+    assert "succeeded" in row and "with greedy decoding" in row and "…" not in result.output
+    assert len(row) > 80
+    # On a terminal the table fits it, as Rich draws it.
+    table = Table("id", "message")
+    table.add_row("1", "word " * 40)
+    terminal = Console(width=60, force_terminal=True, record=True, file=io.StringIO())
+    print_table(table, terminal)
+    assert max(len(line) for line in terminal.export_text().splitlines()) <= 60
