@@ -95,7 +95,13 @@ class Endpoint:
 
 def is_local(url: str) -> bool:
     """Whether `url` names this machine (localhost, *.localhost or a loopback address)."""
-    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    return is_local_host(urlsplit(url).hostname or "")
+
+
+def is_local_host(host: str) -> bool:
+    """Whether the host name or address `host` names this machine only (localhost,
+    *.localhost or a loopback address)."""
+    host = host.rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import hmac
-import ipaddress
 import secrets
 import shlex
 import sys
@@ -18,19 +17,10 @@ from typing import Annotated, Optional
 import typer
 
 from engine.cli.console import WorkspaceOption, console, fail, friendly, open_workspace
+from engine.llm import is_local_host
 
 COOKIE = "ddft_serve_token_{port}"
 TOKEN_ENV = "DDFT_SERVE_TOKEN"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` names this machine only (so nothing but its own users can connect)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def session_command(workspace: Path, *, rate: bool, campaign: Optional[str]) -> str:
@@ -112,7 +102,7 @@ def serve(
     """Serve the workbench (or, with --rate, the blind rating app) to a web browser. It listens
     on 127.0.0.1 and asks for a token; reach it from your machine through an SSH tunnel.
     Ctrl+C stops it; every rating is already stored."""
-    if not is_loopback(host) and not expose:
+    if not is_local_host(host) and not expose:
         fail(f"--host {host} lets other machines connect: add --expose to mean it (a token is "
              "still required), or keep 127.0.0.1 and use an SSH tunnel or your reverse proxy")
         return
@@ -141,7 +131,7 @@ def serve(
             else "the workbench")
     announce = [f"Serving {what} of {path} on {host}:{port}.",
                 f"Open: {base.rstrip('/')}/?token={token}"]
-    if is_loopback(host) and public_url is None:
+    if is_local_host(host) and public_url is None:
         announce.append(f"From your own computer: ssh -N -L {port}:127.0.0.1:{port} "
                         "YOU@THIS-MACHINE, then open the address above there.")
     announce.append("Ctrl+C stops the server (each rating is stored the moment it is given).")
