@@ -10,7 +10,7 @@ import io
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 from db.errors import UserError
 from engine.evaluation.report import (
@@ -22,6 +22,7 @@ from engine.evaluation.report import (
     report_from_rows,
 )
 from engine.evaluation.spreadsheet import csv_writer
+from engine.evaluation.stats import holm
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -31,20 +32,6 @@ MODALITY_WORDS = {"image": "image", "video": "video", "text": "questions"}
 
 class GridReportError(UserError, ValueError):
     """A grid report was asked for a grid or judge setting the store does not hold."""
-
-
-def holm(p_values: Sequence[Optional[float]]) -> list[Optional[float]]:
-    """Holm's step-down adjustment of a family of p-values (None: no test, left out of the
-    family and returned as None): the i-th smallest of m is multiplied by m - i, then made
-    monotone and capped at 1."""
-    present = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
-    m = len(present)
-    adjusted: list[Optional[float]] = [None] * len(p_values)
-    running = 0.0
-    for rank, (p, index) in enumerate(present):
-        running = max(running, min(1.0, (m - rank) * p))
-        adjusted[index] = running
-    return adjusted
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Hashable, Sequence
+from typing import Hashable, Optional, Sequence
 
 import numpy as np
 
@@ -178,3 +178,17 @@ def paired_bootstrap_diff(
     extreme = int(np.count_nonzero(np.abs(means - observed) >= abs(observed) - 1e-12))
     p = (1 + extreme) / (n_boot + 1)
     return observed, low, high, min(1.0, p)
+
+
+def holm(p_values: Sequence[Optional[float]]) -> list[Optional[float]]:
+    """Holm's step-down adjustment of a family of p-values (None: no test, left out of the
+    family and returned as None): the i-th smallest of m is multiplied by m - i, then made
+    monotone and capped at 1."""
+    present = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    m = len(present)
+    adjusted: list[Optional[float]] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, index) in enumerate(present):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[index] = running
+    return adjusted

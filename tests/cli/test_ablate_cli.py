@@ -97,7 +97,7 @@ def test_status_list_and_the_report_in_three_formats(tmp_path):
 
 
 def test_holm_adjusts_a_family_step_down():
-    from engine.evaluation.grid_report import holm
+    from engine.evaluation.stats import holm
 
     assert holm([0.01, 0.04, None, 0.03]) == [0.03, 0.06, None, 0.06]
     assert holm([0.5, 0.6]) == [1.0, 1.0]
