@@ -762,9 +762,14 @@ def sample_log(session: Session, selection: ResolvedSelection) -> list[dict[str,
     groundings: dict[int, list] = {}
     for grounding, generation, _ in queries.recipe_groundings(session, dataset_id=dataset.id):
         groundings.setdefault(generation.id, []).append(grounding)
+    from db.compare import judgments_by_generation
+
+    generations = queries.list_generations(session, dataset_id=dataset.id)
+    # Every generation's judgments in one statement, not one a generation.
+    judged_by = judgments_by_generation(session, generation_ids=[g.id for g in generations])
     judged = []
-    for generation in queries.list_generations(session, dataset_id=dataset.id):
-        judgments = queries.judgments_for_generation(session, generation_id=generation.id)
+    for generation in generations:
+        judgments = judged_by[generation.id]
         counted = next((j for j in judgments
                         if (j.judge, j.protocol, j.prompt_version) == setting), None)
         if counted is None:

@@ -61,3 +61,19 @@ def test_a_samples_view_runs_as_many_statements_for_2_variants_as_for_4(tmp_path
         counts[variants] = len(seen)
         db_engine.dispose()
     assert counts[2] == counts[4]
+
+
+def test_the_sample_log_runs_as_many_statements_for_10_samples_as_for_40(tmp_path):
+    from db.store import session_scope
+    from engine.evaluation.report import ReportSelection, build_report, sample_log
+
+    counts = {}
+    for samples in (10, 40):
+        db_engine = _store(tmp_path, samples, 2)
+        with session_scope(db_engine) as session:
+            selection = build_report(session, ReportSelection()).selection
+            with statements(db_engine) as seen:
+                records = sample_log(session, selection)
+        assert len([r for r in records if r["row"] == "judged"]) == 2 * samples
+        counts[samples] = len(seen)
+    assert counts[10] == counts[40], counts
