@@ -29,7 +29,7 @@ import time
 import traceback
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, TextIO
 
 from sqlalchemy.engine import Engine
 
@@ -77,6 +77,9 @@ class JobContext:
         self.lost = False
         # Set once the job writes how it ended: a second signal then waits for that write.
         self.finishing = False
+        # A job run in the foreground also writes its lines here (its job log), so that the
+        # Jobs screen and `ddft jobs show` have them after the terminal is gone.
+        self.log_file: TextIO | None = None
 
     def add_progress_listener(self, listener: Callable[[int, int, str], None]) -> None:
         """Also send progress to `listener(step, total, message)` (a foreground progress bar)."""
@@ -131,8 +134,13 @@ class JobContext:
     def log(self, line: str) -> None:
         """A line for the job's log (stdout is the log file of a detached job), keys and URL
         credentials redacted."""
+        line = redact_secrets(line)
         with contextlib.suppress(OSError):  # a foreground job whose terminal is gone
-            print(redact_secrets(line), flush=True)
+            print(line, flush=True)
+        if self.log_file is not None:
+            with contextlib.suppress(OSError, ValueError):  # a full disk never fails the job
+                self.log_file.write(line + "\n")
+                self.log_file.flush()
 
 
 @contextlib.contextmanager
@@ -180,6 +188,37 @@ def create_job(db_engine: Engine, *, kind: str, params: dict[str, Any], title: s
 
 def job_log_path(workspace: Path, job_id: int) -> Path:
     return workspace / "runs" / "jobs" / f"job-{job_id:05d}.log"
+
+
+def _stdout_is(path: Path) -> bool:
+    """Whether this process's stdout is the file at `path` (a detached job's log)."""
+    try:
+        out, there = os.fstat(sys.stdout.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError):  # no file behind stdout, or no log yet
+        return False
+    return (out.st_dev, out.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _open_foreground_log(context: JobContext) -> None:
+    """A job run in this process with stdout elsewhere (a terminal, a pipe): its log lines go
+    to its job log too, and the row names that log. A log that cannot be opened leaves the job
+    without one (it still runs)."""
+    log_path = job_log_path(context.workspace, context.job_id)
+    if _stdout_is(log_path):
+        return  # a detached job: stdout is its log already
+    try:
+        make_private_folder(log_path.parent)
+        make_private_file(log_path)
+        context.log_file = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 — closed by run_job
+        context.log_file.write(f"job {context.job_id} ({context.kind}) run in the foreground "
+                               f"by pid {os.getpid()} on {socket.gethostname()}\n")
+        context.log_file.flush()
+        with session_scope(context.db_engine, write=True) as session:
+            queries.update_job(session, job_id=context.job_id, log_path=str(log_path))
+    except (OSError, StoreError, StoreBusy):
+        if context.log_file is not None:
+            context.log_file.close()
+        context.log_file = None
 
 
 def _reap(process: subprocess.Popen) -> None:
@@ -552,6 +591,7 @@ def run_job(
         return finished
     if progress:
         context.add_progress_listener(progress)
+    _open_foreground_log(context)
     heartbeat = _Heartbeat(context)
     heartbeat.start()
     status, error, result = "succeeded", None, None
@@ -591,6 +631,11 @@ def run_job(
                     context.log(f"job {job_id} {message}")
             finished = _finish(context, status=status, error=error, message=message,
                                result=result)
+            if context.log_file is not None:  # the terminal has the CLI's own last line
+                with contextlib.suppress(OSError, ValueError):
+                    context.log_file.write(f"job {job_id} {status}: {message}\n")
+                context.log_file.close()
+                context.log_file = None
             _start_next(db_engine, workspace)
     return finished
 

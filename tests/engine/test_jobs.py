@@ -226,3 +226,26 @@ def test_submit_refuses_a_bad_request_before_any_job_exists(ddft_backend_store, 
         job = queries.get_job(session, job_id=queued)
         assert (job.kind, job.status, job.title) == ("ground", "queued", "ground tuned")
         assert job.params == GroundRequest(variant="tuned", eval_set="eval").params()
+
+
+def test_a_job_run_in_the_foreground_keeps_a_log_the_screens_can_show(ddft_store, ddft_workspace,
+                                                                     monkeypatch, capsys):
+    def talkative(ctx):
+        ctx.log("training on 3 samples (key sk-abcdefghijklmnopqrstuvwx)")
+        ctx.progress(1, 1)
+        return {"trained": 3}
+
+    monkeypatch.setattr(jobs, "_load_handler", lambda kind: talkative)
+    job_id = jobs.create_job(ddft_store, kind="train", params={})
+    job = jobs.run_job(ddft_store, job_id, workspace=ddft_workspace, progress=lambda *a: None)
+    assert job.status == "succeeded"
+    path = jobs.job_log_path(ddft_workspace, job_id)
+    assert job.log_path == str(path)
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith(f"job {job_id} (train) run in the foreground by pid {os.getpid()}")
+    assert lines[1].startswith("training on 3 samples") and "sk-abcdef" not in lines[1]
+    assert lines[-1] == f"job {job_id} succeeded: done"
+    # The terminal got the handler's line too, and not the log's last line (the CLI prints its
+    # own).
+    out = capsys.readouterr().out
+    assert "training on 3 samples" in out and "succeeded: done" not in out

@@ -82,7 +82,7 @@ def describe_job(job: JobDetail, *, chart_width: int = 60, workspace: Path | Non
     if job.latest:
         text.append("  " + " · ".join(f"{name} {value:.4g}" for name, value in job.latest) + "\n")
     else:
-        text.append("  none reported yet\n", style="dim")
+        text.append("  none reported yet\n" if row.active else "  none reported\n", style="dim")
     if job.loss:
         text.append(f"\nloss ({len(job.loss)} points)\n", style="bold")
         sparkline = loss_sparkline(list(job.loss), chart_width)
@@ -101,7 +101,8 @@ def describe_log(job: JobDetail, workspace: Path | None = None) -> Text:
     text = Text()
     text.append("\nlog ", style="bold")
     if not job.log_path:
-        text.append("— none yet\n", style="dim")
+        text.append("— none yet\n" if job.row.active else
+                    "— none: this job wrote no log\n", style="dim")
     elif job.log_tail is None:
         text.append(f"{shown_path(job.log_path, workspace)} (not readable here)\n", style="dim")
     else:
