@@ -161,3 +161,12 @@ async def test_the_detail_shows_how_many_samples_a_job_could_not_do(demo_store):
         assert "crpt_[red]vid001 (/data/[/]crpt_vid001.mp4): cannot read video" in detail
         assert "short_vid (/data/short.mov): video too short: 8 frames needed, it has 3" in detail
         assert "… and 5 more" in detail  # 7 failed, 2 named
+
+
+def test_the_detail_pane_lists_parameters_in_words():
+    from workbench.data.jobs import _flat
+
+    assert _flat(None) == _flat([]) == _flat({}) == "—"
+    assert _flat(["kitchen-images", "kitchen-videos"]) == "kitchen-images, kitchen-videos"
+    assert _flat({"kitchen-videos": 1.0, "kitchen-text": 0.5}) == "kitchen-videos=1.0, kitchen-text=0.5"
+    assert _flat("x" * 300) == "x" * 199 + "…"

@@ -303,7 +303,16 @@ def resume_job(db_engine: Engine, job_id: int, *, workspace: Path) -> None:
 
 
 def _flat(value: Any) -> str:
-    text = str(value)
+    """A parameter's value as the detail pane lists it: `—` for none, a list as its items, a
+    mapping as `key=value` pairs, cut at 200 characters."""
+    if value is None or value == [] or value == {}:
+        return "—"
+    if isinstance(value, (list, tuple)):
+        text = ", ".join(str(item) for item in value)
+    elif isinstance(value, dict):
+        text = ", ".join(f"{key}={item}" for key, item in value.items())
+    else:
+        text = str(value)
     return text if len(text) <= 200 else text[:199] + "…"
 
 
