@@ -35,8 +35,6 @@ test: $(STAMP)
 	@scripts/ensure_chromium.sh
 	scripts/with_postgres.sh $(BIN)/python -m pytest -n auto $(ARGS)
 
-# The time-aware study's test (tests/engine/test_timestamps_study.py): minutes on 2 cores, so
-# `make test` skips it.
 # The browser test's screenshots (the rating app at 80×24, Compare at 80×24 and 160×45) into
 # docs/screenshots/, shown in the README; rerun when those screens change.
 screenshots: $(STAMP)
