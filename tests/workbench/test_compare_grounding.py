@@ -1,4 +1,4 @@
-"""The Compare screen's grounding view (`f`): each generated step with its grounded frame, a
+"""The Compare screen's time view (`f`), its grounding part: each generated step with its grounded frame, a
 half-block thumbnail and the annotated step at the same position."""
 
 from __future__ import annotations

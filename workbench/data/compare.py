@@ -284,7 +284,7 @@ class CompareView:
     reference: str
     media_path: str | None
     sides: tuple[VariantSide, ...]
-    segments: tuple[AnnotatedStep, ...] = ()  # the annotated steps, for the grounding view
+    segments: tuple[AnnotatedStep, ...] = ()  # the annotated steps, for the time view (f)
     duration: float | None = None  # the video's length in seconds, when known
     frame_times: tuple[float, ...] = ()  # the sampled frames' times, when known
 
