@@ -1,5 +1,5 @@
-"""The Compare screen's time view (`f`), its grounding part: each generated step with its grounded frame, a
-half-block thumbnail and the annotated step at the same position."""
+"""The Compare screen's time view (`f`), its grounding part: each generated step with its
+grounded frame, a half-block thumbnail and the annotated step at the same position."""
 
 from __future__ import annotations
 
