@@ -71,15 +71,20 @@ def fresh_postgres_schema(name: str) -> Iterator[str]:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     separator = "&" if "?" in base else "?"
     try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+        # The schema's name is also each connection's application_name: the clean-up below can
+        # tell this test's connections from those of the tests running beside it.
+        yield f"{base}{separator}options=-csearch_path%3D{schema}&application_name={schema}"
     finally:
         with admin.connect() as connection:
-            # A transaction a test left open (in a killed subprocess) must not block the drop.
+            # A transaction this test left open (in a killed subprocess) must not block the
+            # drop. Only this test's: another worker's test may be between two statements of
+            # its own transaction at this moment (a store being created), and killing its
+            # connection fails that test.
             connection.execute(text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND state LIKE 'idle in transaction%'"
-            ))
+                "AND application_name = :schema AND state LIKE 'idle in transaction%'"
+            ), {"schema": schema})
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
