@@ -287,9 +287,10 @@ class ChatClient:
 
     def check(self) -> None:
         """Ask the endpoint which models it serves (one GET /models, no retries): raises the
-        error a judging or question job would end with — no key, a rejected key, a server that
-        cannot be reached, a model it does not serve — before any job is made. A server that
-        has no /models, or answers it with a 5xx, is left to the job (its retries)."""
+        error a judging or question job would end with — no key, a rejected key (401), a server
+        that cannot be reached, a model it does not serve — before any job is made. A server
+        that has no /models, refuses the list to this key (403) or answers with a 5xx is left
+        to the job (its retries)."""
         import openai
 
         kwargs: dict[str, Any] = {"extra_headers": self._extra_headers} if self._extra_headers \
@@ -298,9 +299,10 @@ class ChatClient:
             served = [model.id for model in self._client.models.list(**kwargs)]
         except openai.AuthenticationError as exc:
             raise self._auth_error(exc) from None
-        except openai.PermissionDeniedError as exc:
-            raise LLMAuthError(f"{self.shown_url} refused the key in ${KEY_VARIABLE} (403 "
-                               f"Forbidden): {self._one_line(exc.message)}") from None
+        except openai.PermissionDeniedError:
+            # A key may be allowed chat and not the model list (a project key whose permissions
+            # leave out Models): that says nothing against the job, which then finds out.
+            return
         except openai.APIConnectionError as exc:  # time-outs included
             cause = exc.__cause__ or exc
             raise LLMEndpointError(f"cannot reach {self.shown_url}: "

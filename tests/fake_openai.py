@@ -119,6 +119,7 @@ class FakeOpenAI:
         self.latency_s = latency_s
         self.api_key = api_key
         self.models = models
+        self.models_status = 200  # what GET /models answers; another status sends an error
         self.requests: list[FakeRequest] = []
         self.errors: list[Exception] = []  # exceptions raised by `handler`
         self.in_flight = 0
@@ -284,7 +285,11 @@ def _make_handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             request = self._request(None)
             if not self._authorised(request):
                 return
-            if self.path.rstrip("/").endswith("/models"):
+            if self.path.rstrip("/").endswith("/models") and fake.models_status != 200:
+                request.status = fake.models_status  # a server or key without the model list
+                self._send(fake.models_status, _error_body(fake.models_status, "no model list"),
+                           {})
+            elif self.path.rstrip("/").endswith("/models"):
                 request.status = 200
                 self._send(200, {"object": "list", "data": [
                     {"id": m, "object": "model", "created": 0, "owned_by": "fake"}

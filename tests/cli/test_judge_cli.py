@@ -93,3 +93,16 @@ def test_a_rejected_key_an_unreachable_server_or_an_unknown_model_make_no_job(
     assert result.exit_code == 1, result.output
     assert f"cannot reach {closed}" in " ".join(result.output.split())
     assert _jobs(ddft_store) == [] and fake_openai.chat_requests == []
+
+
+def test_a_server_or_key_without_the_model_list_still_judges(ddft_store, ddft_workspace,
+                                                             fake_openai):
+    _store(ddft_store)
+    env = {"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": fake_openai.base_url, "COLUMNS": "200"}
+    for status in (403, 404):  # a project key without Models permission; no /models at all
+        fake_openai.models_status = status
+        result = runner.invoke(app, ["judge", "--judge", "gpt", "--concurrency", "1",
+                                     "--workspace", str(ddft_workspace)], env=env)
+        assert result.exit_code == 0, result.output
+    assert len(_jobs(ddft_store)) == 2  # the first judged both recipes, the second skipped them
+    assert len(fake_openai.chat_requests) == 2

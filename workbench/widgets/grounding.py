@@ -24,7 +24,7 @@ from workbench.widgets.timebar import Span, Stack, TimeBar, TimeRow
 UPPER_HALF = "▀"
 
 
-def _span(step: AnnotatedStep) -> str:
+def _span(step: AnnotatedStep | TimedStepView) -> str:
     return f"{step.start:g}–{step.end:g}s"
 
 
@@ -120,7 +120,7 @@ def describe_step_times(view: CompareView, side: VariantSide) -> Stack:
         if number:
             steps.append("\n")
         steps.append(f"{step.index + 1}. ", style="bold")
-        steps.append(f"{step.start:g}–{step.end:g}s {step.text}")
+        steps.append(f"{_span(step)} {step.text}")
         steps.append_text(_step_flags(step))
     return Stack(head, bar, steps)
 
